@@ -1,0 +1,73 @@
+package events
+
+import "strings"
+
+// Streams, each created by the role that publishes to it.
+const (
+	StreamWeChat = "KEFU_WECHAT" // kefu.wechat.>
+	StreamKF     = "KEFU_KF"     // kefu.kf.>
+	StreamTucao  = "KEFU_TUCAO"  // kefu.tucao.>
+	StreamNotify = "KEFU_NOTIFY" // kefu.notify.>
+	StreamDLQ    = "KEFU_DLQ"    // kefu.dlq.>
+)
+
+// Subjects of the events.
+const (
+	SubjectSessionCreated   = "kefu.wechat.kf.session.created"
+	SubjectSessionSwitched  = "kefu.wechat.kf.session.switched"
+	SubjectSessionClosed    = "kefu.wechat.kf.session.closed"
+	SubjectSessionAll       = "kefu.wechat.kf.session.>"
+	SubjectMessagePrefix    = "kefu.wechat.message."
+	SubjectEventPrefix      = "kefu.wechat.event."
+	SubjectQueueSnapshot    = "kefu.kf.queue.snapshot"
+	SubjectWaitEstimated    = "kefu.kf.wait.estimated"
+	SubjectSessionAbandoned = "kefu.kf.session.abandoned"
+	SubjectPostCreated      = "kefu.tucao.post.created"
+	SubjectPostUpdated      = "kefu.tucao.post.updated"
+	SubjectNotifySent       = "kefu.notify.sent"
+	SubjectNotifyFailed     = "kefu.notify.failed"
+	SubjectDLQPrefix        = "kefu.dlq."
+)
+
+// StreamSubjects maps every stream to the subjects it captures.
+var StreamSubjects = map[string][]string{
+	StreamWeChat: {"kefu.wechat.>"},
+	StreamKF:     {"kefu.kf.>"},
+	StreamTucao:  {"kefu.tucao.>"},
+	StreamNotify: {"kefu.notify.>"},
+	StreamDLQ:    {"kefu.dlq.>"},
+}
+
+// MessageSubject is the subject of a WeChat message of the given MsgType.
+func MessageSubject(msgType string) string { return SubjectMessagePrefix + Token(msgType) }
+
+// EventSubject is the subject of a WeChat event (lower-cased).
+func EventSubject(event string) string { return SubjectEventPrefix + Token(event) }
+
+// DLQSubject is the dead-letter subject of a role.
+func DLQSubject(role string) string { return SubjectDLQPrefix + Token(role) }
+
+// Token turns a free-form name (a WeChat MsgType or Event) into one safe,
+// lower-case subject token: characters that NATS treats specially (dots,
+// wildcards, white space) become underscores, and an empty name becomes
+// "unknown", so a hostile callback can never publish outside its subject tree.
+func Token(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return "unknown"
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// TypeOf is the ce-type of a subject at version 1.
+func TypeOf(subject string) string { return subject + ".v1" }
