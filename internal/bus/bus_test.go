@@ -1,0 +1,429 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+func openBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	srv := natstest.Run(t, nil)
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ, events.StreamKF); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func created(openid string) events.SessionCreated {
+	return events.SessionCreated{
+		Meta:         events.Meta{AppID: "wx1", OccurredAt: time.Unix(1399197672, 0), ReceivedAt: time.Now()},
+		WeChatSource: events.WeChatSource{OpenID: openid, CreateTime: 1399197672},
+		KfAccount:    "test1@test",
+	}
+}
+
+func publish(t *testing.T, b *bus.Bus, openid string) bus.Published {
+	t.Helper()
+	p, err := b.Publish(context.Background(), created(openid), bus.Envelope{
+		ID: events.WeChatEventID(openid, 1399197672, "kf_create_session", "test1@test"), Source: "kefu/test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPublishSetsHeadersAndDropsDuplicates(t *testing.T) {
+	b := openBus(t)
+	first := publish(t, b, "o1")
+	again := publish(t, b, "o1")
+	if first.Duplicate || !again.Duplicate {
+		t.Fatalf("first duplicate=%v, second duplicate=%v; want false, true", first.Duplicate, again.Duplicate)
+	}
+	stream, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
+	info, _ := stream.Info(context.Background())
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+	raw, err := stream.GetMsg(context.Background(), first.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ce-specversion": "1.0",
+		"ce-type":        "kefu.wechat.kf.session.created.v1",
+		"ce-source":      "kefu/test",
+		"ce-id":          "wx-evt-o1-1399197672-kf_create_session-test1@test",
+		"Nats-Msg-Id":    "wx-evt-o1-1399197672-kf_create_session-test1@test",
+		"content-type":   "application/json",
+	}
+	for k, v := range want {
+		if got := raw.Header.Get(k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	if raw.Header.Get("ce-time") == "" {
+		t.Error("ce-time missing")
+	}
+	got, err := events.Decode[events.SessionCreated](raw.Data)
+	if err != nil || got.OpenID != "o1" || got.KfAccount != "test1@test" {
+		t.Fatalf("body %+v, %v", got, err)
+	}
+}
+
+func TestEnsureStreamsIsIdempotentAndFollowsConfig(t *testing.T) {
+	srv := natstest.Run(t, nil)
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, StreamMaxAge: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := 0; i < 2; i++ {
+		if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamKF, events.StreamTucao, events.StreamNotify, events.StreamDLQ); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	s, err := b.JS.Stream(context.Background(), events.StreamTucao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.MaxAge != 2*time.Hour || cfg.Duplicates < 2*time.Minute || cfg.Storage != jetstream.FileStorage {
+		t.Errorf("stream config %+v", cfg)
+	}
+	if err := b.EnsureStreams(context.Background(), "NOPE"); err == nil {
+		t.Error("an unknown stream must be an error")
+	}
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	seen map[string]int
+	ch   chan string
+}
+
+func newRecorder() *recorder { return &recorder{seen: map[string]int{}, ch: make(chan string, 1000)} }
+
+func (r *recorder) add(openid string) {
+	r.mu.Lock()
+	r.seen[openid]++
+	r.mu.Unlock()
+	r.ch <- openid
+}
+
+func (r *recorder) wait(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case <-r.ch:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("got %d of %d messages", i, n)
+		}
+	}
+}
+
+func spec(durable string) bus.ConsumerSpec {
+	return bus.ConsumerSpec{
+		Role: "test", Stream: events.StreamWeChat, Durable: durable, FilterSubject: events.SubjectSessionAll,
+		AckWait: 5 * time.Second, MaxDeliver: 3, Backoff: []time.Duration{50 * time.Millisecond}, Concurrency: 2,
+	}
+}
+
+func decodeOpenID(t *testing.T, d *bus.Delivery) string {
+	ev, err := events.Decode[events.SessionCreated](d.Data)
+	if err != nil {
+		t.Error(err)
+	}
+	return ev.OpenID
+}
+
+func TestSubscriberAcksAndRetriesTransientErrors(t *testing.T) {
+	b := openBus(t)
+	rec := newRecorder()
+	var failures atomic.Int32
+	sub, err := b.Subscribe(context.Background(), spec("retry"), func(ctx context.Context, d *bus.Delivery) error {
+		id := decodeOpenID(t, d)
+		if id == "flaky" && d.NumDelivered < 2 {
+			failures.Add(1)
+			return errors.New("transient")
+		}
+		if d.Header[events.HeaderType] != "kefu.wechat.kf.session.created.v1" || d.Subject != events.SubjectSessionCreated {
+			t.Errorf("delivery lost its headers or subject: %q %v", d.Subject, d.Header)
+		}
+		rec.add(id)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	publish(t, b, "ok")
+	publish(t, b, "flaky")
+	rec.wait(t, 2)
+	if failures.Load() != 1 || rec.seen["flaky"] != 1 || rec.seen["ok"] != 1 {
+		t.Fatalf("failures=%d seen=%v", failures.Load(), rec.seen)
+	}
+}
+
+func dlqMessages(t *testing.T, b *bus.Bus, n int) []*nats.Msg {
+	t.Helper()
+	sub, err := b.NC.SubscribeSync("kefu.dlq.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	stream, _ := b.JS.Stream(context.Background(), events.StreamDLQ)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, _ := stream.Info(context.Background())
+		if int(info.State.Msgs) >= n || time.Now().After(deadline) {
+			var out []*nats.Msg
+			for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+				m, err := stream.GetMsg(context.Background(), seq)
+				if err == nil {
+					out = append(out, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+				}
+			}
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPoisonMessagesGoToTheDeadLetterSubject(t *testing.T) {
+	b := openBus(t)
+	var attempts sync.Map
+	sub, err := b.Subscribe(context.Background(), spec("dlq"), func(ctx context.Context, d *bus.Delivery) error {
+		id := decodeOpenID(t, d)
+		n, _ := attempts.LoadOrStore(id, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		switch id {
+		case "permanent":
+			return bus.Permanent(errors.New("cannot decode"))
+		case "always-failing":
+			return errors.New("still down")
+		case "panics":
+			panic("boom")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	publish(t, b, "permanent")
+	publish(t, b, "always-failing")
+	publish(t, b, "panics")
+	msgs := dlqMessages(t, b, 3)
+	if len(msgs) != 3 {
+		t.Fatalf("dead letters: %d, want 3", len(msgs))
+	}
+	reasons := map[string]string{}
+	for _, m := range msgs {
+		if m.Subject != "kefu.dlq.test" {
+			t.Errorf("dead letter on %q", m.Subject)
+		}
+		if m.Header.Get(bus.HeaderDLQSubject) != events.SubjectSessionCreated || m.Header.Get("ce-type") == "" {
+			t.Errorf("dead letter lost its origin: %v", m.Header)
+		}
+		ev, _ := events.Decode[events.SessionCreated](m.Data)
+		reasons[ev.OpenID] = m.Header.Get(bus.HeaderDLQReason) + " after " + m.Header.Get(bus.HeaderDLQDelivered)
+	}
+	if !strings.Contains(reasons["permanent"], "cannot decode after 1") {
+		t.Errorf("permanent error must go at once: %q", reasons["permanent"])
+	}
+	if !strings.Contains(reasons["always-failing"], "still down after 3") {
+		t.Errorf("transient error must go after MaxDeliver: %q", reasons["always-failing"])
+	}
+	if !strings.Contains(reasons["panics"], "panic") {
+		t.Errorf("a panic must be a dead letter: %q", reasons["panics"])
+	}
+	if n, _ := attempts.Load("always-failing"); n.(*atomic.Int32).Load() != 3 {
+		t.Errorf("always-failing tried %d times, want 3", n.(*atomic.Int32).Load())
+	}
+}
+
+func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
+	b := openBus(t)
+	rec := newRecorder()
+	handler := func(ctx context.Context, d *bus.Delivery) error { rec.add(decodeOpenID(t, d)); return nil }
+	first, err := b.Subscribe(context.Background(), spec("shared"), handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		publish(t, b, fmt.Sprint("a", i))
+	}
+	rec.wait(t, 10)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Published while nobody listens: the durable consumer keeps them.
+	for i := 0; i < 10; i++ {
+		publish(t, b, fmt.Sprint("b", i))
+	}
+	var perInstance [2]atomic.Int32
+	subs := make([]*bus.Subscription, 2)
+	for i := range subs {
+		i := i
+		subs[i], err = b.Subscribe(context.Background(), spec("shared"), func(ctx context.Context, d *bus.Delivery) error {
+			perInstance[i].Add(1)
+			time.Sleep(5 * time.Millisecond)
+			return handler(ctx, d)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer subs[i].Close()
+	}
+	for i := 0; i < 40; i++ {
+		publish(t, b, fmt.Sprint("c", i))
+	}
+	rec.wait(t, 50)
+	time.Sleep(200 * time.Millisecond)
+	for id, n := range rec.seen {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+	if len(rec.seen) != 60 {
+		t.Errorf("handled %d distinct messages, want 60", len(rec.seen))
+	}
+	if perInstance[0].Load() == 0 || perInstance[1].Load() == 0 {
+		t.Errorf("work not shared: %d / %d", perInstance[0].Load(), perInstance[1].Load())
+	}
+	info, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "shared")
+	if err != nil {
+		t.Fatalf("durable consumer gone after close: %v", err)
+	}
+	if c := info.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxAckPending != 256 {
+		t.Errorf("consumer config %+v", c)
+	}
+}
+
+func TestEmbeddedServerRefusesABusyPortClearly(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = bus.Open(context.Background(), bus.Config{Listen: l.Addr().String(), DataDir: t.TempDir()})
+	if !errors.Is(err, bus.ErrListenInUse) || !strings.Contains(err.Error(), "KEFU_NATS_URL") {
+		t.Fatalf("err = %v; want ErrListenInUse suggesting KEFU_NATS_URL", err)
+	}
+}
+
+func TestEmbeddedServerKeepsDataAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *bus.Bus {
+		b, err := bus.Open(context.Background(), bus.Config{Listen: "127.0.0.1:0", DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.Embedded() || !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
+			t.Fatalf("embedded=%v url=%s", b.Embedded(), b.ClientURL())
+		}
+		if err := b.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := open()
+	publish(t, b, "kept")
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	b = open()
+	defer b.Close()
+	s, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
+	if info, _ := s.Info(context.Background()); info.State.Msgs != 1 {
+		t.Fatalf("after restart the stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestLeaseHasOneHolderAndIsTakenOverWhenItExpires(t *testing.T) {
+	b := openBus(t)
+	kv, err := b.KeyValue(context.Background(), bus.BucketLocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	a := bus.NewLease(kv, "tucao-poller", "a", 30*time.Second)
+	c := bus.NewLease(kv, "tucao-poller", "c", 30*time.Second)
+	a.SetClock(clock)
+	c.SetClock(clock)
+	ctx := context.Background()
+	if ok, err := a.TryAcquire(ctx); !ok || err != nil {
+		t.Fatalf("a: %v %v", ok, err)
+	}
+	if ok, err := c.TryAcquire(ctx); ok || err != nil {
+		t.Fatalf("c took a held lease: %v %v", ok, err)
+	}
+	now = now.Add(20 * time.Second)
+	if ok, _ := a.TryAcquire(ctx); !ok {
+		t.Fatal("holder could not renew")
+	}
+	now = now.Add(20 * time.Second)
+	if ok, _ := c.TryAcquire(ctx); ok {
+		t.Fatal("renewed lease taken over")
+	}
+	now = now.Add(31 * time.Second) // a died
+	if ok, _ := c.TryAcquire(ctx); !ok {
+		t.Fatal("expired lease not taken over")
+	}
+	if ok, _ := a.TryAcquire(ctx); ok {
+		t.Fatal("old holder still believes it holds the lease")
+	}
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := a.TryAcquire(ctx); !ok {
+		t.Fatal("released lease not available")
+	}
+}
+
+func TestConcurrentLeaseRaceHasOneWinner(t *testing.T) {
+	b := openBus(t)
+	kv, _ := b.KeyValue(context.Background(), bus.BucketLocks)
+	var winners atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			l := bus.NewLease(kv, "race", fmt.Sprint("p", i), time.Minute)
+			if ok, err := l.TryAcquire(context.Background()); err != nil {
+				t.Error(err)
+			} else if ok {
+				winners.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if winners.Load() != 1 {
+		t.Fatalf("%d winners, want 1", winners.Load())
+	}
+}

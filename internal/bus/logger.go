@@ -1,0 +1,49 @@
+package bus
+
+import (
+	"github.com/ThreeDotsLabs/watermill"
+	"go.uber.org/zap"
+)
+
+// WatermillLogger adapts zap to watermill's LoggerAdapter (watermill has
+// no zap adapter of its own). Watermill's Trace level maps to zap's Debug
+// only when traces are enabled, because it logs every message at Trace.
+type WatermillLogger struct {
+	log   *zap.Logger
+	trace bool
+}
+
+// NewWatermillLogger returns an adapter writing to log.
+func NewWatermillLogger(log *zap.Logger, trace bool) *WatermillLogger {
+	return &WatermillLogger{log: log, trace: trace}
+}
+
+func zapFields(fields watermill.LogFields) []zap.Field {
+	out := make([]zap.Field, 0, len(fields))
+	for k, v := range fields {
+		out = append(out, zap.Any(k, v))
+	}
+	return out
+}
+
+func (l *WatermillLogger) Error(msg string, err error, fields watermill.LogFields) {
+	l.log.Error(msg, append(zapFields(fields), zap.Error(err))...)
+}
+
+func (l *WatermillLogger) Info(msg string, fields watermill.LogFields) {
+	l.log.Info(msg, zapFields(fields)...)
+}
+
+func (l *WatermillLogger) Debug(msg string, fields watermill.LogFields) {
+	l.log.Debug(msg, zapFields(fields)...)
+}
+
+func (l *WatermillLogger) Trace(msg string, fields watermill.LogFields) {
+	if l.trace {
+		l.log.Debug(msg, zapFields(fields)...)
+	}
+}
+
+func (l *WatermillLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return &WatermillLogger{log: l.log.With(zapFields(fields)...), trace: l.trace}
+}

@@ -1,0 +1,36 @@
+package bus
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	handled   *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	redeliver *prometheus.CounterVec
+	deadLet   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_consumer_messages_total",
+			Help: "Messages handled by durable consumers, by outcome (ack, retry, dead_letter).",
+		}, []string{"consumer", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kefu_consumer_handle_seconds",
+			Help:    "Time a handler took for one message.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"consumer"}),
+		redeliver: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_consumer_redeliveries_total",
+			Help: "Messages received again after a failed or unacknowledged delivery.",
+		}, []string{"consumer"}),
+		deadLet: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_dlq_messages_total",
+			Help: "Messages moved to a dead-letter subject.",
+		}, []string{"consumer"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.handled, m.duration, m.redeliver, m.deadLet)
+	}
+	return m
+}

@@ -1,0 +1,73 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// Envelope is what is needed to publish one event besides its body.
+type Envelope struct {
+	// ID is ce-id and Nats-Msg-Id: deterministic for facts from a source
+	// (so retries are dropped as duplicates), unique otherwise.
+	ID string
+	// Source is ce-source, e.g. "kefu/ingest/<appid>".
+	Source string
+	// Time is ce-time; zero means now.
+	Time time.Time
+	// Extra headers (e.g. a trace id).
+	Headers map[string]string
+}
+
+// Published is JetStream's answer to a publish.
+type Published struct {
+	Stream    string
+	Sequence  uint64
+	Duplicate bool
+}
+
+// Publish encodes ev and publishes it on its subject, returning only once
+// JetStream has stored it (or recognised it as a duplicate).
+func (b *Bus) Publish(ctx context.Context, ev events.Event, env Envelope) (Published, error) {
+	data, err := events.Encode(ev)
+	if err != nil {
+		return Published{}, err
+	}
+	return b.PublishRaw(ctx, ev.EventSubject(), data, env)
+}
+
+// PublishRaw publishes an already encoded body with the contract's headers.
+func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env Envelope) (Published, error) {
+	if env.Time.IsZero() {
+		env.Time = time.Now()
+	}
+	if env.ID == "" {
+		env.ID = nats.NewInbox()[len(nats.InboxPrefix):]
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 8+len(env.Headers))}
+	for k, v := range events.Headers(subject, env.ID, env.Source, env.Time) {
+		msg.Header[k] = []string{v}
+	}
+	for k, v := range env.Headers {
+		msg.Header[k] = []string{v}
+	}
+	ack, err := b.JS.PublishMsg(ctx, msg)
+	if err != nil {
+		return Published{}, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return Published{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// PublishMsg publishes a prepared message (headers as given) and waits for the ack.
+func (b *Bus) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (Published, error) {
+	ack, err := b.JS.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return Published{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	return Published{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}

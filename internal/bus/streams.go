@@ -1,0 +1,109 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// KV buckets of the contract.
+const (
+	BucketGroups   = "kefu_groups"   // agent groups
+	BucketToken    = "kefu_token"    // the shared WeChat access token
+	BucketCursors  = "kefu_cursors"  // Tucao cursor, seen post versions
+	BucketLocks    = "kefu_locks"    // one poller per source across replicas
+	BucketNotified = "kefu_notified" // notification idempotency
+	BucketState    = "kefu_state"    // services' learned state (estimator model)
+)
+
+// StreamConfig is the configuration kefu gives a stream of the contract.
+func (b *Bus) StreamConfig(name string) (jetstream.StreamConfig, error) {
+	subjects, ok := events.StreamSubjects[name]
+	if !ok {
+		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
+	}
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: "kefu events " + subjects[0],
+		Subjects:    subjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.cfg.StreamMaxAge,
+		Duplicates:  b.cfg.DuplicateWindow,
+		Replicas:    b.cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+	}, nil
+}
+
+// EnsureStreams creates or updates the named streams. It retries for a
+// while because a freshly started cluster refuses R3 streams until its meta
+// leader is elected.
+func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
+	for _, name := range names {
+		cfg, err := b.StreamConfig(name)
+		if err != nil {
+			return err
+		}
+		if err := retryStartup(ctx, func(ctx context.Context) error {
+			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// KeyValue creates (or updates) and returns a KV bucket of the contract.
+func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:   bucket,
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
+	}
+	var kv jetstream.KeyValue
+	err := retryStartup(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure kv %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+func retryStartup(ctx context.Context, op func(context.Context) error) error {
+	deadline := time.Now().Add(20 * time.Second)
+	wait := 100 * time.Millisecond
+	for {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(octx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// A bad configuration never heals; only unavailability does.
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.ErrorCode != jetstream.JSErrCodeJetStreamNotEnabled {
+			return err
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if wait < 2*time.Second {
+			wait *= 2
+		}
+	}
+}
