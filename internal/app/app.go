@@ -1,0 +1,148 @@
+// Package app is the kefu binary: it parses the command line, loads the
+// configuration, and starts the roles. The roles table below is the map of
+// the whole system: which services each command runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/kefu-io/kefu/internal/config"
+)
+
+// Version is set at build time with -ldflags "-X github.com/kefu-io/kefu/internal/app.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// A role is a command that runs services until it is stopped.
+type role struct {
+	name    string
+	summary string
+	// modules are started in this order and stopped in reverse.
+	modules []string
+	// lenient roles start without the integrations whose settings are
+	// missing, with a warning each; strict ones refuse to start.
+	lenient bool
+}
+
+// roles is the table a newcomer reads to know the system.
+var roles = []role{
+	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
+		modules: []string{"ingest"}, lenient: true},
+	{name: "ingest", summary: "WeChat callbacks (and the Tucao poller) → JetStream",
+		modules: []string{"ingest"}},
+	{name: "demo", summary: "`all` plus simulated WeChat and Tucao traffic, on free ports, no account needed",
+		modules: []string{"ingest"}, lenient: true},
+}
+
+// command is a non-role command.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
+			fmt.Fprintln(out, "kefu", version())
+			return nil
+		}},
+		{"help", "show this help", func(_ context.Context, _ []string, out, _ io.Writer) error {
+			usage(out)
+			return nil
+		}},
+	}
+}
+
+func findRole(name string) (role, bool) {
+	for _, r := range roles {
+		if r.name == name {
+			return r, true
+		}
+	}
+	return role{}, false
+}
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, args, stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "kefu:", oneLine(err))
+		var u usageError
+		if errors.As(err, &u) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake on the command line (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return usageError{"no command given"}
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "--help", "-help":
+		name = "help"
+	case "-v", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, rest, stdout, stderr)
+		}
+	}
+	if r, ok := findRole(name); ok {
+		return runRole(ctx, r, rest, stdout, stderr)
+	}
+	return usageError{fmt.Sprintf("unknown command %q; run `kefu help`", name)}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "kefu %s — WeChat 多客服 and Tucao feedback on NATS JetStream\n\nUsage: kefu <command> [flags]\n\nRoles (run until SIGTERM):\n", version())
+	for _, r := range roles {
+		fmt.Fprintf(w, "  %-10s %s\n", r.name, r.summary)
+	}
+	fmt.Fprintf(w, "\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nConfiguration comes from the environment (flags override, e.g. --http-addr :9090):\n")
+	for _, v := range config.Vars {
+		def := v.Default
+		if def == "" {
+			def = "unset"
+		}
+		fmt.Fprintf(w, "  %-26s %s (default %s)\n", v.Name, v.Help, def)
+	}
+}

@@ -1,0 +1,240 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
+)
+
+// module is one service inside a role.
+type module interface {
+	// Start begins background work; it must not block.
+	Start(ctx context.Context) error
+	// Stop ends it, finishing work in flight.
+	Stop(ctx context.Context) error
+}
+
+// readyChecker is a module with a dependency of its own (a database).
+type readyChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// runtime is what modules are built from.
+type runtime struct {
+	role     role
+	cfg      config.Config
+	log      *zap.Logger
+	bus      *bus.Bus
+	registry *prometheus.Registry
+	mux      *http.ServeMux
+	stdout   io.Writer
+	draining atomic.Bool
+	checks   []readyChecker
+	// demo is set by `kefu demo`.
+	demo *demoEnv
+}
+
+// flagName turns KEFU_HTTP_ADDR into http-addr.
+func flagName(envVar string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(envVar, "KEFU_")), "_", "-")
+}
+
+// loadConfig reads the environment, then the flags that override it.
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return cfg, err
+	}
+	fs := flag.NewFlagSet("kefu "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, v := range config.Vars {
+		v := v
+		fs.Func(flagName(v.Name), v.Help+" ("+v.Name+")", func(s string) error { return cfg.Set(v.Name, s) })
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return cfg, nil
+}
+
+func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(r.name, args, stderr)
+	if err != nil {
+		return err
+	}
+	var demo *demoEnv
+	if r.name == "demo" {
+		if demo, err = prepareDemo(&cfg); err != nil {
+			return err
+		}
+		defer demo.Close()
+	}
+	// Single roles check their settings before touching anything.
+	if !r.lenient {
+		for _, m := range r.modules {
+			if need, ok := moduleNeeds[m]; ok {
+				if err := cfg.Check(r.name, need); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	rt := &runtime{role: r, cfg: cfg, log: log, registry: prometheus.NewRegistry(), mux: http.NewServeMux(), stdout: stdout, demo: demo}
+	rt.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	listener, err := rt.listen()
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
+
+	b, err := bus.Open(ctx, bus.Config{
+		URLs: cfg.NATSURLs, Listen: cfg.NATSListen, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir,
+		Replicas: cfg.NATSReplicas, StreamMaxAge: cfg.StreamMaxAge, Name: "kefu-" + r.name,
+		Logger: log, Registerer: rt.registry,
+	})
+	if err != nil {
+		return err
+	}
+	rt.bus = b
+	defer b.Close()
+	if b.Embedded() {
+		log.Info("embedded NATS server started", zap.String("url", b.ClientURL()), zap.String("data_dir", cfg.DataDir))
+	}
+
+	var started []module
+	stopAll := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for i := len(started) - 1; i >= 0; i-- {
+			if err := started[i].Stop(sctx); err != nil {
+				log.Error("stop module", zap.Error(err))
+			}
+		}
+	}
+	for _, name := range r.modules {
+		m, err := buildModule(ctx, rt, name)
+		if err != nil {
+			var missing *config.MissingError
+			if r.lenient && errors.As(err, &missing) {
+				log.Warn("integration disabled: setting missing", zap.String("module", name), zap.String("missing", missing.Var))
+				continue
+			}
+			stopAll()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := m.Start(ctx); err != nil {
+			stopAll()
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		if rc, ok := m.(readyChecker); ok {
+			rt.checks = append(rt.checks, rc)
+		}
+		started = append(started, m)
+	}
+
+	rt.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	rt.mux.HandleFunc("/readyz", rt.readyz)
+	rt.mux.Handle("/metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{Registry: rt.registry}))
+	srv := &http.Server{Handler: rt.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(listener) }()
+	httpURL := "http://" + listener.Addr().String()
+	if tcp, ok := listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		httpURL = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
+	}
+	log.Info("kefu started", zap.String("role", r.name), zap.String("version", version()),
+		zap.String("http", httpURL), zap.String("nats", b.ClientURL()))
+	if demo != nil {
+		if err := demo.start(ctx, rt, httpURL); err != nil {
+			stopAll()
+			return err
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopAll()
+		return fmt.Errorf("http server: %w", err)
+	}
+	// Shutdown: readiness fails first so load balancers stop sending, then
+	// requests in flight finish, then services drain, then the bus.
+	log.Info("shutting down")
+	rt.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", zap.Error(err))
+	}
+	if demo != nil {
+		demo.stop()
+	}
+	stopAll()
+	if err := b.Drain(); err != nil {
+		log.Warn("nats drain", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// listen opens the HTTP listener. `kefu demo` falls back to a free port
+// when the configured one is busy; other roles fail clearly.
+func (rt *runtime) listen() (net.Listener, error) {
+	l, err := net.Listen("tcp", rt.cfg.HTTPAddr)
+	if err == nil {
+		return l, nil
+	}
+	if rt.demo == nil {
+		return nil, fmt.Errorf("KEFU_HTTP_ADDR %s: %w", rt.cfg.HTTPAddr, err)
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+func (rt *runtime) readyz(w http.ResponseWriter, r *http.Request) {
+	if rt.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := rt.bus.Ready(ctx); err != nil {
+		http.Error(w, "nats: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	for _, c := range rt.checks {
+		if err := c.Ready(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
+}

@@ -1,0 +1,233 @@
+// Package config reads kefu's configuration from the environment (DESIGN
+// §3), fills defaults and says, in one line naming the variable, what a
+// role lacks. Secrets are kept in a type that never prints its value.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Secret is a string that prints as "***" in logs, errors and %v.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "***"
+}
+
+// GoString hides the value from %#v too.
+func (s Secret) GoString() string { return `"***"` }
+
+// MarshalText keeps secrets out of JSON and structured logs.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Value is the secret itself, for the one place that needs it.
+func (s Secret) Value() string { return string(s) }
+
+// Config is every setting of every role.
+type Config struct {
+	NATSURLs     []string      // KEFU_NATS_URL
+	NATSListen   string        // KEFU_NATS_LISTEN
+	NATSCreds    string        // KEFU_NATS_CREDS
+	NATSReplicas int           // KEFU_NATS_REPLICAS
+	DataDir      string        // KEFU_DATA_DIR
+	HTTPAddr     string        // KEFU_HTTP_ADDR
+	LogFormat    string        // KEFU_LOG_FORMAT
+	LogLevel     string        // KEFU_LOG_LEVEL
+	StreamMaxAge time.Duration // KEFU_STREAM_MAX_AGE
+
+	WeChatAppID    string // KEFU_WECHAT_APPID
+	WeChatSecret   Secret // KEFU_WECHAT_SECRET
+	WeChatToken    Secret // KEFU_WECHAT_TOKEN
+	WeChatAESKey   Secret // KEFU_WECHAT_AES_KEY
+	WeChatAPIBase  string // KEFU_WECHAT_API_BASE
+	WeChatTransfer bool   // KEFU_WECHAT_TRANSFER
+
+	TucaoProductID    string        // KEFU_TUCAO_PRODUCT_ID
+	TucaoSecret       Secret        // KEFU_TUCAO_SECRET
+	TucaoAPIBase      string        // KEFU_TUCAO_API_BASE
+	TucaoPollInterval time.Duration // KEFU_TUCAO_POLL_INTERVAL
+
+	QueuePollInterval time.Duration // KEFU_QUEUE_POLL_INTERVAL
+	FeedbackDSN       Secret        // KEFU_FEEDBACK_DSN
+	AdminToken        Secret        // KEFU_ADMIN_TOKEN
+}
+
+// Var describes one environment variable.
+type Var struct {
+	Name, Default, Help string
+	set                 func(*Config, string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func secret(p func(*Config) *Secret) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = Secret(v); return nil }
+}
+
+func duration(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 30s or 2h, got %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+// Vars is the configuration table; README's table is generated from the same facts.
+var Vars = []Var{
+	{"KEFU_NATS_URL", "", "external NATS server(s), comma-separated; unset: embedded server", func(c *Config, v string) error {
+		c.NATSURLs = nil
+		for _, u := range strings.Split(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				if _, err := url.Parse(u); err != nil {
+					return fmt.Errorf("bad URL %q", u)
+				}
+				c.NATSURLs = append(c.NATSURLs, u)
+			}
+		}
+		return nil
+	}},
+	{"KEFU_NATS_LISTEN", "127.0.0.1:4222", "embedded server's client address", str(func(c *Config) *string { return &c.NATSListen })},
+	{"KEFU_NATS_CREDS", "", "NATS credentials file", str(func(c *Config) *string { return &c.NATSCreds })},
+	{"KEFU_NATS_REPLICAS", "1", "replicas of streams and KV buckets (3 in a cluster)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			return fmt.Errorf("want 1 to 5, got %q", v)
+		}
+		c.NATSReplicas = n
+		return nil
+	}},
+	{"KEFU_DATA_DIR", "./kefu-data", "embedded JetStream store and SQLite file", str(func(c *Config) *string { return &c.DataDir })},
+	{"KEFU_HTTP_ADDR", ":8080", "HTTP listen address", str(func(c *Config) *string { return &c.HTTPAddr })},
+	{"KEFU_LOG_FORMAT", "json", "json or console", func(c *Config, v string) error {
+		if v != "json" && v != "console" {
+			return fmt.Errorf("want json or console, got %q", v)
+		}
+		c.LogFormat = v
+		return nil
+	}},
+	{"KEFU_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		switch v {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("want debug, info, warn or error, got %q", v)
+	}},
+	{"KEFU_STREAM_MAX_AGE", "720h", "retention of the event streams (replay window)", duration(func(c *Config) *time.Duration { return &c.StreamMaxAge })},
+	{"KEFU_WECHAT_APPID", "", "official account appid", str(func(c *Config) *string { return &c.WeChatAppID })},
+	{"KEFU_WECHAT_SECRET", "", "official account secret", secret(func(c *Config) *Secret { return &c.WeChatSecret })},
+	{"KEFU_WECHAT_TOKEN", "", "callback token", secret(func(c *Config) *Secret { return &c.WeChatToken })},
+	{"KEFU_WECHAT_AES_KEY", "", "43-character EncodingAESKey; set: compatible and safe modes accepted", func(c *Config, v string) error {
+		if v != "" && len(v) != 43 {
+			return fmt.Errorf("want 43 characters, got %d", len(v))
+		}
+		c.WeChatAESKey = Secret(v)
+		return nil
+	}},
+	{"KEFU_WECHAT_API_BASE", "https://api.weixin.qq.com", "WeChat API base URL", str(func(c *Config) *string { return &c.WeChatAPIBase })},
+	{"KEFU_WECHAT_TRANSFER", "true", "answer customer messages with transfer_customer_service so they enter the 多客服 queue", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.WeChatTransfer = b
+		return nil
+	}},
+	{"KEFU_TUCAO_PRODUCT_ID", "", "Tucao product id", str(func(c *Config) *string { return &c.TucaoProductID })},
+	{"KEFU_TUCAO_SECRET", "", "Tucao private key", secret(func(c *Config) *Secret { return &c.TucaoSecret })},
+	{"KEFU_TUCAO_API_BASE", "https://txc.qq.com", "Tucao base URL", str(func(c *Config) *string { return &c.TucaoAPIBase })},
+	{"KEFU_TUCAO_POLL_INTERVAL", "60s", "Tucao poll period", duration(func(c *Config) *time.Duration { return &c.TucaoPollInterval })},
+	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
+	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
+	{"KEFU_ADMIN_TOKEN", "", "bearer token of the admin HTTP API; unset: admin API off", secret(func(c *Config) *Secret { return &c.AdminToken })},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+// An invalid value is an error naming the variable.
+func Load(getenv func(string) string) (Config, error) {
+	var c Config
+	for _, v := range Vars {
+		val := getenv(v.Name)
+		if val == "" {
+			val = v.Default
+		}
+		if val == "" {
+			continue
+		}
+		if err := v.set(&c, val); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", v.Name, err)
+		}
+	}
+	return c, nil
+}
+
+// Set applies one variable by name (flags use it to override the environment).
+func (c *Config) Set(name, value string) error {
+	for _, v := range Vars {
+		if v.Name == name {
+			if err := v.set(c, value); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown setting %s", name)
+}
+
+// MissingError names the first variable a role needs and lacks.
+type MissingError struct{ Var, Role, Why string }
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("%s is required by %s (%s)", e.Var, e.Role, e.Why)
+}
+
+// Need lists the settings one integration needs.
+type Need struct {
+	Integration string
+	Vars        []string
+}
+
+// Needs of the integrations.
+var (
+	NeedCallback  = Need{"WeChat callbacks", []string{"KEFU_WECHAT_APPID", "KEFU_WECHAT_TOKEN"}}
+	NeedWeChatAPI = Need{"the WeChat API", []string{"KEFU_WECHAT_APPID", "KEFU_WECHAT_SECRET"}}
+	NeedTucao     = Need{"the Tucao poller", []string{"KEFU_TUCAO_PRODUCT_ID", "KEFU_TUCAO_SECRET"}}
+)
+
+// Check returns a MissingError for the first variable of need that is unset.
+func (c Config) Check(role string, need Need) error {
+	for _, name := range need.Vars {
+		if c.get(name) == "" {
+			return &MissingError{Var: name, Role: role, Why: need.Integration}
+		}
+	}
+	return nil
+}
+
+func (c Config) get(name string) string {
+	switch name {
+	case "KEFU_WECHAT_APPID":
+		return c.WeChatAppID
+	case "KEFU_WECHAT_SECRET":
+		return c.WeChatSecret.Value()
+	case "KEFU_WECHAT_TOKEN":
+		return c.WeChatToken.Value()
+	case "KEFU_TUCAO_PRODUCT_ID":
+		return c.TucaoProductID
+	case "KEFU_TUCAO_SECRET":
+		return c.TucaoSecret.Value()
+	}
+	return "set"
+}
