@@ -1,0 +1,289 @@
+package wechat
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TokenBucket is the JetStream KV bucket that holds the shared access token.
+const TokenBucket = "kefu_token"
+
+// KVTokenSource shares one access token between every replica through the
+// kefu_token bucket, so that replicas never invalidate each other's tokens.
+//
+// The bucket holds, under the appid, the JSON {token, expires_at, fetched_at,
+// invalid}, and under "<appid>.lease" a short refresh lease {owner,
+// expires_at}. A process that finds the token missing, rejected or inside the
+// refresh margin takes the lease with a compare-and-set (Create when absent,
+// Update at the read revision when expired); only the holder calls WeChat.
+// The others keep using the old token when it is still valid, and otherwise
+// poll the bucket until the holder has stored the new one or its lease has
+// expired (a crashed holder), in which case one of them takes over. So N
+// processes starting at once cause one fetch, and N callers rejected with
+// 40001 at once cause one forced refresh: Invalidate marks the stored token
+// invalid only while it is still the rejected one.
+//
+// The bucket must exist (created at start-up with the other buckets). Leases
+// expire by their own timestamp rather than a KV TTL so that the bucket needs
+// no per-key TTL support. The token is never logged.
+type KVTokenSource struct {
+	kv       jetstream.KeyValue
+	fetcher  TokenFetcher
+	opts     TokenOptions
+	key      string
+	leaseKey string
+	owner    string
+
+	mu       sync.Mutex
+	local    tokenState
+	localEnd time.Time
+}
+
+// tokenLease is the value of the lease key.
+type tokenLease struct {
+	Owner     string    `json:"owner"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// NewKVTokenSource returns a source backed by kv (the kefu_token bucket).
+// opts.AppID is required: it is the key.
+func NewKVTokenSource(kv jetstream.KeyValue, fetcher TokenFetcher, opts TokenOptions) (*KVTokenSource, error) {
+	switch {
+	case kv == nil:
+		return nil, errors.New("kv token source: kv is required")
+	case fetcher == nil:
+		return nil, errors.New("kv token source: fetcher is required")
+	case opts.AppID == "":
+		return nil, errors.New("kv token source: TokenOptions.AppID is required")
+	}
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	var id [8]byte
+	if _, err := cryptorand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("kv token source: owner id: %w", err)
+	}
+	return &KVTokenSource{
+		kv:       kv,
+		fetcher:  fetcher,
+		opts:     opts,
+		key:      opts.AppID,
+		leaseKey: opts.AppID + ".lease",
+		owner:    hex.EncodeToString(id[:]),
+	}, nil
+}
+
+// Token implements TokenSource.
+func (s *KVTokenSource) Token(ctx context.Context) (string, error) {
+	if tok, ok := s.cached(); ok {
+		return tok, nil
+	}
+	for {
+		st, err := s.load(ctx)
+		if err != nil {
+			return "", err
+		}
+		now := s.opts.Now()
+		if st.fresh(now, s.opts.RefreshMargin) {
+			s.remember(st)
+			return st.Token, nil
+		}
+		leaseRev, acquired, err := s.acquireLease(ctx)
+		if err != nil {
+			if st.usable(now) {
+				return st.Token, nil
+			}
+			return "", err
+		}
+		if acquired {
+			tok, err := s.refresh(ctx, leaseRev)
+			if err != nil && st.usable(s.opts.Now()) {
+				// The old token still works; a later call tries again.
+				return st.Token, nil
+			}
+			return tok, err
+		}
+		if st.usable(now) {
+			// Another process is refreshing; the old token works meanwhile.
+			return st.Token, nil
+		}
+		if err := s.pause(ctx); err != nil {
+			return "", fmt.Errorf("wait for access token refresh: %w", err)
+		}
+	}
+}
+
+// Invalidate implements TokenSource: it marks the stored token invalid if
+// it is still bad, with a compare-and-set so that concurrent callers and a
+// concurrent refresh cannot be overwritten.
+func (s *KVTokenSource) Invalidate(ctx context.Context, bad string) error {
+	s.forget(bad)
+	// Each lost race means someone else changed the entry; re-reading shows
+	// whether there is still anything to do. Bounded for safety.
+	for range 10 {
+		entry, err := s.kv.Get(ctx, s.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("invalidate access token: read %s: %w", TokenBucket, err)
+		}
+		var st tokenState
+		if json.Unmarshal(entry.Value(), &st) != nil || st.Token != bad || st.Invalid {
+			return nil
+		}
+		if s.opts.Now().Sub(st.FetchedAt) < s.opts.MinForceRefresh {
+			return nil
+		}
+		st.Invalid = true
+		value, err := json.Marshal(st)
+		if err != nil {
+			return fmt.Errorf("invalidate access token: encode: %w", err)
+		}
+		_, err = s.kv.Update(ctx, s.key, value, entry.Revision())
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("invalidate access token: write %s: %w", TokenBucket, err)
+		}
+	}
+	return nil
+}
+
+// refresh runs while holding the lease at leaseRev.
+func (s *KVTokenSource) refresh(ctx context.Context, leaseRev uint64) (string, error) {
+	defer s.releaseLease(leaseRev)
+	// The previous holder may have stored a fresh token between our read and
+	// our lease.
+	st, err := s.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if st.fresh(s.opts.Now(), s.opts.RefreshMargin) {
+		s.remember(st)
+		return st.Token, nil
+	}
+	fetched, err := s.fetcher.FetchToken(ctx, st.Invalid)
+	if err != nil {
+		return "", fmt.Errorf("fetch access token: %w", err)
+	}
+	st = newTokenState(fetched, s.opts.Now())
+	value, err := json.Marshal(st)
+	if err != nil {
+		return "", fmt.Errorf("store access token: encode: %w", err)
+	}
+	// Put, not a compare-and-set: the lease makes us the only writer of a new
+	// token, and a concurrent Invalidate can only concern the old one.
+	// A failed Put is not fatal: the token is valid even if the others cannot
+	// see it; they fetch their own, and stable_token returns the same one.
+	_, _ = s.kv.Put(ctx, s.key, value)
+	s.remember(st)
+	return st.Token, nil
+}
+
+// load reads the stored token; a missing or unreadable entry is the zero
+// state, which is refreshed (and so repaired) like an expired one.
+func (s *KVTokenSource) load(ctx context.Context) (tokenState, error) {
+	entry, err := s.kv.Get(ctx, s.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return tokenState{}, nil
+	}
+	if err != nil {
+		return tokenState{}, fmt.Errorf("read access token from %s: %w", TokenBucket, err)
+	}
+	var st tokenState
+	if json.Unmarshal(entry.Value(), &st) != nil {
+		return tokenState{}, nil
+	}
+	return st, nil
+}
+
+// acquireLease tries to become the refresher. It reports the lease
+// revision when it succeeded.
+func (s *KVTokenSource) acquireLease(ctx context.Context) (rev uint64, acquired bool, err error) {
+	value, err := json.Marshal(tokenLease{Owner: s.owner, ExpiresAt: s.opts.Now().Add(s.opts.LeaseTTL)})
+	if err != nil {
+		return 0, false, fmt.Errorf("token lease: encode: %w", err)
+	}
+	entry, err := s.kv.Get(ctx, s.leaseKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		rev, err = s.kv.Create(ctx, s.leaseKey, value)
+	case err != nil:
+		return 0, false, fmt.Errorf("token lease: read: %w", err)
+	default:
+		var held tokenLease
+		if json.Unmarshal(entry.Value(), &held) == nil && s.opts.Now().Before(held.ExpiresAt) {
+			return 0, false, nil
+		}
+		// Expired (or unreadable): take it over at the revision we read.
+		rev, err = s.kv.Update(ctx, s.leaseKey, value, entry.Revision())
+	}
+	if err == nil {
+		return rev, true, nil
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("token lease: write: %w", err)
+}
+
+// releaseLease deletes the lease if it is still ours. It uses its own short
+// context so that a caller's cancelled context does not leave the lease
+// behind until it expires.
+func (s *KVTokenSource) releaseLease(rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A failure only delays the next refresh until the lease expires.
+	_ = s.kv.Delete(ctx, s.leaseKey, jetstream.LastRevision(rev))
+}
+
+// pause waits about one poll interval (jittered so that waiting processes
+// do not read in lockstep).
+func (s *KVTokenSource) pause(ctx context.Context) error {
+	d := s.opts.PollInterval/2 + rand.N(s.opts.PollInterval/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (s *KVTokenSource) cached() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	if now.Before(s.localEnd) && s.local.fresh(now, s.opts.RefreshMargin) {
+		return s.local.Token, true
+	}
+	return "", false
+}
+
+func (s *KVTokenSource) remember(st tokenState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.local = st
+	s.localEnd = s.opts.Now().Add(s.opts.LocalCacheTTL)
+}
+
+func (s *KVTokenSource) forget(bad string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.local.Token == bad {
+		s.local = tokenState{}
+	}
+}
