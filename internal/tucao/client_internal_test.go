@@ -1,0 +1,345 @@
+package tucao
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a scripted server: it answers with respond and records every
+// request it sees.
+type recorder struct {
+	mu       sync.Mutex
+	requests []*http.Request
+	respond  func(w http.ResponseWriter, r *http.Request, n int)
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec.mu.Lock()
+	rec.requests = append(rec.requests, r.Clone(context.Background()))
+	n := len(rec.requests)
+	rec.mu.Unlock()
+	rec.respond(w, r, n)
+}
+
+func (rec *recorder) seen() []*http.Request {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]*http.Request(nil), rec.requests...)
+}
+
+func startRecorder(t *testing.T, respond func(w http.ResponseWriter, r *http.Request, n int)) (*recorder, *httptest.Server) {
+	t.Helper()
+	rec := &recorder{respond: respond}
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	return rec, srv
+}
+
+func newTestClient(t *testing.T, baseURL string, modify func(*Config)) (*Client, *FakeClock) {
+	t.Helper()
+	clock := NewFakeClock(time.Unix(1539854769, 0))
+	clock.SetAutoAdvance(true)
+	cfg := Config{BaseURL: baseURL, ProductID: "1234", Secret: "tucao123", Clock: clock}
+	if modify != nil {
+		modify(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, clock
+}
+
+func pageJSON(next string, ids ...int64) string {
+	var posts []string
+	for _, id := range ids {
+		posts = append(posts, fmt.Sprintf(`{"id":"%d","content":"c%d"}`, id, id))
+	}
+	nextJSON := "null"
+	if next != "" {
+		nextJSON = strconv.Quote(next)
+	}
+	return fmt.Sprintf(`{"status":0,"message":null,"pagination":{"per_page":%d,"next_page_url":%s},"object":"post","data":[%s]}`,
+		len(ids), nextJSON, strings.Join(posts, ","))
+}
+
+func TestRequestsAreSignedAfreshEachTime(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			fmt.Fprint(w, pageJSON("/api/v1/1234/posts?max_id=5", 6))
+			return
+		}
+		fmt.Fprint(w, pageJSON("", 5))
+	})
+	c, clock := newTestClient(t, srv.URL, nil)
+	page, err := c.ListPosts(context.Background(), ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(90 * time.Second)
+	if _, err := c.NextPage(context.Background(), page.NextPageURL); err != nil {
+		t.Fatal(err)
+	}
+	reqs := rec.seen()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	for i, r := range reqs {
+		ts := r.Header.Get("Timestamp")
+		if len(ts) != 10 {
+			t.Errorf("request %d: Timestamp %q is not 10 digits", i, ts)
+		}
+		if got, want := r.Header.Get("Signature"), Sign(ts, "tucao123"); got != want {
+			t.Errorf("request %d: Signature %q, want %q", i, got, want)
+		}
+		if r.URL.Path != "/api/v1/1234/posts" {
+			t.Errorf("request %d: path %q", i, r.URL.Path)
+		}
+	}
+	if reqs[0].Header.Get("Timestamp") == reqs[1].Header.Get("Timestamp") {
+		t.Error("the second page reused the first page's timestamp")
+	}
+	if got := reqs[1].Header.Get("Timestamp"); got != strconv.FormatInt(clock.Now().Unix(), 10) {
+		t.Errorf("Timestamp %s is not the clock's time %d", got, clock.Now().Unix())
+	}
+}
+
+func TestListOptionsAreSentAndChecked(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) { fmt.Fprint(w, pageJSON("")) })
+	c, _ := newTestClient(t, srv.URL, nil)
+	if _, err := c.ListPosts(context.Background(), ListOptions{Count: 30, MaxID: "153985337910779971", From: "20180123", To: "20180124"}); err != nil {
+		t.Fatal(err)
+	}
+	q := rec.seen()[0].URL.Query()
+	if q.Get("count") != "30" || q.Get("max_id") != "153985337910779971" || q.Get("from") != "20180123" || q.Get("to") != "20180124" {
+		t.Errorf("query = %v", q)
+	}
+	for name, opt := range map[string]ListOptions{
+		"count above 100":     {Count: 101},
+		"negative count":      {Count: -1},
+		"max_id not a number": {MaxID: "abc"},
+		"from not YYYYMMDD":   {From: "2018-01-23"},
+		"to before from":      {From: "20180124", To: "20180123"},
+		"to not a real day":   {To: "20180230"},
+	} {
+		if _, err := c.ListPosts(context.Background(), opt); err == nil {
+			t.Errorf("%s: ListPosts accepted %+v", name, opt)
+		}
+	}
+	if n := len(rec.seen()); n != 1 {
+		t.Errorf("invalid options reached the server: %d requests", n)
+	}
+}
+
+func TestNextPageStaysOnTheConfiguredHost(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) { fmt.Fprint(w, pageJSON("")) })
+	c, _ := newTestClient(t, srv.URL, nil)
+	for _, next := range []string{
+		"http://evil.example/api/v1/1234/posts?max_id=1",
+		"//evil.example/api/v1/1234/posts?max_id=1",
+		"api/v1/1234/posts?max_id=1",
+	} {
+		if _, err := c.NextPage(context.Background(), next); !errors.Is(err, ErrMalformedResponse) {
+			t.Errorf("NextPage(%q) = %v, want ErrMalformedResponse", next, err)
+		}
+	}
+	if n := len(rec.seen()); n != 0 {
+		t.Errorf("%d requests sent for foreign next_page_urls", n)
+	}
+	if _, err := c.NextPage(context.Background(), srv.URL+"/api/v1/1234/posts?max_id=1"); err != nil {
+		t.Errorf("absolute next_page_url on our host: %v", err)
+	}
+}
+
+func TestBaseURLPathPrefixIsKept(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			fmt.Fprint(w, pageJSON("/api/v1/1234/posts?max_id=5", 6))
+			return
+		}
+		fmt.Fprint(w, pageJSON("", 5))
+	})
+	c, _ := newTestClient(t, srv.URL+"/tucao/", nil)
+	var ids []string
+	err := c.Iterate(context.Background(), ListOptions{}, func(p Post) (bool, error) { ids = append(ids, p.ID); return true, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rec.seen() {
+		if r.URL.Path != "/tucao/api/v1/1234/posts" {
+			t.Errorf("request %d path %q, want the /tucao prefix", i, r.URL.Path)
+		}
+	}
+	if strings.Join(ids, ",") != "6,5" {
+		t.Errorf("ids = %v", ids)
+	}
+}
+
+// A server whose max_id is inclusive of the previous page's last post, and
+// whose next_page_url forgets count and the window.
+func TestIterateSkipsBoundaryDuplicatesAndCarriesOptions(t *testing.T) {
+	all := []int64{10, 9, 8, 7, 6, 5, 4}
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		q := r.URL.Query()
+		count, _ := strconv.Atoi(q.Get("count"))
+		if count == 0 {
+			count = 20
+		}
+		maxID, _ := strconv.ParseInt(q.Get("max_id"), 10, 64)
+		var page []int64
+		for _, id := range all {
+			if (maxID == 0 || id <= maxID) && len(page) < count {
+				page = append(page, id)
+			}
+		}
+		next := ""
+		if len(page) == count && page[len(page)-1] != all[len(all)-1] {
+			next = fmt.Sprintf("/api/v1/1234/posts?max_id=%d", page[len(page)-1]) // inclusive: repeats the last post
+		}
+		fmt.Fprint(w, pageJSON(next, page...))
+	})
+	c, _ := newTestClient(t, srv.URL, nil)
+	var got []string
+	err := c.Iterate(context.Background(), ListOptions{Count: 3, From: "20180101"}, func(p Post) (bool, error) {
+		got = append(got, p.ID)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "10,9,8,7,6,5,4" {
+		t.Errorf("posts = %v, want each once, newest first", got)
+	}
+	for i, r := range rec.seen() {
+		if q := r.URL.Query(); q.Get("count") != "3" || q.Get("from") != "20180101" {
+			t.Errorf("request %d lost the options: %v", i, q)
+		}
+	}
+}
+
+func TestIterateStopsWhenNextPageRepeats(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		fmt.Fprint(w, pageJSON("/api/v1/1234/posts?max_id=9", 9))
+	})
+	c, _ := newTestClient(t, srv.URL, nil)
+	calls := 0
+	err := c.Iterate(context.Background(), ListOptions{}, func(Post) (bool, error) { calls++; return true, nil })
+	if !errors.Is(err, ErrMalformedResponse) {
+		t.Fatalf("Iterate = %v, want ErrMalformedResponse", err)
+	}
+	if n := len(rec.seen()); n != 2 || calls != 1 {
+		t.Errorf("%d requests and %d posts, want 2 and 1", n, calls)
+	}
+}
+
+func TestIterateReturnsTheCallbackError(t *testing.T) {
+	_, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) { fmt.Fprint(w, pageJSON("", 3, 2, 1)) })
+	c, _ := newTestClient(t, srv.URL, nil)
+	stop := errors.New("store full")
+	calls := 0
+	err := c.Iterate(context.Background(), ListOptions{}, func(Post) (bool, error) { calls++; return true, stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Iterate = %v after %d calls, want the callback's error after 1", err, calls)
+	}
+}
+
+func TestErrorAnswersAreClassified(t *testing.T) {
+	tests := []struct {
+		name          string
+		status        int
+		body          string
+		header        map[string]string
+		wantRetryable bool
+		wantRateLimit bool
+		wantStatus    int
+	}{
+		{"401 with a signature status is permanent", 401, `{"status":40103,"message":"Signature mismatch"}`, nil, false, false, 40103},
+		{"403 is permanent", 403, `{"status":40300,"message":"forbidden"}`, nil, false, false, 40300},
+		{"404 is permanent", 404, `not found`, nil, false, false, 0},
+		{"429 is rate limited and retryable", 429, `{"status":42901,"message":"too many"}`, map[string]string{"Retry-After": "7"}, true, true, 42901},
+		{"a rate-limit status under HTTP 200 is rate limited", 200, `{"status":42901,"message":"too many"}`, nil, true, true, 42901},
+		{"another status under HTTP 200 is permanent", 200, `{"status":40001,"message":"bad count"}`, nil, false, false, 40001},
+		{"502 with an HTML body is retryable", 502, `<html>Bad Gateway</html>`, nil, true, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			})
+			c, _ := newTestClient(t, srv.URL, func(c *Config) { c.MaxRetries = 2 })
+			_, err := c.ListPosts(context.Background(), ListOptions{})
+			apiErr, ok := errors.AsType[*APIError](err)
+			if !ok {
+				t.Fatalf("err = %v, want *APIError", err)
+			}
+			if apiErr.HTTPStatus != tt.status || apiErr.Status != tt.wantStatus {
+				t.Errorf("APIError = %+v", apiErr)
+			}
+			if IsRetryable(err) != tt.wantRetryable || errors.Is(err, ErrRateLimited) != tt.wantRateLimit {
+				t.Errorf("retryable %v, rate limited %v", IsRetryable(err), errors.Is(err, ErrRateLimited))
+			}
+			wantRequests := 1
+			if tt.wantRetryable {
+				wantRequests = 3
+			}
+			if n := len(rec.seen()); n != wantRequests {
+				t.Errorf("%d requests, want %d", n, wantRequests)
+			}
+			if strings.Contains(err.Error(), "tucao123") {
+				t.Errorf("error leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestRateLimitedRetryWaitsForRetryAfter(t *testing.T) {
+	var stamps []time.Time
+	var mu sync.Mutex
+	_, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		ts, _ := strconv.ParseInt(r.Header.Get("Timestamp"), 10, 64)
+		mu.Lock()
+		stamps = append(stamps, time.Unix(ts, 0))
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "40")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, pageJSON(""))
+	})
+	c, _ := newTestClient(t, srv.URL, nil)
+	if _, err := c.ListPosts(context.Background(), ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(stamps) != 2 || stamps[1].Sub(stamps[0]) < 40*time.Second {
+		t.Errorf("retry timestamps %v, want the second at least 40 s after the first", stamps)
+	}
+}
+
+func TestCancelledContextStopsRetrying(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		cancel()
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	c, _ := newTestClient(t, srv.URL, nil)
+	_, err := c.ListPosts(ctx, ListOptions{})
+	if !errors.Is(err, context.Canceled) || IsRetryable(err) {
+		t.Errorf("ListPosts = %v, want context.Canceled and not retryable", err)
+	}
+	if n := len(rec.seen()); n != 1 {
+		t.Errorf("%d requests after cancel, want 1", n)
+	}
+}
