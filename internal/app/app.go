@@ -45,11 +45,11 @@ type role struct {
 // roles is the table a newcomer reads to know the system.
 var roles = []role{
 	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
-		modules: []string{"ingest"}, lenient: true},
-	{name: "ingest", summary: "WeChat callbacks (and the Tucao poller) → JetStream",
-		modules: []string{"ingest"}},
+		modules: []string{"ingest", "tucao"}, lenient: true},
+	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYYMMDD --to YYYYMMDD backfills and exits)",
+		modules: []string{"ingest", "tucao"}},
 	{name: "demo", summary: "`all` plus simulated WeChat and Tucao traffic, on free ports, no account needed",
-		modules: []string{"ingest"}, lenient: true},
+		modules: []string{"ingest", "tucao"}, lenient: true},
 }
 
 // command is a non-role command.

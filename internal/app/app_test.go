@@ -54,6 +54,11 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"invalid flag value names the variable", []string{"all", "--log-format", "xml"}, nil, 2, "KEFU_LOG_FORMAT"},
 		{"a role refuses to start without its settings", []string{"ingest"}, nil, 1, "KEFU_WECHAT_APPID is required by ingest"},
 		{"the token is required too", []string{"ingest"}, map[string]string{"KEFU_WECHAT_APPID": "wx1"}, 1, "KEFU_WECHAT_TOKEN is required by ingest"},
+		{"a half-configured Tucao poller names what is missing", []string{"ingest"},
+			map[string]string{"KEFU_WECHAT_APPID": "wx1", "KEFU_WECHAT_TOKEN": "t", "KEFU_TUCAO_PRODUCT_ID": "1234"}, 1, "KEFU_TUCAO_SECRET is required by ingest"},
+		{"backfill needs its window", []string{"ingest", "--tucao-backfill", "--from", "20260101"}, nil, 2, "--tucao-backfill needs --from YYYYMMDD and --to YYYYMMDD"},
+		{"a window needs backfill", []string{"ingest", "--from", "20260101"}, nil, 2, "--from and --to go with --tucao-backfill"},
+		{"backfill needs Tucao settings", []string{"ingest", "--tucao-backfill", "--from", "20260101", "--to", "20260102"}, nil, 1, "KEFU_TUCAO_PRODUCT_ID is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

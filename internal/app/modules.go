@@ -3,6 +3,10 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/tucao"
 
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -12,6 +16,18 @@ import (
 // moduleNeeds are the settings without which a module cannot run.
 var moduleNeeds = map[string]config.Need{
 	"ingest": config.NeedCallback,
+	"tucao":  config.NeedTucao,
+}
+
+// optionalModules run only when configured: with none of their settings
+// they are skipped (logged), with some but not all the role refuses to
+// start, naming the missing one.
+var optionalModules = map[string]bool{"tucao": true}
+
+// skipModule reports whether an optional module is entirely unconfigured.
+func skipModule(cfg config.Config, name string) bool {
+	need, ok := moduleNeeds[name]
+	return ok && optionalModules[name] && cfg.NoneSet(need)
 }
 
 // buildModule constructs one module of a role and registers its routes.
@@ -24,6 +40,8 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 	switch name {
 	case "ingest":
 		return buildIngest(ctx, rt)
+	case "tucao":
+		return buildTucao(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -49,4 +67,36 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 	}
 	svc.Routes(rt.mux)
 	return noopModule{}, nil
+}
+
+func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, error) {
+	if err := rt.bus.EnsureStreams(ctx, events.StreamTucao); err != nil {
+		return nil, err
+	}
+	client, err := tucao.New(tucao.Config{BaseURL: rt.cfg.TucaoAPIBase, ProductID: rt.cfg.TucaoProductID, Secret: rt.cfg.TucaoSecret.Value()})
+	if err != nil {
+		return nil, err
+	}
+	cursors, err := rt.bus.KeyValue(ctx, bus.BucketCursors)
+	if err != nil {
+		return nil, err
+	}
+	locks, err := rt.bus.KeyValue(ctx, bus.BucketLocks)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return ingest.NewTucaoPoller(ingest.TucaoConfig{
+		ProductID: rt.cfg.TucaoProductID, Interval: rt.cfg.TucaoPollInterval,
+		Holder: fmt.Sprintf("%s-%d", host, os.Getpid()),
+	}, client, rt.bus, cursors, locks, rt.log.Named("tucao"), rt.registry)
+}
+
+func buildTucao(ctx context.Context, rt *runtime) (module, error) {
+	p, err := newTucaoPoller(ctx, rt)
+	if err != nil {
+		return nil, err
+	}
+	rt.mux.Handle("/tucao/webhook", p.WebhookHandler())
+	return p, nil
 }

@@ -55,13 +55,25 @@ func flagName(envVar string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(envVar, "KEFU_")), "_", "-")
 }
 
+// roleOptions are flags of one role that are not configuration.
+type roleOptions struct {
+	tucaoBackfill bool
+	from, to      string
+}
+
 // loadConfig reads the environment, then the flags that override it.
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, roleOptions, error) {
+	var opts roleOptions
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
-		return cfg, err
+		return cfg, opts, err
 	}
 	fs := flag.NewFlagSet("kefu "+name, flag.ContinueOnError)
+	if name == "ingest" {
+		fs.BoolVar(&opts.tucaoBackfill, "tucao-backfill", false, "publish the Tucao posts created between --from and --to, then exit")
+		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYYMMDD (Asia/Shanghai)")
+		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYYMMDD (Asia/Shanghai)")
+	}
 	fs.SetOutput(stderr)
 	for _, v := range config.Vars {
 		v := v
@@ -69,20 +81,29 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
+			return cfg, opts, err
 		}
-		return cfg, usageError{err.Error()}
+		return cfg, opts, usageError{err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return cfg, opts, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	return cfg, nil
+	if opts.tucaoBackfill && (opts.from == "" || opts.to == "") {
+		return cfg, opts, usageError{"--tucao-backfill needs --from YYYYMMDD and --to YYYYMMDD"}
+	}
+	if !opts.tucaoBackfill && (opts.from != "" || opts.to != "") {
+		return cfg, opts, usageError{"--from and --to go with --tucao-backfill"}
+	}
+	return cfg, opts, nil
 }
 
 func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(r.name, args, stderr)
+	cfg, opts, err := loadConfig(r.name, args, stderr)
 	if err != nil {
 		return err
+	}
+	if opts.tucaoBackfill {
+		return runBackfill(ctx, cfg, opts, stdout, stderr)
 	}
 	var demo *demoEnv
 	if r.name == "demo" {
@@ -94,6 +115,9 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	// Single roles check their settings before touching anything.
 	if !r.lenient {
 		for _, m := range r.modules {
+			if skipModule(cfg, m) {
+				continue
+			}
 			if need, ok := moduleNeeds[m]; ok {
 				if err := cfg.Check(r.name, need); err != nil {
 					return err
@@ -141,6 +165,10 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		}
 	}
 	for _, name := range r.modules {
+		if skipModule(cfg, name) {
+			log.Info("optional integration not configured", zap.String("module", name))
+			continue
+		}
 		m, err := buildModule(ctx, rt, name)
 		if err != nil {
 			var missing *config.MissingError
@@ -237,4 +265,31 @@ func (rt *runtime) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	io.WriteString(w, "ready\n")
+}
+
+// runBackfill is `kefu ingest --tucao-backfill`: publish a window of Tucao
+// history within the product's rate limit, then exit.
+func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdout, stderr io.Writer) error {
+	if err := cfg.Check("ingest --tucao-backfill", config.NeedTucao); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	b, err := bus.Open(ctx, bus.Config{URLs: cfg.NATSURLs, Listen: cfg.NATSListen, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir,
+		Replicas: cfg.NATSReplicas, StreamMaxAge: cfg.StreamMaxAge, Name: "kefu-backfill", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer b.Drain()
+	rt := &runtime{role: role{name: "ingest"}, cfg: cfg, log: log, bus: b, registry: prometheus.NewRegistry()}
+	p, err := newTucaoPoller(ctx, rt)
+	if err != nil {
+		return err
+	}
+	defer p.Stop(context.Background())
+	res, err := p.Backfill(ctx, opts.from, opts.to)
+	fmt.Fprintf(stdout, "backfill %s..%s: %d posts read, %d published as created, %d as updated\n", opts.from, opts.to, res.Seen, res.Created, res.Updated)
+	return err
 }

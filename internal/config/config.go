@@ -206,6 +206,16 @@ var (
 	NeedTucao     = Need{"the Tucao poller", []string{"KEFU_TUCAO_PRODUCT_ID", "KEFU_TUCAO_SECRET"}}
 )
 
+// NoneSet reports whether none of need's variables is set.
+func (c Config) NoneSet(need Need) bool {
+	for _, name := range need.Vars {
+		if c.get(name) != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // Check returns a MissingError for the first variable of need that is unset.
 func (c Config) Check(role string, need Need) error {
 	for _, name := range need.Vars {
