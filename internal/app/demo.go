@@ -1,47 +1,57 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
-// Demo account settings: a made-up official account whose callbacks are
-// signed and encrypted by the simulated WeChat exactly like real ones.
+// Demo account: a made-up official account. The simulated WeChat signs and
+// encrypts its callbacks (safe mode) exactly like the real one, and the
+// simulated Tucao checks signatures and rate limits like the real one.
 const (
-	demoAppID  = "wxd3m0k3fu00000001"
-	demoToken  = "kefu-demo-token"
-	demoAESKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	demoAppID     = "wxd3m0k3fu00000001"
+	demoAppSecret = "kefu-demo-app-secret"
+	demoToken     = "kefu-demo-token"
+	demoAESKey    = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	demoWeChatID  = "kefudemo"
+	// demoSpeed compresses the simulated day: a 3-minute chat takes 6 s.
+	demoSpeed = 30
 )
 
-// demoEnv is what `kefu demo` adds around `all`.
+// demoEnv is what `kefu demo` adds around `all`: a simulated WeChat with
+// agents and arriving customers, and a simulated Tucao where posts appear.
 type demoEnv struct {
-	tmpDir string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	sub    *nats.Subscription
+	tmpDir   string
+	wechat   *wechattest.Server
+	tucao    *tucaotest.Server
+	wechatLn net.Listener
+	wechatHS *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	sub      *nats.Subscription
 }
 
-// prepareDemo fills the settings a newcomer has not given, and avoids busy
-// default ports (a NATS server often listens on 4222 already).
+// prepareDemo starts the simulated services and fills the settings a
+// newcomer has not given; it avoids busy default ports (a NATS server
+// often listens on 4222 already).
 func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 	d := &demoEnv{}
-	if cfg.WeChatAppID == "" {
-		cfg.WeChatAppID, cfg.WeChatToken, cfg.WeChatAESKey = demoAppID, demoToken, demoAESKey
-	}
 	if os.Getenv("KEFU_DATA_DIR") == "" {
 		dir, err := os.MkdirTemp("", "kefu-demo-")
 		if err != nil {
@@ -58,6 +68,31 @@ func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 	if len(cfg.NATSURLs) == 0 && !portFree(cfg.NATSListen) {
 		cfg.NATSListen = "127.0.0.1:0"
 	}
+
+	fake, err := wechattest.New(wechattest.Config{
+		AppID: demoAppID, AppSecret: demoAppSecret, Token: demoToken, EncodingAESKey: demoAESKey,
+		Mode: wechat.ModeSafe, WeChatID: demoWeChatID, CallbackRetryDelay: 200 * time.Millisecond,
+	})
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("demo: simulated WeChat: %w", err)
+	}
+	d.wechat = fake
+	d.wechatLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.wechatHS = &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
+	go d.wechatHS.Serve(d.wechatLn)
+
+	d.tucao = tucaotest.New(tucaotest.Options{})
+	cfg.WeChatAppID, cfg.WeChatSecret = demoAppID, config.Secret(demoAppSecret)
+	cfg.WeChatToken, cfg.WeChatAESKey = config.Secret(demoToken), config.Secret(demoAESKey)
+	cfg.WeChatAPIBase = "http://" + d.wechatLn.Addr().String()
+	cfg.TucaoProductID, cfg.TucaoSecret, cfg.TucaoAPIBase = d.tucao.ProductID(), config.Secret(d.tucao.Secret()), d.tucao.URL()
+	cfg.TucaoPollInterval = 3 * time.Second
+	cfg.QueuePollInterval = 2 * time.Second
 	return d, nil
 }
 
@@ -70,8 +105,18 @@ func portFree(addr string) bool {
 	return true
 }
 
-// Close removes the demo's temporary data.
+// Close stops the simulated services and removes the demo's data.
 func (d *demoEnv) Close() {
+	if d.wechat != nil {
+		d.wechat.StopSimulation()
+		d.wechat.Close()
+	}
+	if d.wechatHS != nil {
+		d.wechatHS.Close()
+	}
+	if d.tucao != nil {
+		d.tucao.Close()
+	}
 	if d.tmpDir != "" {
 		os.RemoveAll(d.tmpDir)
 	}
@@ -79,26 +124,86 @@ func (d *demoEnv) Close() {
 
 func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error {
 	out := rt.stdout
-	fmt.Fprintf(out, "kefu demo is running.\n  HTTP      %s  (/readyz, /metrics, POST /wechat/callback)\n  NATS      %s\n  watch:    nats --server %s sub 'kefu.>'\n  data      %s (removed on exit)\nPress Ctrl-C to stop.\n\n",
-		httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.DataDir)
-	sub, err := rt.bus.NC.Subscribe("kefu.>", func(m *nats.Msg) {
-		printEvent(out, m)
-	})
+	fmt.Fprintf(out, `kefu demo is running.
+  kefu HTTP        %s  (/readyz, /metrics, /wechat/callback)
+  NATS             %s
+    watch it:      nats --server %s sub 'kefu.>'
+  simulated WeChat %s  (state: /_control/state)
+  simulated Tucao  %s
+  data             %s (removed on exit)
+Customers arrive, wait in the 多客服 queue, are served, transferred and closed; posts appear on Tucao.
+Press Ctrl-C to stop.
+
+`, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir)
+	sub, err := rt.bus.NC.Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
 	}
 	d.sub = sub
-	codec, err := wechat.NewCodec(rt.cfg.WeChatToken.Value(), rt.cfg.WeChatAppID, rt.cfg.WeChatAESKey.Value())
-	if err != nil {
+
+	d.wechat.SetCallbackURL(httpURL + "/wechat/callback")
+	for _, a := range []struct{ account, nick string }{{"xiaowang", "小王"}, {"xiaoli", "小李"}, {"xiaozhang", "小张"}} {
+		account := a.account + "@" + demoWeChatID
+		if err := d.wechat.AddAgent(account, a.nick); err != nil {
+			return err
+		}
+		d.wechat.SetAutoAccept(account, 2)
+		d.wechat.SetAgentStatus(account, wechattest.StatusPC)
+	}
+	exp := func(mean time.Duration) func(r *rand.Rand) time.Duration {
+		return func(r *rand.Rand) time.Duration { return time.Duration(r.ExpFloat64() * float64(mean)) }
+	}
+	if err := d.wechat.StartSimulation(wechattest.SimConfig{
+		Seed: uint64(time.Now().UnixNano()), Speed: demoSpeed, SwitchProb: 0.15,
+		Arrival: exp(35 * time.Second),
+		Patience: func(r *rand.Rand) time.Duration {
+			return time.Duration(8 * 60 * math.Exp(0.8*r.NormFloat64()) * float64(time.Second))
+		},
+	}); err != nil {
 		return err
 	}
+
 	ctx, d.cancel = context.WithCancel(ctx)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		simulateCallbacks(ctx, codec, httpURL+"/wechat/callback", rt)
+		d.otherTraffic(ctx)
 	}()
 	return nil
+}
+
+// otherTraffic sends the messages and events the queue simulation does
+// not (menu clicks, subscriptions, images, locations) and posts feedback on
+// the simulated Tucao.
+func (d *demoEnv) otherTraffic(ctx context.Context) {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	tick := time.NewTicker(3 * time.Second)
+	defer tick.Stop()
+	posts := []string{"客服小王态度很好，问题解决了", "排队时间有点长", "退款流程能不能简化一下", "App 登录偶尔失败", "希望增加夜间人工客服"}
+	var lastPost string
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		openid := fmt.Sprintf("o-demo-visitor-%03d", r.IntN(50))
+		switch i % 5 {
+		case 0:
+			d.wechat.SendEvent(ctx, openid, "subscribe", map[string]string{"EventKey": "qrscene_demo"})
+		case 1:
+			d.wechat.SendEvent(ctx, openid, "CLICK", map[string]string{"EventKey": "MENU_HELP"})
+		case 2:
+			p := d.tucao.AddPost(tucaotest.PostInput{Content: posts[r.IntN(len(posts))], OpenID: openid, NickName: "访客"})
+			lastPost = p.ID
+		case 3:
+			if lastPost != "" {
+				d.tucao.AddReply(lastPost, "感谢反馈，我们会尽快改进")
+			}
+		case 4:
+			d.wechat.SendEvent(ctx, openid, "LOCATION", map[string]string{"Latitude": "23.137466", "Longitude": "113.352425", "Precision": "119.385040"})
+		}
+	}
 }
 
 func (d *demoEnv) stop() {
@@ -106,6 +211,9 @@ func (d *demoEnv) stop() {
 		d.cancel()
 	}
 	d.wg.Wait()
+	if d.wechat != nil {
+		d.wechat.StopSimulation()
+	}
 	if d.sub != nil {
 		d.sub.Unsubscribe()
 	}
@@ -113,7 +221,7 @@ func (d *demoEnv) stop() {
 
 var printMu sync.Mutex
 
-func printEvent(out interface{ Write([]byte) (int, error) }, m *nats.Msg) {
+func printEvent(out io.Writer, m *nats.Msg) {
 	ev, err := events.DecodeSubject(m.Subject, m.Data)
 	summary := ""
 	if err == nil {
@@ -121,9 +229,9 @@ func printEvent(out interface{ Write([]byte) (int, error) }, m *nats.Msg) {
 		case events.SessionCreated:
 			summary = e.OpenID + " is served by " + e.KfAccount
 		case events.SessionSwitched:
-			summary = e.OpenID + " moved " + e.FromKfAccount + " → " + e.ToKfAccount
+			summary = e.OpenID + " transferred " + e.FromKfAccount + " → " + e.ToKfAccount
 		case events.SessionClosed:
-			summary = e.OpenID + " closed by " + e.KfAccount
+			summary = e.OpenID + " session closed by " + e.KfAccount
 		case events.MessageReceived:
 			summary = e.OpenID + " sent " + e.MsgType + " " + e.Content
 		case events.EventReceived:
@@ -133,61 +241,16 @@ func printEvent(out interface{ Write([]byte) (int, error) }, m *nats.Msg) {
 		case events.QueueSnapshot:
 			summary = fmt.Sprintf("%d waiting, %d agents online", e.WaitingCount, len(e.Agents))
 		case events.Notification:
-			summary = fmt.Sprintf("%s %s %q errcode=%d", e.OpenID, e.Kind, e.Text, e.ErrCode)
+			summary = fmt.Sprintf("%s %s %s %q", e.OpenID, e.Kind, e.Outcome, e.Text)
 		case events.FeedbackPost:
-			summary = e.ID + " " + e.OpenID + " " + e.Content
+			summary = fmt.Sprintf("post %s by %s: %s (%d replies)", e.ID, e.OpenID, e.Content, e.ReplyCount)
 		case events.SessionAbandoned:
-			summary = fmt.Sprintf("%s left after %ds (%s)", e.OpenID, e.WaitedSeconds, e.Reason)
+			summary = fmt.Sprintf("%s left the queue after %ds (%s)", e.OpenID, e.WaitedSeconds, e.Reason)
 		}
+	} else if len(m.Subject) > len(events.SubjectDLQPrefix) && m.Subject[:len(events.SubjectDLQPrefix)] == events.SubjectDLQPrefix {
+		summary = "dead letter: " + m.Header.Get("Kefu-Dlq-Reason")
 	}
 	printMu.Lock()
 	defer printMu.Unlock()
 	fmt.Fprintf(out, "%s  %-34s %s\n", time.Now().Format("15:04:05.000"), m.Subject, summary)
-}
-
-// simulateCallbacks sends signed callbacks of every kind, in every
-// encryption mode, to ingest.
-func simulateCallbacks(ctx context.Context, codec *wechat.Codec, url string, rt *runtime) {
-	kinds := []string{
-		`<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好，我想咨询订单]]></Content><MsgId>%d</MsgId>`,
-		`<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[https://mmbiz.qpic.cn/demo.jpg]]></PicUrl><MediaId><![CDATA[media_demo]]></MediaId><MsgId>%d</MsgId>`,
-		`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_42]]></EventKey>`,
-		`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_create_session]]></Event><KfAccount><![CDATA[xiaowang@demo]]></KfAccount>`,
-		`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_switch_session]]></Event><FromKfAccount><![CDATA[xiaowang@demo]]></FromKfAccount><ToKfAccount><![CDATA[xiaoli@demo]]></ToKfAccount>`,
-		`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_close_session]]></Event><KfAccount><![CDATA[xiaoli@demo]]></KfAccount>`,
-		`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[MENU_HELP]]></EventKey>`,
-	}
-	modes := []wechat.Mode{wechat.ModePlain, wechat.ModeCompat, wechat.ModeSafe}
-	tick := time.NewTicker(700 * time.Millisecond)
-	defer tick.Stop()
-	client := &http.Client{Timeout: 5 * time.Second}
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		customer := fmt.Sprintf("o-demo-customer-%d", i/len(kinds))
-		now := time.Now().Unix()
-		kind := kinds[i%len(kinds)]
-		if strings.Contains(kind, "%d") {
-			kind = fmt.Sprintf(kind, now*1000+int64(i))
-		}
-		body := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_kefudemo]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName><CreateTime>%d</CreateTime>%s</xml>`,
-			customer, now, kind)
-		q, payload, err := codec.SignCallback(modes[i%len(modes)], []byte(body), customer, strconv.FormatInt(now, 10), strconv.Itoa(i))
-		if err != nil {
-			rt.log.Sugar().Errorf("demo: sign callback: %v", err)
-			continue
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"?"+q.Encode(), bytes.NewReader(payload))
-		resp, err := client.Do(req)
-		if err != nil {
-			if ctx.Err() == nil {
-				rt.log.Sugar().Warnf("demo: callback: %v", err)
-			}
-			continue
-		}
-		resp.Body.Close()
-	}
 }
