@@ -1,0 +1,534 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// dialect holds what differs between SQLite and PostgreSQL. Everything
+// else — the queries — is shared, so both databases answer with the same
+// rules.
+type dialect struct {
+	name string
+	// numbered placeholders ($1, $2, …) for PostgreSQL; SQLite gets
+	// anonymous ones (?), bound in order: it looks a $N name up in a list,
+	// which makes a 7,000-parameter batch quadratic to prepare.
+	numbered        bool
+	migrationsDir   string
+	migrationsTable string
+	// encodeTime turns a time into the value of a time column.
+	encodeTime func(time.Time) any
+	// minusMicros is the SQL of the time expression expr minus micros
+	// microseconds. micros comes from configuration, never from a request.
+	minusMicros func(expr string, micros int64) string
+	// lock serialises migrations between processes.
+	lock func(ctx context.Context, tx *sql.Tx) error
+}
+
+// sqlStore is the Store of both dialects.
+type sqlStore struct {
+	d *dialect
+	// write takes every write; read every query. They are the same pool
+	// on PostgreSQL, and one connection and a read-only pool on SQLite.
+	write, read *sql.DB
+	linkWindow  time.Duration
+	beforeClose func()
+}
+
+// Rows per INSERT statement: 500 posts are 7,000 parameters, well within
+// SQLite's 32,766 and PostgreSQL's 65,535.
+const rowsPerStatement = 500
+
+// params collects a statement's parameters; add returns the placeholder
+// to write in the SQL text, which must be written in the order of the
+// calls (SQLite's ? are bound in order of appearance).
+type params struct {
+	numbered bool
+	values   []any
+}
+
+func (s *sqlStore) params(capacity int) *params {
+	return &params{numbered: s.d.numbered, values: make([]any, 0, capacity)}
+}
+
+func (p *params) add(v any) string {
+	p.values = append(p.values, v)
+	if !p.numbered {
+		return "?"
+	}
+	return "$" + strconv.Itoa(len(p.values))
+}
+
+// textValue makes s storable in a text column of either database:
+// PostgreSQL rejects NUL and invalid UTF-8. The JSON body keeps the post
+// exactly; only the searchable copies are cleaned.
+func textValue(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}
+
+// fold is the case folding of search: done in Go so that SQLite, whose
+// lower() only knows ASCII, and PostgreSQL match the same way.
+func fold(s string) string { return strings.ToLower(textValue(s)) }
+
+// likeContains is a LIKE pattern matching s literally anywhere, for use
+// with ESCAPE '\'.
+func likeContains(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
+
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultLimit
+	case n > MaxLimit:
+		return MaxLimit
+	}
+	return n
+}
+
+// nullTime scans a time column of either dialect: unix microseconds from
+// SQLite, a time from PostgreSQL, or NULL.
+type nullTime struct {
+	t     time.Time
+	valid bool
+}
+
+func (n *nullTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*n = nullTime{}
+	case int64:
+		*n = nullTime{t: time.UnixMicro(x).UTC(), valid: true}
+	case time.Time:
+		*n = nullTime{t: x.UTC(), valid: true}
+	default:
+		return fmt.Errorf("scan time: unexpected %T", v)
+	}
+	return nil
+}
+
+// sessionStart applies the pairing rule of the package documentation:
+// the latest created fact before the close starts the session unless
+// another close of the customer came between them.
+func sessionStart(lastCreated, prevClosed nullTime) time.Time {
+	if !lastCreated.valid || (prevClosed.valid && lastCreated.t.Before(prevClosed.t)) {
+		return time.Time{}
+	}
+	return lastCreated.t
+}
+
+// postVersion is a validated post ready to write.
+type postVersion struct {
+	id   int64
+	post *events.FeedbackPost
+}
+
+// newestVersions validates a batch and keeps, for each id, the version
+// with the latest updated_at (the first one on a tie, as the database
+// keeps the stored one). The result is sorted by id so that concurrent
+// batches lock rows in the same order and cannot deadlock.
+func newestVersions(posts []events.FeedbackPost) ([]postVersion, error) {
+	index := make(map[int64]int, len(posts))
+	out := make([]postVersion, 0, len(posts))
+	for i := range posts {
+		p := &posts[i]
+		id, err := strconv.ParseInt(p.ID, 10, 64)
+		if err != nil || id <= 0 || strconv.FormatInt(id, 10) != p.ID {
+			return nil, fmt.Errorf("%w: id %q is not a positive decimal int64", ErrInvalidPost, p.ID)
+		}
+		if p.CreatedAt.IsZero() {
+			return nil, fmt.Errorf("%w: post %s has no created_at", ErrInvalidPost, p.ID)
+		}
+		if j, seen := index[id]; seen {
+			if p.UpdatedAt.After(out[j].post.UpdatedAt) {
+				out[j].post = p
+			}
+			continue
+		}
+		index[id] = len(out)
+		out = append(out, postVersion{id: id, post: p})
+	}
+	slices.SortFunc(out, func(a, b postVersion) int { return cmp.Compare(a.id, b.id) })
+	return out, nil
+}
+
+const upsertPostsPrefix = `INSERT INTO posts (id, product_id, openid, created_at, updated_at, content,
+	content_fold, has_admin_reply, is_spam, is_hidden, is_todo, reply_count, body, stored_at) VALUES `
+
+// The WHERE keeps a late older (or equal) version from replacing the row.
+const upsertPostsSuffix = ` ON CONFLICT (id) DO UPDATE SET
+	product_id = excluded.product_id, openid = excluded.openid,
+	created_at = excluded.created_at, updated_at = excluded.updated_at,
+	content = excluded.content, content_fold = excluded.content_fold,
+	has_admin_reply = excluded.has_admin_reply, is_spam = excluded.is_spam,
+	is_hidden = excluded.is_hidden, is_todo = excluded.is_todo,
+	reply_count = excluded.reply_count, body = excluded.body, stored_at = excluded.stored_at
+WHERE excluded.updated_at > posts.updated_at`
+
+func (s *sqlStore) UpsertPosts(ctx context.Context, posts []events.FeedbackPost) error {
+	versions, err := newestVersions(posts)
+	if err != nil || len(versions) == 0 {
+		return err
+	}
+	bodies := make([]string, len(versions))
+	for i, v := range versions {
+		b, err := json.Marshal(v.post)
+		if err != nil {
+			return fmt.Errorf("%w: post %s: %v", ErrInvalidPost, v.post.ID, err)
+		}
+		bodies[i] = string(b)
+	}
+	now := s.d.encodeTime(time.Now())
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("upsert posts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for start := 0; start < len(versions); start += rowsPerStatement {
+		end := min(start+rowsPerStatement, len(versions))
+		var q strings.Builder
+		q.WriteString(upsertPostsPrefix)
+		args := s.params((end - start) * 14)
+		for i := start; i < end; i++ {
+			p := versions[i].post
+			if i > start {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+				args.add(versions[i].id), args.add(textValue(p.ProductID)), args.add(textValue(p.OpenID)),
+				args.add(s.d.encodeTime(p.CreatedAt)), args.add(s.d.encodeTime(p.UpdatedAt)),
+				args.add(textValue(p.Content)), args.add(fold(p.Content)),
+				args.add(p.HasAdminReply), args.add(p.IsSpam), args.add(p.IsHidden), args.add(p.IsTodo),
+				args.add(int64(p.ReplyCount)), args.add(bodies[i]), args.add(now))
+		}
+		q.WriteString(upsertPostsSuffix)
+		if _, err := tx.ExecContext(ctx, q.String(), args.values...); err != nil {
+			return fmt.Errorf("upsert posts: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("upsert posts: commit: %w", err)
+	}
+	return nil
+}
+
+func (s *sqlStore) RecordSessions(ctx context.Context, facts []SessionFact) error {
+	for _, f := range facts {
+		switch {
+		case f.Kind != SessionFactCreated && f.Kind != SessionFactClosed:
+			return fmt.Errorf("%w: kind %q", ErrInvalidSessionFact, f.Kind)
+		case f.OpenID == "":
+			return fmt.Errorf("%w: no openid", ErrInvalidSessionFact)
+		case f.At.IsZero():
+			return fmt.Errorf("%w: no time", ErrInvalidSessionFact)
+		}
+	}
+	if len(facts) == 0 {
+		return nil
+	}
+	now := s.d.encodeTime(time.Now())
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record sessions: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for start := 0; start < len(facts); start += rowsPerStatement {
+		end := min(start+rowsPerStatement, len(facts))
+		var q strings.Builder
+		q.WriteString(`INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at) VALUES `)
+		args := s.params((end - start) * 5)
+		for i := start; i < end; i++ {
+			f := facts[i]
+			if i > start {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s)", args.add(string(f.Kind)), args.add(textValue(f.OpenID)),
+				args.add(textValue(f.KfAccount)), args.add(s.d.encodeTime(f.At)), args.add(now))
+		}
+		q.WriteString(` ON CONFLICT (openid, kf_account, kind, occurred_at) DO NOTHING`)
+		if _, err := tx.ExecContext(ctx, q.String(), args.values...); err != nil {
+			return fmt.Errorf("record sessions: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record sessions: commit: %w", err)
+	}
+	return nil
+}
+
+// linkedSessionSQL selects the id of the closed session the post p is
+// linked to: the latest close of the same openid strictly before the post
+// and within the link window.
+func (s *sqlStore) linkedSessionSQL() string {
+	return `(SELECT c.id FROM session_facts c
+		WHERE c.openid = p.openid AND c.kind = 'closed'
+		  AND c.occurred_at < p.created_at
+		  AND c.occurred_at >= ` + s.d.minusMicros("p.created_at", s.linkWindow.Microseconds()) + `
+		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)`
+}
+
+// sessionStartColumns selects, for the closed session c, the two times
+// sessionStart needs.
+const sessionStartColumns = `
+	(SELECT MAX(s.occurred_at) FROM session_facts s
+	  WHERE s.openid = c.openid AND s.kind = 'created' AND s.occurred_at < c.occurred_at),
+	(SELECT MAX(x.occurred_at) FROM session_facts x
+	  WHERE x.openid = c.openid AND x.kind = 'closed' AND x.occurred_at < c.occurred_at)`
+
+func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error) {
+	limit := clampLimit(q.Limit)
+	args := s.params(8)
+	where := []string{"1 = 1"}
+	if q.OpenID != "" {
+		where = append(where, "openid = "+args.add(textValue(q.OpenID)))
+	}
+	if !q.From.IsZero() {
+		where = append(where, "created_at >= "+args.add(s.d.encodeTime(q.From)))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "created_at < "+args.add(s.d.encodeTime(q.To)))
+	}
+	if q.Q != "" {
+		where = append(where, "content_fold LIKE "+args.add(likeContains(fold(q.Q)))+` ESCAPE '\'`)
+	}
+	if q.Cursor != "" {
+		k, err := decodeCursor(postsCursor, q.Cursor)
+		if err != nil {
+			return PostPage{}, err
+		}
+		where = append(where, "(created_at, id) < ("+args.add(s.d.encodeTime(k.at))+", "+args.add(k.id)+")")
+	}
+	// The page is cut first and linked after, so the link look-ups run
+	// for the returned rows only.
+	query := `SELECT p.id, p.created_at, p.body, c.kf_account, c.occurred_at,` + sessionStartColumns + `
+		FROM (
+			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS session_id
+			FROM (
+				SELECT id, openid, created_at, body FROM posts
+				WHERE ` + strings.Join(where, " AND ") + `
+				ORDER BY created_at DESC, id DESC
+				LIMIT ` + strconv.Itoa(limit+1) + `
+			) p
+		) p
+		LEFT JOIN session_facts c ON c.id = p.session_id
+		ORDER BY p.created_at DESC, p.id DESC`
+	rows, err := s.read.QueryContext(ctx, query, args.values...)
+	if err != nil {
+		return PostPage{}, fmt.Errorf("list posts: %w", err)
+	}
+	defer rows.Close()
+	page := PostPage{Items: []Post{}}
+	var last cursorKey
+	for rows.Next() {
+		if len(page.Items) == limit {
+			page.NextCursor = encodeCursor(postsCursor, last)
+			break
+		}
+		var (
+			id                                 int64
+			created, closed, started, previous nullTime
+			body                               []byte
+			kfAccount                          sql.NullString
+		)
+		if err := rows.Scan(&id, &created, &body, &kfAccount, &closed, &started, &previous); err != nil {
+			return PostPage{}, fmt.Errorf("list posts: %w", err)
+		}
+		var p Post
+		if err := json.Unmarshal(body, &p.FeedbackPost); err != nil {
+			return PostPage{}, fmt.Errorf("list posts: decode post %d: %w", id, err)
+		}
+		if closed.valid {
+			p.Session = &LinkedSession{KfAccount: kfAccount.String, StartedAt: sessionStart(started, previous), ClosedAt: closed.t}
+		}
+		page.Items = append(page.Items, p)
+		last = cursorKey{at: created.t, id: id}
+	}
+	if err := rows.Err(); err != nil {
+		return PostPage{}, fmt.Errorf("list posts: %w", err)
+	}
+	return page, nil
+}
+
+func (s *sqlStore) ListSessions(ctx context.Context, q SessionQuery) (SessionPage, error) {
+	limit := clampLimit(q.Limit)
+	args := s.params(8)
+	where := []string{"kind = 'closed'"}
+	if q.OpenID != "" {
+		where = append(where, "openid = "+args.add(textValue(q.OpenID)))
+	}
+	if q.KfAccount != "" {
+		where = append(where, "kf_account = "+args.add(textValue(q.KfAccount)))
+	}
+	if !q.From.IsZero() {
+		where = append(where, "occurred_at >= "+args.add(s.d.encodeTime(q.From)))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "occurred_at < "+args.add(s.d.encodeTime(q.To)))
+	}
+	if q.Cursor != "" {
+		k, err := decodeCursor(sessionsCursor, q.Cursor)
+		if err != nil {
+			return SessionPage{}, err
+		}
+		where = append(where, "(occurred_at, id) < ("+args.add(s.d.encodeTime(k.at))+", "+args.add(k.id)+")")
+	}
+	query := `SELECT c.id, c.openid, c.kf_account, c.occurred_at,` + sessionStartColumns + `
+		FROM (
+			SELECT id, openid, kf_account, occurred_at FROM session_facts
+			WHERE ` + strings.Join(where, " AND ") + `
+			ORDER BY occurred_at DESC, id DESC
+			LIMIT ` + strconv.Itoa(limit+1) + `
+		) c
+		ORDER BY c.occurred_at DESC, c.id DESC`
+	rows, err := s.read.QueryContext(ctx, query, args.values...)
+	if err != nil {
+		return SessionPage{}, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	page := SessionPage{Items: []Session{}}
+	var ids []int64
+	for rows.Next() {
+		if len(page.Items) == limit {
+			last := len(page.Items) - 1
+			page.NextCursor = encodeCursor(sessionsCursor, cursorKey{at: page.Items[last].ClosedAt, id: ids[last]})
+			break
+		}
+		var (
+			id                        int64
+			sess                      Session
+			closed, started, previous nullTime
+		)
+		if err := rows.Scan(&id, &sess.OpenID, &sess.KfAccount, &closed, &started, &previous); err != nil {
+			return SessionPage{}, fmt.Errorf("list sessions: %w", err)
+		}
+		sess.ClosedAt = closed.t
+		sess.StartedAt = sessionStart(started, previous)
+		if !sess.StartedAt.IsZero() {
+			sess.DurationSeconds = int64(sess.ClosedAt.Sub(sess.StartedAt) / time.Second)
+		}
+		sess.Posts = []events.FeedbackPost{}
+		page.Items = append(page.Items, sess)
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return SessionPage{}, fmt.Errorf("list sessions: %w", err)
+	}
+	rows.Close()
+	if err := s.attachLinkedPosts(ctx, page.Items, ids); err != nil {
+		return SessionPage{}, err
+	}
+	return page, nil
+}
+
+// attachLinkedPosts fills each session's Posts. It reads the posts of the
+// page's customers in the time the sessions can link to, computes each
+// one's link with the same SQL as ListPosts, and keeps those linked to a
+// session of the page.
+func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, ids []int64) error {
+	if len(sessions) == 0 {
+		return nil
+	}
+	bySession := make(map[int64]*Session, len(sessions))
+	openids := make(map[string]bool)
+	earliest, latest := sessions[0].ClosedAt, sessions[0].ClosedAt
+	for i := range sessions {
+		bySession[ids[i]] = &sessions[i]
+		openids[sessions[i].OpenID] = true
+		earliest = minTime(earliest, sessions[i].ClosedAt)
+		latest = maxTime(latest, sessions[i].ClosedAt)
+	}
+	args := s.params(len(openids) + 2)
+	in := make([]string, 0, len(openids))
+	for _, o := range slices.Sorted(maps.Keys(openids)) {
+		in = append(in, args.add(o))
+	}
+	query := `SELECT l.session_id, l.id, l.body FROM (
+			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS session_id
+			FROM posts p
+			WHERE p.openid IN (` + strings.Join(in, ", ") + `)
+			  AND p.created_at > ` + args.add(s.d.encodeTime(earliest)) + `
+			  AND p.created_at <= ` + args.add(s.d.encodeTime(latest.Add(s.linkWindow))) + `
+		) l
+		WHERE l.session_id IS NOT NULL
+		ORDER BY l.created_at DESC, l.id DESC`
+	rows, err := s.read.QueryContext(ctx, query, args.values...)
+	if err != nil {
+		return fmt.Errorf("list sessions: linked posts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			sessionID, id int64
+			body          []byte
+		)
+		if err := rows.Scan(&sessionID, &id, &body); err != nil {
+			return fmt.Errorf("list sessions: linked posts: %w", err)
+		}
+		sess, ok := bySession[sessionID]
+		if !ok {
+			continue // linked to a session of another page
+		}
+		var p events.FeedbackPost
+		if err := json.Unmarshal(body, &p); err != nil {
+			return fmt.Errorf("list sessions: decode post %d: %w", id, err)
+		}
+		sess.Posts = append(sess.Posts, p)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list sessions: linked posts: %w", err)
+	}
+	return nil
+}
+
+func (s *sqlStore) Ping(ctx context.Context) error {
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w", s.d.name, err)
+	}
+	if s.read != s.write {
+		if err := s.read.PingContext(ctx); err != nil {
+			return fmt.Errorf("ping %s: %w", s.d.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *sqlStore) Close() error {
+	if s.beforeClose != nil {
+		s.beforeClose()
+	}
+	var errs []error
+	if s.read != s.write {
+		errs = append(errs, s.read.Close())
+	}
+	errs = append(errs, s.write.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close %s: %w", s.d.name, err)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

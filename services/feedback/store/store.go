@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// Store keeps posts and session facts and answers the feedback queries.
+// Every method is safe for concurrent use.
+type Store interface {
+	// UpsertPosts writes a batch in one transaction. It is idempotent: a
+	// post replaces the stored version only when its updated_at is later,
+	// so an older or equal version never overwrites what is stored; of
+	// several versions of one post in the batch the newest is kept.
+	UpsertPosts(ctx context.Context, posts []events.FeedbackPost) error
+	// RecordSessions stores session facts in one transaction; a fact
+	// already stored (same openid, kf_account, kind and time) is ignored.
+	RecordSessions(ctx context.Context, facts []SessionFact) error
+	// ListPosts returns posts newest first by (created_at, id), each with
+	// the session it is linked to.
+	ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
+	// ListSessions returns closed sessions newest first by closed_at, each
+	// with the posts linked to it.
+	ListSessions(ctx context.Context, q SessionQuery) (SessionPage, error)
+	// Ping checks the database can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Page sizes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// DefaultLinkWindow is how long after a session closes a post of the same
+// customer is still taken as feedback on it.
+const DefaultLinkWindow = 7 * 24 * time.Hour
+
+// DefaultSchema is the PostgreSQL schema the tables live in.
+const DefaultSchema = "kefu"
+
+// Errors that decide behaviour: the HTTP API answers 400 for
+// ErrInvalidCursor, and the consumer dead-letters a batch rejected with
+// ErrInvalidPost or ErrInvalidSessionFact instead of retrying it.
+var (
+	ErrInvalidCursor      = errors.New("feedback store: invalid cursor")
+	ErrInvalidPost        = errors.New("feedback store: invalid post")
+	ErrInvalidSessionFact = errors.New("feedback store: invalid session fact")
+	// ErrSchemaTooNew means the database was migrated by a newer kefu;
+	// an older one refuses to write into a schema it does not know.
+	ErrSchemaTooNew = errors.New("feedback store: database schema is newer than this kefu")
+	// ErrUnsupportedDSN is returned by Open for a DSN that is neither
+	// empty nor a PostgreSQL URL, so a typo never silently falls back to
+	// a local SQLite file.
+	ErrUnsupportedDSN = errors.New("feedback store: DSN must start with postgres:// or postgresql://")
+)
+
+// SessionFactKind says which 多客服 event a SessionFact comes from.
+type SessionFactKind string
+
+// Kinds of session facts.
+const (
+	SessionFactCreated SessionFactKind = "created"
+	SessionFactClosed  SessionFactKind = "closed"
+)
+
+// SessionFact is one 多客服 session event reduced to what the store needs.
+type SessionFact struct {
+	Kind      SessionFactKind
+	OpenID    string
+	KfAccount string
+	// At is when it happened (the callback's CreateTime).
+	At time.Time
+}
+
+// SessionCreatedFact is the fact of a kf_create_session event.
+func SessionCreatedFact(e events.SessionCreated) SessionFact {
+	return SessionFact{Kind: SessionFactCreated, OpenID: e.OpenID, KfAccount: e.KfAccount, At: factTime(e.Meta, e.WeChatSource)}
+}
+
+// SessionClosedFact is the fact of a kf_close_session event.
+func SessionClosedFact(e events.SessionClosed) SessionFact {
+	return SessionFact{Kind: SessionFactClosed, OpenID: e.OpenID, KfAccount: e.KfAccount, At: factTime(e.Meta, e.WeChatSource)}
+}
+
+// factTime prefers the callback's CreateTime: WeChat repeats it unchanged
+// in every retry, which makes a redelivered event the same fact.
+func factTime(m events.Meta, w events.WeChatSource) time.Time {
+	if w.CreateTime > 0 {
+		return time.Unix(w.CreateTime, 0).UTC()
+	}
+	return m.OccurredAt
+}
+
+// PostQuery selects posts. Zero fields do not filter.
+type PostQuery struct {
+	OpenID string
+	// From (inclusive) and To (exclusive) bound created_at.
+	From, To time.Time
+	// Q is a case-insensitive substring of the content, matched literally
+	// (% and _ are not wildcards).
+	Q string
+	// Limit is the page size: DefaultLimit when zero, at most MaxLimit.
+	Limit int
+	// Cursor is a previous page's NextCursor.
+	Cursor string
+}
+
+// Post is a stored post and the session it is linked to, if any.
+type Post struct {
+	events.FeedbackPost
+	Session *LinkedSession `json:"session,omitempty"`
+}
+
+// LinkedSession is the session a post is feedback on.
+type LinkedSession struct {
+	KfAccount string `json:"kf_account"`
+	// StartedAt is zero when the session's created fact is unknown.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	ClosedAt  time.Time `json:"closed_at"`
+}
+
+// PostPage is one page of posts.
+type PostPage struct {
+	Items []Post `json:"items"`
+	// NextCursor is empty on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+// SessionQuery selects closed sessions. Zero fields do not filter.
+type SessionQuery struct {
+	OpenID    string
+	KfAccount string
+	// From (inclusive) and To (exclusive) bound closed_at.
+	From, To time.Time
+	Limit    int
+	Cursor   string
+}
+
+// Session is a closed session with the posts linked to it.
+type Session struct {
+	OpenID string `json:"openid"`
+	// KfAccount is the agent who closed the session.
+	KfAccount string `json:"kf_account"`
+	// StartedAt is zero when the session's created fact is unknown.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	ClosedAt  time.Time `json:"closed_at"`
+	// DurationSeconds is set when StartedAt is known.
+	DurationSeconds int64 `json:"duration_seconds,omitempty"`
+	// Posts are the linked posts, newest first.
+	Posts []events.FeedbackPost `json:"posts"`
+}
+
+// SessionPage is one page of sessions.
+type SessionPage struct {
+	Items      []Session `json:"items"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+// Option configures a store.
+type Option func(*options)
+
+type options struct {
+	schema     string
+	linkWindow time.Duration
+	onMigrate  func(version int, name string)
+	maxConns   int
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{schema: DefaultSchema, linkWindow: DefaultLinkWindow, maxConns: 8}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.linkWindow <= 0 {
+		return o, fmt.Errorf("feedback store: link window %s is not positive", o.linkWindow)
+	}
+	if o.maxConns < 1 {
+		return o, fmt.Errorf("feedback store: max connections %d is not positive", o.maxConns)
+	}
+	return o, nil
+}
+
+// WithSchema puts the PostgreSQL tables in the named schema (created if
+// missing): lower-case letters, digits and underscores, starting with a
+// letter or underscore. SQLite ignores it.
+func WithSchema(name string) Option { return func(o *options) { o.schema = name } }
+
+// WithLinkWindow sets how long after a session closes a post is still
+// linked to it.
+func WithLinkWindow(d time.Duration) Option { return func(o *options) { o.linkWindow = d } }
+
+// OnMigrationApplied calls fn for each migration applied at open (none when
+// the database is up to date), for instance to log it.
+func OnMigrationApplied(fn func(version int, name string)) Option {
+	return func(o *options) { o.onMigrate = fn }
+}
+
+// WithMaxConns bounds the connections used for reading (SQLite) or for
+// everything (PostgreSQL); SQLite always writes through one connection.
+func WithMaxConns(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// Open opens PostgreSQL when dsn is a postgres:// or postgresql:// URL, and
+// SQLite at dataDir/feedback.db when dsn is empty.
+func Open(ctx context.Context, dsn, dataDir string, opts ...Option) (Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return OpenPostgres(ctx, dsn, opts...)
+	case dsn != "":
+		return nil, ErrUnsupportedDSN
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("open feedback store: create data dir: %w", err)
+	}
+	return OpenSQLite(filepath.Join(dataDir, "feedback.db"), opts...)
+}
