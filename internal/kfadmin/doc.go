@@ -1,0 +1,122 @@
+// Package kfadmin is kefu's 多客服 administration: the `kefu kf …` command
+// line, the admin HTTP API under /api/kf/, the local agent groups, and the
+// keyword Router that ingest asks which agent a customer goes to.
+//
+// # Groups
+//
+// WeChat's 多客服 has no agent groups (seed §1: the account API knows only
+// kf_account, nickname and password), so kefu keeps them itself, in the
+// JetStream KV bucket kefu_groups: one key per group, the key being the
+// group name (1–64 of A–Z a–z 0–9 '-' '_', a single NATS subject token), the
+// value the JSON {name, members[], keywords[], updated_at}. Members are kf
+// accounts (prefix@wechat-id), checked for form only — a group may name an
+// agent before the account exists. Every change is a compare-and-set on the
+// key's revision (KV Create for a new group, Update with the revision read,
+// Delete with LastRevision), retried from a fresh read on conflict, so two
+// admins adding members to the same group at once both see their change
+// kept.
+//
+// # Choosing an agent
+//
+// [PickAgent] takes the online list (getonlinekflist) and returns the
+// least-loaded online member: lowest accepted_case/auto_accept, then fewest
+// customers already queued for that agent (getwaitcase's kf_account), then
+// the account name. An auto_accept of 0 counts as 1 (see PickAgent).
+//
+// # Keyword routing
+//
+// [Router] implements ingest's Router interface. When a customer's text
+// contains a group's keyword (case-insensitively), it answers the
+// least-loaded online member of that group, and ingest's passive
+// transfer_customer_service reply carries it in TransInfo/KfAccount, which
+// queues the customer for that agent. When several keywords match, the
+// longest (in characters) wins; between equally long ones, the one that
+// occurs first in the text; then the group whose name sorts first. If the
+// winning group has nobody online, the next matching group is tried; if none
+// has, Route answers "" and 多客服 assigns any agent. Groups without members
+// never match.
+//
+// Why the passive reply rather than kfsession/create: the reply costs no API
+// call on the callback path, where WeChat gives up after 5 seconds and
+// retries, and it cannot fail half-way (a create that times out may or may
+// not have happened, and is not safe to retry on a customer's duplicate
+// callback). It also respects the agent's auto-accept limit: the customer
+// waits in the agent's queue instead of being pushed onto a full agent, as
+// kfsession/create would do. The price is that a pinned customer waits for
+// that agent only; that is why the Router only pins to online agents and
+// stops pinning when its view of who is online is stale.
+//
+// Route never calls WeChat or NATS: the groups are followed with a KV watch
+// (kv.WatchAll) and the online list and the queue are polled in the
+// background every RefreshInterval (default 10 s), only while some group has
+// members and keywords, so no API quota is spent otherwise. If the last good
+// poll is older than MaxAge (default 3 intervals) — WeChat failing — or there
+// has been none yet, Route answers "". Customers routed since the last poll
+// are counted into their agent's accepted_case so that a burst of customers
+// is spread over the group rather than all pinned to the agent that was
+// least loaded at the poll; a customer who writes again before the next poll
+// keeps the agent first chosen.
+//
+// # Command line
+//
+// [Run] executes what follows `kefu kf`:
+//
+//	kf account list
+//	kf account add ACCOUNT --nickname N [--password P]
+//	kf account update ACCOUNT --nickname N [--password P]
+//	kf account delete ACCOUNT
+//	kf account avatar ACCOUNT FILE
+//	kf online
+//	kf waiting
+//	kf session get OPENID
+//	kf session list --kf ACCOUNT
+//	kf session create --openid O (--kf ACCOUNT | --group G) [--text T]
+//	kf session close --openid O --kf ACCOUNT [--text T]
+//	kf group list
+//	kf group create G [--keywords k1,k2]
+//	kf group add G ACCOUNT...
+//	kf group remove G ACCOUNT...
+//	kf group keywords G --keywords k1,k2
+//	kf group delete G
+//
+// Flags and arguments may come in any order; --json anywhere prints exactly
+// one JSON document (the same documents the HTTP API answers) instead of a
+// table. Errors come back as one line; usage mistakes wrap [ErrUsage] (exit
+// 2), everything else — a WeChat refusal shows its errcode and errmsg — is a
+// failure (exit 1). Passwords are given in clear and sent as their MD5, as
+// kfaccount/add expects (wechat.KfAccountInput). Keywords split on ',' and
+// on the full-width '，'.
+//
+// # HTTP API
+//
+// [NewHTTPHandler] serves, behind "Authorization: Bearer $KEFU_ADMIN_TOKEN"
+// (compared in constant time; missing or wrong → 401 with WWW-Authenticate):
+//
+//	GET    /api/kf/accounts                          → {"kf_list":[…]}
+//	POST   /api/kf/accounts                          {kf_account, nickname, password?} → 201
+//	PUT    /api/kf/accounts/{account}                {nickname, password?}
+//	DELETE /api/kf/accounts/{account}
+//	POST   /api/kf/accounts/{account}/avatar         multipart/form-data, image in field "media" (≤ 5 MiB)
+//	GET    /api/kf/online                            → {"kf_online_list":[…]}
+//	GET    /api/kf/waiting                           → {"count","listed","waitcaselist":[…]}
+//	GET    /api/kf/sessions/{openid}                 → {"openid","kf_account","createtime"}
+//	GET    /api/kf/sessions?kf=ACCOUNT               → {"kf_account","sessionlist":[…]}
+//	POST   /api/kf/sessions                          {openid, kf_account (alias kf) | group, text?} → 201
+//	POST   /api/kf/sessions/close                    {openid, kf_account (alias kf), text?}
+//	GET    /api/kf/groups                            → {"groups":[…]}
+//	POST   /api/kf/groups                            {name, keywords?, members?} → 201
+//	GET    /api/kf/groups/{name}
+//	DELETE /api/kf/groups/{name}
+//	PUT    /api/kf/groups/{name}/keywords            {keywords: […]} ([] clears them)
+//	POST   /api/kf/groups/{name}/members             {members: […]}
+//	DELETE /api/kf/groups/{name}/members/{account}
+//
+// Changes answer the Group, or an Outcome {action, kf_account, openid,
+// group, picked}. Errors answer {"error": …}, plus "errcode" and "errmsg"
+// when WeChat refused: bad JSON, unknown fields or invalid values 400; no
+// such group 404; wrong method 405; a group that exists, a conflicting
+// concurrent change or nobody online in a group 409; body over 1 MiB
+// (avatar: 5 MiB + 64 KiB) 413; WeChat refused or unreachable 502; a
+// timeout 504; WeChat or NATS not configured 503. GET /api/kf/queue belongs
+// to the estimator and is not served here.
+package kfadmin

@@ -1,0 +1,180 @@
+package kfadmin
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The human forms of the CLI's results: aligned tables for lists, one
+// sentence for a change.
+
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func row(tw *tabwriter.Writer, cols ...string) {
+	for i, c := range cols {
+		if c == "" {
+			cols[i] = "-"
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+}
+
+func writeAccounts(w io.Writer, list AccountList) error {
+	if len(list.Accounts) == 0 {
+		_, err := fmt.Fprintln(w, "no kf accounts")
+		return err
+	}
+	tw := newTable(w, "ACCOUNT", "NICKNAME", "ID", "WECHAT", "INVITATION")
+	for _, a := range list.Accounts {
+		invite := ""
+		if a.InviteWx != "" {
+			invite = a.InviteWx + " (" + a.InviteStatus + ")"
+		}
+		row(tw, a.KfAccount, a.KfNick, a.KfID, a.KfWx, invite)
+	}
+	return tw.Flush()
+}
+
+// statusText names getonlinekflist's status bits.
+func statusText(s int) string {
+	switch s {
+	case 1:
+		return "pc"
+	case 2:
+		return "mobile"
+	case 3:
+		return "pc+mobile"
+	case 0:
+		return "offline"
+	}
+	return fmt.Sprintf("status %d", s)
+}
+
+func writeOnline(w io.Writer, list OnlineList) error {
+	if len(list.Online) == 0 {
+		_, err := fmt.Fprintln(w, "no agent is online")
+		return err
+	}
+	tw := newTable(w, "ACCOUNT", "ID", "STATUS", "SESSIONS", "AUTO_ACCEPT")
+	for _, a := range list.Online {
+		row(tw, a.KfAccount, a.KfID, statusText(a.Status), fmt.Sprint(a.AcceptedCase), fmt.Sprint(a.AutoAccept))
+	}
+	return tw.Flush()
+}
+
+// clock formats a Unix time in now's location; 0 is unknown.
+func clock(unix int64, now time.Time) string {
+	if unix == 0 {
+		return "-"
+	}
+	return time.Unix(unix, 0).In(now.Location()).Format(time.DateTime)
+}
+
+// since is the time elapsed from unix to now, to the second.
+func since(unix int64, now time.Time) string {
+	if unix == 0 {
+		return "-"
+	}
+	d := now.Sub(time.Unix(unix, 0)).Truncate(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String()
+}
+
+func writeWaiting(w io.Writer, list WaitingList, now time.Time) error {
+	switch {
+	case list.Count == 0:
+		_, err := fmt.Fprintln(w, "no customer is waiting")
+		return err
+	case list.Count > list.Listed:
+		fmt.Fprintf(w, "%d customers waiting; WeChat lists only the %d who have waited longest\n", list.Count, list.Listed)
+	default:
+		fmt.Fprintf(w, "%d customers waiting\n", list.Count)
+	}
+	if list.Listed == 0 {
+		return nil
+	}
+	tw := newTable(w, "OPENID", "FOR", "SINCE", "WAITED")
+	for _, c := range list.Cases {
+		kf := c.KfAccount
+		if kf == "" {
+			kf = "any agent"
+		}
+		row(tw, c.OpenID, kf, clock(c.CreateTime, now), since(c.CreateTime, now))
+	}
+	return tw.Flush()
+}
+
+func writeSession(w io.Writer, s SessionState, now time.Time) error {
+	var err error
+	if s.KfAccount == "" {
+		_, err = fmt.Fprintf(w, "%s is not served by any agent (waiting in the queue, or no session)\n", s.OpenID)
+	} else {
+		_, err = fmt.Fprintf(w, "%s is served by %s since %s (%s)\n", s.OpenID, s.KfAccount, clock(s.CreateTime, now), since(s.CreateTime, now))
+	}
+	return err
+}
+
+func writeSessions(w io.Writer, list SessionList, now time.Time) error {
+	if len(list.Sessions) == 0 {
+		_, err := fmt.Fprintf(w, "%s serves no session\n", list.KfAccount)
+		return err
+	}
+	tw := newTable(w, "OPENID", "SINCE", "DURATION")
+	for _, s := range list.Sessions {
+		row(tw, s.OpenID, clock(s.CreateTime, now), since(s.CreateTime, now))
+	}
+	return tw.Flush()
+}
+
+func writeGroups(w io.Writer, groups []Group) error {
+	if len(groups) == 0 {
+		_, err := fmt.Fprintln(w, "no groups")
+		return err
+	}
+	tw := newTable(w, "GROUP", "MEMBERS", "KEYWORDS", "UPDATED")
+	for _, g := range groups {
+		updated := ""
+		if !g.UpdatedAt.IsZero() {
+			updated = g.UpdatedAt.Format(time.RFC3339)
+		}
+		row(tw, g.Name, strings.Join(g.Members, ","), strings.Join(g.Keywords, ","), updated)
+	}
+	return tw.Flush()
+}
+
+func writeOutcome(w io.Writer, o Outcome) error {
+	var msg string
+	switch o.Action {
+	case "account.added":
+		msg = "kf account " + o.KfAccount + " added"
+	case "account.updated":
+		msg = "kf account " + o.KfAccount + " updated"
+	case "account.deleted":
+		msg = "kf account " + o.KfAccount + " deleted"
+	case "account.avatar_uploaded":
+		msg = "avatar of " + o.KfAccount + " uploaded"
+	case "session.created":
+		msg = "session created: " + o.OpenID + " → " + o.KfAccount
+		if o.Picked != nil {
+			msg += fmt.Sprintf(" (least-loaded online member of group %s: serving %d, auto-accept %d)",
+				o.Group, o.Picked.AcceptedCase, o.Picked.AutoAccept)
+		}
+	case "session.closed":
+		msg = "session closed: " + o.OpenID + " with " + o.KfAccount
+	case "group.deleted":
+		msg = "group " + o.Group + " deleted"
+	default:
+		msg = o.Action
+	}
+	_, err := fmt.Fprintln(w, msg)
+	return err
+}

@@ -1,0 +1,350 @@
+package kfadmin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kefu-io/kefu/internal/kfadmin"
+	"github.com/kefu-io/kefu/internal/wechat"
+)
+
+// stubAgents is a scripted WeChat for the Router: what it answers and how
+// often it was asked.
+type stubAgents struct {
+	mu        sync.Mutex
+	online    []wechat.OnlineKf
+	queue     wechat.WaitCases
+	err       error
+	waitCalls int
+	calls     atomic.Int64
+}
+
+func (s *stubAgents) GetOnlineKfList(context.Context) ([]wechat.OnlineKf, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]wechat.OnlineKf(nil), s.online...), s.err
+}
+
+func (s *stubAgents) GetWaitCase(context.Context) (wechat.WaitCases, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waitCalls++
+	return s.queue, s.err
+}
+
+func (s *stubAgents) set(online ...wechat.OnlineKf) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.online = online
+}
+
+func (s *stubAgents) polled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitCalls > 0
+}
+
+// testClock is a settable clock for the Router.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(testStart.UnixNano())
+	return c
+}
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+type routerFixture struct {
+	t      testing.TB
+	groups *kfadmin.Groups
+	agents *stubAgents
+	clock  *testClock
+	router *kfadmin.Router
+}
+
+// newRouterFixture creates the groups (name → members, keywords), then
+// starts a Router whose background poll runs once (the interval is an
+// hour) and waits for that poll, so that later polls are the test's.
+func newRouterFixture(t testing.TB, groups map[string][2][]string, online ...wechat.OnlineKf) *routerFixture {
+	t.Helper()
+	ctx := context.Background()
+	g, _ := newGroups(t)
+	for name, spec := range groups {
+		if _, err := g.Create(ctx, name, spec[1]); err != nil {
+			t.Fatal(err)
+		}
+		if len(spec[0]) > 0 {
+			if _, err := g.AddMembers(ctx, name, spec[0]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f := &routerFixture{t: t, groups: g, agents: &stubAgents{online: online}, clock: newTestClock()}
+	r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: g, Agents: f.agents, RefreshInterval: time.Hour, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(context.Background()) })
+	f.router = r
+	eventually(t, "the first background poll", f.agents.polled)
+	f.refresh()
+	return f
+}
+
+func (f *routerFixture) refresh() {
+	f.t.Helper()
+	if err := f.router.Refresh(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *routerFixture) route(openid, text string) string {
+	return f.router.Route(context.Background(), openid, text)
+}
+
+// eventually waits (up to 10 s) for cond, which depends on work done in
+// another goroutine (a KV watch).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRouterKeywords(t *testing.T) {
+	f := newRouterFixture(t, map[string][2][]string{
+		"billing":  {{"alice@test", "bob@test"}, {"退款", "Refund"}},
+		"login":    {{"carol@test"}, {"login"}},
+		"account":  {{"dave@test"}, {"login failed"}},
+		"samelen1": {{"erin@test"}, {"abcd"}},
+		"samelen2": {{"frank@test"}, {"wxyz"}},
+		"twin-b":   {{"gina@test"}, {"twin"}},
+		"twin-a":   {{"hank@test"}, {"twin"}},
+		"empty":    {nil, {"nobody"}},
+		"silent":   {{"ivan@test"}, nil},
+	},
+		kfOnline("alice@test", 3, 5), kfOnline("bob@test", 0, 5), kfOnline("carol@test", 0, 5), kfOnline("dave@test", 0, 5),
+		kfOnline("erin@test", 0, 5), kfOnline("frank@test", 0, 5), kfOnline("gina@test", 0, 5), kfOnline("hank@test", 0, 5),
+		kfOnline("ivan@test", 0, 5))
+	tests := []struct {
+		name, text, want string
+	}{
+		{"a keyword routes to the least-loaded member of its group", "我要退款，谢谢", "bob@test"},
+		{"keywords match case-insensitively", "I want a REFUND", "bob@test"},
+		{"the longest matching keyword wins", "my login failed again", "dave@test"},
+		{"equally long keywords: the one earlier in the text wins", "wxyz then abcd", "frank@test"},
+		{"the same keyword in two groups: the group name sorting first wins", "twin", "hank@test"},
+		{"no keyword: any agent", "hello", ""},
+		{"a group without members never matches", "nobody home", ""},
+		{"empty content (not a text message): any agent", "", ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.route(string(rune('a'+i)), tt.text); got != tt.want {
+				t.Fatalf("Route(%q) = %q, want %q", tt.text, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRouterFallsBackToTheNextMatchingGroup(t *testing.T) {
+	offline := kfOnline("dave@test", 0, 5)
+	offline.Status = 0
+	f := newRouterFixture(t, map[string][2][]string{
+		"vip":     {{"dave@test"}, {"vip refund"}},
+		"billing": {{"alice@test"}, {"refund"}},
+	}, offline, kfOnline("alice@test", 3, 5))
+	if got := f.route("o1", "vip refund please"); got != "alice@test" {
+		t.Fatalf("got %q: want the longer keyword's group skipped while nobody in it is online", got)
+	}
+	f.agents.set(kfOnline("alice@test", 3, 5)) // and now nobody anywhere
+	f.refresh()
+	f.agents.set()
+	f.refresh()
+	if got := f.route("o2", "vip refund please"); got != "" {
+		t.Fatalf("got %q with nobody online, want any agent", got)
+	}
+}
+
+func TestRouterNeverCallsWeChatOnTheRequestPath(t *testing.T) {
+	f := newRouterFixture(t, map[string][2][]string{"billing": {{"alice@test"}, {"refund"}}}, kfOnline("alice@test", 0, 5))
+	before := f.agents.calls.Load()
+	for range 100 {
+		if f.route("o1", "refund") != "alice@test" {
+			t.Fatal("not routed")
+		}
+	}
+	if after := f.agents.calls.Load(); after != before {
+		t.Fatalf("Route called WeChat %d times", after-before)
+	}
+}
+
+func TestRouterStopsRoutingOnAStaleView(t *testing.T) {
+	f := newRouterFixture(t, map[string][2][]string{"billing": {{"alice@test"}, {"refund"}}}, kfOnline("alice@test", 0, 5))
+	if got := f.route("o1", "refund"); got != "alice@test" {
+		t.Fatalf("fresh view: %q", got)
+	}
+	// The default MaxAge is three intervals (of an hour here); WeChat
+	// fails meanwhile.
+	f.agents.mu.Lock()
+	f.agents.err = errors.New("wechat getonlinekflist: errcode -1: system error")
+	f.agents.mu.Unlock()
+	f.clock.Advance(3*time.Hour + time.Second)
+	if err := f.router.Refresh(context.Background()); err == nil {
+		t.Fatal("refresh did not report the failure")
+	}
+	if got := f.route("o2", "refund"); got != "" {
+		t.Fatalf("stale view routed to %q; want any agent", got)
+	}
+	f.agents.mu.Lock()
+	f.agents.err = nil
+	f.agents.mu.Unlock()
+	f.refresh()
+	if got := f.route("o3", "refund"); got != "alice@test" {
+		t.Fatalf("after recovery: %q", got)
+	}
+}
+
+func TestRouterNoViewYetMeansAnyAgent(t *testing.T) {
+	g, _ := newGroups(t)
+	ctx := context.Background()
+	if _, err := g.Create(ctx, "billing", []string{"refund"}); err != nil {
+		t.Fatal(err)
+	}
+	g.AddMembers(ctx, "billing", "alice@test")
+	agents := &stubAgents{err: errors.New("wechat down")}
+	r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: g, Agents: agents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	if got := r.Route(ctx, "o1", "refund"); got != "" {
+		t.Fatalf("got %q before any good poll", got)
+	}
+}
+
+// Customers routed between two polls count towards their agent, so a burst
+// is spread over the group instead of all pinned to one agent.
+func TestRouterSpreadsABurstBetweenPolls(t *testing.T) {
+	f := newRouterFixture(t, map[string][2][]string{"billing": {{"alice@test", "bob@test"}, {"refund"}}},
+		kfOnline("alice@test", 0, 2), kfOnline("bob@test", 0, 2))
+	got := []string{f.route("o1", "refund"), f.route("o2", "refund"), f.route("o1", "refund again"), f.route("o3", "refund")}
+	want := []string{"alice@test", "bob@test", "alice@test", "alice@test"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("burst routed %q, want %q (o1 writing twice keeps alice and counts once)", got, want)
+		}
+	}
+	// The next poll shows what WeChat did with them (here: alice already
+	// closed one); its numbers replace the local counts, which would
+	// otherwise make alice look busier (1+2 against 1+1).
+	f.clock.Advance(time.Second)
+	f.agents.set(kfOnline("alice@test", 1, 2), kfOnline("bob@test", 1, 2))
+	f.refresh()
+	if got := f.route("o4", "refund"); got != "alice@test" {
+		t.Fatalf("after the poll: %q, want alice (equal load, name first)", got)
+	}
+}
+
+func TestRouterFollowsGroupChanges(t *testing.T) {
+	f := newRouterFixture(t, map[string][2][]string{"billing": {{"alice@test"}, {"refund"}}},
+		kfOnline("alice@test", 0, 5), kfOnline("bob@test", 0, 5))
+	ctx := context.Background()
+	if _, err := f.groups.SetKeywords(ctx, "billing", []string{"退货"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new keyword", func() bool { return f.route("o1", "我要退货") == "alice@test" })
+	if got := f.route("o2", "refund"); got != "" {
+		t.Errorf("a removed keyword still routes to %q", got)
+	}
+	if _, err := f.groups.Create(ctx, "tech", []string{"bug"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.groups.AddMembers(ctx, "tech", "bob@test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new group", func() bool { return f.route("o3", "found a bug") == "bob@test" })
+	if err := f.groups.Delete(ctx, "tech"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted group to stop routing", func() bool { return f.route("o4", "found a bug") == "" })
+}
+
+func TestRouterPollsOnlyWhileAGroupCanRoute(t *testing.T) {
+	ctx := context.Background()
+	g, _ := newGroups(t)
+	if _, err := g.Create(ctx, "nokeywords", nil); err != nil {
+		t.Fatal(err)
+	}
+	g.AddMembers(ctx, "nokeywords", "alice@test")
+	agents := &stubAgents{}
+	r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: g, Agents: agents, RefreshInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	time.Sleep(20 * time.Millisecond) // twenty intervals
+	if n := agents.calls.Load(); n != 0 {
+		t.Fatalf("%d WeChat calls with no group that can route", n)
+	}
+	if _, err := g.SetKeywords(ctx, "nokeywords", []string{"refund"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "polling to start", agents.polled)
+}
+
+func TestRouterConfigIsValidated(t *testing.T) {
+	g, _ := newGroups(t)
+	if _, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: g}); err == nil {
+		t.Error("no Agents accepted")
+	}
+	if _, err := kfadmin.NewRouter(kfadmin.RouterConfig{Agents: &stubAgents{}}); err == nil {
+		t.Error("no Groups accepted")
+	}
+}
+
+// BenchmarkRoute measures the request-path cost of a Router with 20
+// groups of 10 keywords each, for a message that matches one of them.
+func BenchmarkRoute(b *testing.B) {
+	groups := map[string][2][]string{}
+	var online []wechat.OnlineKf
+	for i := range 20 {
+		name := fmt.Sprintf("group%02d", i)
+		var kws []string
+		for k := range 10 {
+			kws = append(kws, fmt.Sprintf("关键词%d-%d", i, k))
+		}
+		members := []string{fmt.Sprintf("a%d@test", i), fmt.Sprintf("b%d@test", i)}
+		groups[name] = [2][]string{members, kws}
+		online = append(online, kfOnline(members[0], 1, 5), kfOnline(members[1], 2, 5))
+	}
+	f := newRouterFixture(b, groups, online...)
+	text := "您好，我想咨询一下关键词13-7相关的问题，订单号 1234567890"
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if f.route("o1", text) == "" {
+			b.Fatal("not routed")
+		}
+	}
+}
