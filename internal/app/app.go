@@ -45,11 +45,11 @@ type role struct {
 // roles is the table a newcomer reads to know the system.
 var roles = []role{
 	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
-		modules: []string{"ingest", "tucao"}, lenient: true},
+		modules: []string{"ingest", "tucao", "admin"}, lenient: true},
 	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYYMMDD --to YYYYMMDD backfills and exits)",
 		modules: []string{"ingest", "tucao"}},
 	{name: "demo", summary: "`all` plus simulated WeChat and Tucao traffic, on free ports, no account needed",
-		modules: []string{"ingest", "tucao"}, lenient: true},
+		modules: []string{"ingest", "tucao", "admin"}, lenient: true},
 }
 
 // command is a non-role command.
@@ -64,6 +64,7 @@ func commands() []command {
 			fmt.Fprintln(out, "kefu", version())
 			return nil
 		}},
+		{"kf", "多客服 admin: accounts, online agents, queue, sessions, groups (`kefu kf help`)", runKf},
 		{"help", "show this help", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			usage(out)
 			return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
 )
@@ -17,12 +18,13 @@ import (
 var moduleNeeds = map[string]config.Need{
 	"ingest": config.NeedCallback,
 	"tucao":  config.NeedTucao,
+	"admin":  config.NeedWeChatAPI,
 }
 
 // optionalModules run only when configured: with none of their settings
 // they are skipped (logged), with some but not all the role refuses to
 // start, naming the missing one.
-var optionalModules = map[string]bool{"tucao": true}
+var optionalModules = map[string]bool{"tucao": true, "admin": true}
 
 // skipModule reports whether an optional module is entirely unconfigured.
 func skipModule(cfg config.Config, name string) bool {
@@ -42,6 +44,8 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 		return buildIngest(ctx, rt)
 	case "tucao":
 		return buildTucao(ctx, rt)
+	case "admin":
+		return buildAdmin(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -52,21 +56,49 @@ type noopModule struct{}
 func (noopModule) Start(context.Context) error { return nil }
 func (noopModule) Stop(context.Context) error  { return nil }
 
+// ingestModule runs the keyword router beside the callback handler.
+type ingestModule struct{ router *kfadmin.Router }
+
+func (m ingestModule) Start(ctx context.Context) error {
+	if m.router == nil {
+		return nil
+	}
+	return m.router.Start(ctx)
+}
+
+func (m ingestModule) Stop(ctx context.Context) error {
+	if m.router == nil {
+		return nil
+	}
+	return m.router.Stop(ctx)
+}
+
 func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 	if err := rt.bus.EnsureStreams(ctx, events.StreamWeChat); err != nil {
 		return nil, err
+	}
+	deps := ingest.Deps{Publisher: rt.bus, Logger: rt.log.Named("ingest"), Registerer: rt.registry}
+	var mod ingestModule
+	if rt.cfg.WeChatTransfer && rt.cfg.WeChatSecret == "" {
+		rt.log.Info("keyword routing off: KEFU_WECHAT_SECRET is not set, customers go to any agent")
+	} else if rt.cfg.WeChatTransfer {
+		router, err := buildRouter(ctx, rt)
+		if err != nil {
+			return nil, fmt.Errorf("keyword routing: %w", err)
+		}
+		deps.Router, mod.router = router, router
 	}
 	svc, err := ingest.New(ingest.Config{
 		AppID:    rt.cfg.WeChatAppID,
 		Token:    rt.cfg.WeChatToken.Value(),
 		AESKey:   rt.cfg.WeChatAESKey.Value(),
 		Transfer: rt.cfg.WeChatTransfer,
-	}, ingest.Deps{Publisher: rt.bus, Logger: rt.log.Named("ingest"), Registerer: rt.registry})
+	}, deps)
 	if err != nil {
 		return nil, err
 	}
 	svc.Routes(rt.mux)
-	return noopModule{}, nil
+	return mod, nil
 }
 
 func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, error) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/wechat"
 )
 
 // module is one service inside a role.
@@ -48,6 +49,8 @@ type runtime struct {
 	checks   []readyChecker
 	// demo is set by `kefu demo`.
 	demo *demoEnv
+	// wechat is the shared API client, built on first use.
+	wechat *wechat.Client
 }
 
 // flagName turns KEFU_HTTP_ADDR into http-addr.

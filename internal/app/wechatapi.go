@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/kfadmin"
+	"github.com/kefu-io/kefu/internal/wechat"
+)
+
+// wechatClient returns the process's WeChat API client, built once: every
+// module of a role shares one client, one rate limiter and one access
+// token, kept in the kefu_token bucket so replicas share it too.
+func (rt *runtime) wechatClient(ctx context.Context) (*wechat.Client, error) {
+	if rt.wechat != nil {
+		return rt.wechat, nil
+	}
+	if err := rt.cfg.Check(rt.role.name, config.NeedWeChatAPI); err != nil {
+		return nil, err
+	}
+	c, err := newWeChatClient(ctx, rt.cfg, rt.bus, wechat.NewMetrics(rt.registry))
+	if err != nil {
+		return nil, err
+	}
+	rt.wechat = c
+	return c, nil
+}
+
+// newWeChatClient builds a client whose token is shared through b (or
+// kept in memory when b is nil).
+func newWeChatClient(ctx context.Context, cfg config.Config, b *bus.Bus, metrics *wechat.Metrics) (*wechat.Client, error) {
+	fetcher := &wechat.StableTokenFetcher{BaseURL: cfg.WeChatAPIBase, AppID: cfg.WeChatAppID, Secret: cfg.WeChatSecret.Value(), Metrics: metrics}
+	opts := wechat.TokenOptions{AppID: cfg.WeChatAppID}
+	var tokens wechat.TokenSource
+	if b != nil {
+		kv, err := b.KeyValue(ctx, bus.BucketToken)
+		if err != nil {
+			return nil, err
+		}
+		if tokens, err = wechat.NewKVTokenSource(kv, fetcher, opts); err != nil {
+			return nil, err
+		}
+	} else {
+		mem, err := wechat.NewMemoryTokenSource(fetcher, opts)
+		if err != nil {
+			return nil, err
+		}
+		tokens = mem
+	}
+	c, err := wechat.NewClient(wechat.ClientConfig{
+		BaseURL: cfg.WeChatAPIBase, AppID: cfg.WeChatAppID, Secret: cfg.WeChatSecret.Value(),
+		Tokens: tokens, RateLimit: 50, Metrics: metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wechat client: %w", err)
+	}
+	return c, nil
+}
+
+// buildRouter returns the keyword router for ingest, or nil when the
+// WeChat API is not configured (customers then go to any agent).
+func buildRouter(ctx context.Context, rt *runtime) (*kfadmin.Router, error) {
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := rt.bus.KeyValue(ctx, bus.BucketGroups)
+	if err != nil {
+		return nil, err
+	}
+	return kfadmin.NewRouter(kfadmin.RouterConfig{Groups: kfadmin.NewGroups(kv), Agents: client, Logger: rt.log.Named("router")})
+}
+
+// buildAdmin mounts the admin HTTP API when KEFU_ADMIN_TOKEN is set.
+func buildAdmin(ctx context.Context, rt *runtime) (module, error) {
+	if rt.cfg.AdminToken == "" {
+		rt.log.Info("admin HTTP API off: KEFU_ADMIN_TOKEN is not set")
+		return noopModule{}, nil
+	}
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := rt.bus.KeyValue(ctx, bus.BucketGroups)
+	if err != nil {
+		return nil, err
+	}
+	h := kfadmin.NewHTTPHandler(rt.cfg.AdminToken.Value(), kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, rt.log.Named("admin"))
+	rt.mux.Handle("/api/kf/", h)
+	return noopModule{}, nil
+}
