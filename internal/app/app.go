@@ -45,11 +45,13 @@ type role struct {
 // roles is the table a newcomer reads to know the system.
 var roles = []role{
 	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
-		modules: []string{"ingest", "tucao", "admin"}, lenient: true},
+		modules: []string{"ingest", "tucao", "estimator", "admin"}, lenient: true},
 	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYYMMDD --to YYYYMMDD backfills and exits)",
 		modules: []string{"ingest", "tucao"}},
+	{name: "estimator", summary: "polls the 多客服 queue, estimates each waiting customer's wait (GET /api/kf/queue); with KEFU_ADMIN_TOKEN also the admin API",
+		modules: []string{"estimator", "admin"}},
 	{name: "demo", summary: "`all` plus simulated WeChat and Tucao traffic, on free ports, no account needed",
-		modules: []string{"ingest", "tucao", "admin"}, lenient: true},
+		modules: []string{"ingest", "tucao", "estimator", "admin"}, lenient: true},
 }
 
 // command is a non-role command.

@@ -155,7 +155,7 @@ Press Ctrl-C to stop.
 	}
 	if err := d.wechat.StartSimulation(wechattest.SimConfig{
 		Seed: uint64(time.Now().UnixNano()), Speed: demoSpeed, SwitchProb: 0.15,
-		Arrival: exp(35 * time.Second),
+		Arrival: exp(28 * time.Second),
 		Patience: func(r *rand.Rand) time.Duration {
 			return time.Duration(8 * 60 * math.Exp(0.8*r.NormFloat64()) * float64(time.Second))
 		},

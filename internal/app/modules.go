@@ -11,14 +11,16 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/pkg/events"
+	"github.com/kefu-io/kefu/services/estimator"
 	"github.com/kefu-io/kefu/services/ingest"
 )
 
 // moduleNeeds are the settings without which a module cannot run.
 var moduleNeeds = map[string]config.Need{
-	"ingest": config.NeedCallback,
-	"tucao":  config.NeedTucao,
-	"admin":  config.NeedWeChatAPI,
+	"ingest":    config.NeedCallback,
+	"tucao":     config.NeedTucao,
+	"admin":     config.NeedWeChatAPI,
+	"estimator": config.NeedWeChatAPI,
 }
 
 // optionalModules run only when configured: with none of their settings
@@ -46,6 +48,8 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 		return buildTucao(ctx, rt)
 	case "admin":
 		return buildAdmin(ctx, rt)
+	case "estimator":
+		return buildEstimator(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -117,10 +121,9 @@ func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, erro
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
 	return ingest.NewTucaoPoller(ingest.TucaoConfig{
 		ProductID: rt.cfg.TucaoProductID, Interval: rt.cfg.TucaoPollInterval,
-		Holder: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Holder: holderName("tucao"),
 	}, client, rt.bus, cursors, locks, rt.log.Named("tucao"), rt.registry)
 }
 
@@ -131,4 +134,23 @@ func buildTucao(ctx context.Context, rt *runtime) (module, error) {
 	}
 	rt.mux.Handle("/tucao/webhook", p.WebhookHandler())
 	return p, nil
+}
+
+func holderName(module string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%s-%d", module, host, os.Getpid())
+}
+
+func buildEstimator(ctx context.Context, rt *runtime) (module, error) {
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := estimator.New(estimator.Config{AppID: rt.cfg.WeChatAppID, PollInterval: rt.cfg.QueuePollInterval, Holder: holderName("estimator")},
+		estimator.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("estimator"), Registerer: rt.registry})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(rt.mux)
+	return svc, nil
 }

@@ -1,0 +1,565 @@
+// Package estimator watches the 多客服 queue and tells every waiting
+// customer's place and expected wait. One replica at a time (a lease in
+// kefu_locks) polls getwaitcase, getonlinekflist and getsessionlist every
+// KEFU_QUEUE_POLL_INTERVAL, feeds the snapshot and the 多客服 session
+// events to the wait-time model of internal/estimate, and publishes a
+// QueueSnapshot, a WaitEstimated for each customer who entered the queue or
+// whose estimate changed materially, and a SessionAbandoned for each
+// customer who left without being served. Every replica serves the latest
+// queue at GET /api/kf/queue.
+//
+// The model's state (learned service and abandonment rates, calibration)
+// is saved to the kefu_state bucket after every poll, so a restart or a
+// takeover by another replica continues with what was learned. The session
+// events reach only the lease holder: its durable consumer is open while it
+// holds the lease.
+package estimator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// QueueAPI is the part of the WeChat client the estimator polls.
+type QueueAPI interface {
+	GetWaitCase(ctx context.Context) (wechat.WaitCases, error)
+	GetOnlineKfList(ctx context.Context) ([]wechat.OnlineKf, error)
+	GetSessionList(ctx context.Context, kfAccount string) ([]wechat.SessionItem, error)
+}
+
+// Config of the estimator.
+type Config struct {
+	AppID string
+	// PollInterval is KEFU_QUEUE_POLL_INTERVAL (default 15s).
+	PollInterval time.Duration
+	// Holder names this process in the lease (unique per process).
+	Holder string
+	// LeaseTTL: another replica takes over this long after the holder
+	// stops renewing (default 3 × PollInterval, at least 15s).
+	LeaseTTL time.Duration
+	// An estimate is published again when it moved by at least
+	// NotifyMinChange and NotifyMinRatio of the previous one (default 2m, 30 %).
+	NotifyMinChange time.Duration
+	NotifyMinRatio  float64
+	// Model configures the wait-time model.
+	Model estimate.Config
+}
+
+func (c *Config) setDefaults() {
+	if c.PollInterval <= 0 {
+		c.PollInterval = 15 * time.Second
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 3 * c.PollInterval
+		if c.LeaseTTL < 15*time.Second {
+			c.LeaseTTL = 15 * time.Second
+		}
+	}
+	if c.NotifyMinChange <= 0 {
+		c.NotifyMinChange = 2 * time.Minute
+	}
+	if c.NotifyMinRatio <= 0 {
+		c.NotifyMinRatio = 0.3
+	}
+	if c.Holder == "" {
+		c.Holder = fmt.Sprintf("estimator-%d", time.Now().UnixNano())
+	}
+}
+
+// Validate names what is missing.
+func (c Config) Validate() error {
+	if c.AppID == "" {
+		return errors.New("estimator: AppID (KEFU_WECHAT_APPID) is required")
+	}
+	return nil
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Bus        *bus.Bus
+	API        QueueAPI
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Service is the estimator.
+type Service struct {
+	cfg   Config
+	bus   *bus.Bus
+	api   QueueAPI
+	log   *zap.Logger
+	now   func() time.Time
+	m     *metrics
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	state jetstream.KeyValue
+	lease *bus.Lease
+
+	pollMu    sync.Mutex // one poll at a time (the loop, tests, an operator)
+	mu        sync.Mutex // guards model and published
+	model     *estimate.Estimator
+	published map[string]notified // openid → last WaitEstimated
+	sessions  *bus.Subscription   // open while holding the lease
+	started   atomic.Bool
+}
+
+type notified struct {
+	wait  time.Duration
+	since time.Time
+}
+
+// New checks the configuration and builds the service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Bus == nil || deps.API == nil {
+		return nil, errors.New("estimator: Bus and API are required")
+	}
+	model, err := estimate.New(cfg.Model)
+	if err != nil {
+		return nil, fmt.Errorf("estimator: %w", err)
+	}
+	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
+		stop: make(chan struct{}), done: make(chan struct{}), model: model, published: map[string]notified{}}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+func (s *Service) stateKey() string { return "estimator." + events.Token(s.cfg.AppID) }
+func (s *Service) queueKey() string { return "queue." + events.Token(s.cfg.AppID) }
+
+// Start creates the streams and buckets and starts polling.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.bus.EnsureStreams(ctx, events.StreamKF, events.StreamWeChat, events.StreamDLQ); err != nil {
+		return err
+	}
+	var err error
+	if s.state, err = s.bus.KeyValue(ctx, bus.BucketState); err != nil {
+		return err
+	}
+	locks, err := s.bus.KeyValue(ctx, bus.BucketLocks)
+	if err != nil {
+		return err
+	}
+	s.lease = bus.NewLease(locks, "estimator-"+events.Token(s.cfg.AppID), s.cfg.Holder, s.cfg.LeaseTTL)
+	s.lease.SetClock(s.now)
+	s.started.Store(true)
+	go s.loop(ctx)
+	return nil
+}
+
+// Stop ends polling, saves the model and gives the lease up.
+func (s *Service) Stop(ctx context.Context) error {
+	s.once.Do(func() { close(s.stop) })
+	if !s.started.Load() {
+		return nil
+	}
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s *Service) loop(ctx context.Context) {
+	defer close(s.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		if err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("queue poll failed; will retry next interval", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			s.resign()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// resign closes the session consumer, saves the model and releases the lease.
+func (s *Service) resign() {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.closeSessions()
+	if s.lease.Held() {
+		if err := s.saveState(ctx); err != nil {
+			s.log.Warn("save estimator state", zap.Error(err))
+		}
+	}
+	if err := s.lease.Release(ctx); err != nil {
+		s.log.Warn("release estimator lease", zap.Error(err))
+	}
+}
+
+func (s *Service) closeSessions() {
+	s.mu.Lock()
+	sub := s.sessions
+	s.sessions = nil
+	s.mu.Unlock()
+	if sub != nil {
+		sub.Close()
+	}
+}
+
+// PollOnce takes one snapshot and publishes what changed, if this replica
+// holds the lease. API errors are returned (and counted); the loop goes on.
+func (s *Service) PollOnce(ctx context.Context) error {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	held, err := s.lease.TryAcquire(ctx)
+	if err != nil {
+		return err
+	}
+	if !held {
+		s.closeSessions()
+		s.m.leader.Set(0)
+		return nil
+	}
+	s.m.leader.Set(1)
+	if err := s.takeOver(ctx); err != nil {
+		return err
+	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		s.m.polls.WithLabelValues("error").Inc()
+		return err
+	}
+	s.m.polls.WithLabelValues("ok").Inc()
+
+	s.mu.Lock()
+	start := time.Now()
+	res := s.model.Observe(snap)
+	s.m.observeSeconds.Observe(time.Since(start).Seconds())
+	changed := s.changedEstimates(res)
+	s.mu.Unlock()
+
+	if err := s.publish(ctx, snap, res, changed); err != nil {
+		return err
+	}
+	return s.saveState(ctx)
+}
+
+// takeOver loads the saved model and opens the session consumer when
+// this replica has just become the holder.
+func (s *Service) takeOver(ctx context.Context) error {
+	s.mu.Lock()
+	open := s.sessions != nil
+	s.mu.Unlock()
+	if open {
+		return nil
+	}
+	if entry, err := s.state.Get(ctx, s.stateKey()); err == nil {
+		s.mu.Lock()
+		err = s.model.UnmarshalState(entry.Value())
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("saved estimator state unreadable; starting from the prior", zap.Error(err))
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("load estimator state: %w", err)
+	}
+	sub, err := s.bus.Subscribe(ctx, bus.ConsumerSpec{
+		Role: "estimator", Stream: events.StreamWeChat, Durable: "estimator-sessions",
+		FilterSubject: events.SubjectSessionAll, Concurrency: 1, // the model learns from events in order
+		DeliverNew: true,
+	}, s.handleSession)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sessions = sub
+	s.mu.Unlock()
+	s.log.Info("estimator active: this replica polls the queue")
+	return nil
+}
+
+func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
+	ev, err := events.DecodeSubject(d.Subject, d.Data)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch e := ev.(type) {
+	case events.SessionCreated:
+		s.model.SessionCreated(e.OpenID, e.KfAccount, e.OccurredAt)
+		delete(s.published, e.OpenID)
+	case events.SessionClosed:
+		s.model.SessionClosed(e.OpenID, e.KfAccount, e.OccurredAt)
+	case events.SessionSwitched:
+		s.model.SessionSwitched(e.OpenID, e.FromKfAccount, e.ToKfAccount, e.OccurredAt)
+	}
+	return nil
+}
+
+// snapshot polls the three lists. An agent whose session list fails is
+// kept with its count only: the model then uses what it learned from events.
+func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, error) {
+	now := s.now()
+	wait, err := s.api.GetWaitCase(ctx)
+	if err != nil {
+		return estimate.Snapshot{}, fmt.Errorf("getwaitcase: %w", err)
+	}
+	online, err := s.api.GetOnlineKfList(ctx)
+	if err != nil {
+		return estimate.Snapshot{}, fmt.Errorf("getonlinekflist: %w", err)
+	}
+	snap := estimate.Snapshot{At: now, Count: wait.Count}
+	if snap.Count < len(wait.Cases) {
+		snap.Count = len(wait.Cases)
+	}
+	for _, c := range wait.Cases {
+		snap.Waiting = append(snap.Waiting, estimate.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount})
+	}
+	for _, a := range online {
+		agent := estimate.Agent{Account: a.KfAccount, Status: a.Status, AutoAccept: a.AutoAccept, Accepted: a.AcceptedCase}
+		if a.AcceptedCase > 0 {
+			list, err := s.api.GetSessionList(ctx, a.KfAccount)
+			if err != nil {
+				s.m.polls.WithLabelValues("sessionlist_error").Inc()
+				s.log.Debug("getsessionlist failed", zap.String("kf_account", a.KfAccount), zap.Error(err))
+			}
+			for _, it := range list {
+				agent.Sessions = append(agent.Sessions, estimate.Session{OpenID: it.OpenID, Since: time.Unix(it.CreateTime, 0)})
+			}
+		}
+		snap.Agents = append(snap.Agents, agent)
+	}
+	return snap, nil
+}
+
+// changedEstimates picks the estimates to publish: customers new in the
+// queue, and those whose estimate moved materially. Caller holds s.mu.
+func (s *Service) changedEstimates(res estimate.Result) []estimate.Estimate {
+	var out []estimate.Estimate
+	present := make(map[string]bool, len(res.Estimates))
+	for _, e := range res.Estimates {
+		present[e.OpenID] = true
+		if e.Unknown {
+			continue
+		}
+		prev, ok := s.published[e.OpenID]
+		if ok && !material(prev.wait, e.Wait, s.cfg.NotifyMinChange, s.cfg.NotifyMinRatio) {
+			continue
+		}
+		s.published[e.OpenID] = notified{wait: e.Wait, since: res.At}
+		out = append(out, e)
+	}
+	for openid := range s.published {
+		if !present[openid] {
+			delete(s.published, openid)
+		}
+	}
+	return out
+}
+
+// material: moved by at least minChange and by at least ratio of the old value.
+func material(old, cur, minChange time.Duration, ratio float64) bool {
+	d := cur - old
+	if d < 0 {
+		d = -d
+	}
+	return d >= minChange && float64(d) >= ratio*float64(old)
+}
+
+func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estimate.Result, changed []estimate.Estimate) error {
+	meta := events.Meta{AppID: s.cfg.AppID, OccurredAt: snap.At.UTC(), ReceivedAt: s.now().UTC()}
+	source := "kefu/estimator/" + s.cfg.AppID
+	view := queueView(snap, res)
+
+	qs := events.QueueSnapshot{Meta: meta, WaitingCount: res.Count, Waiting: []events.WaitingCustomer{}, Agents: []events.AgentStatus{}}
+	for _, w := range view.Waiting {
+		qs.Waiting = append(qs.Waiting, events.WaitingCustomer{OpenID: w.OpenID, Since: w.Since, KfAccount: w.KfAccount, Position: w.Position})
+	}
+	qs.Agents = view.Agents
+	if _, err := s.bus.Publish(ctx, qs, bus.Envelope{ID: fmt.Sprintf("kf-snapshot-%s-%d", s.cfg.AppID, snap.At.UnixNano()), Source: source}); err != nil {
+		return err
+	}
+	for _, e := range changed {
+		ev := events.WaitEstimated{Meta: meta, OpenID: e.OpenID, Position: e.Position, KfAccount: e.KfAccount,
+			WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Model: e.Model}
+		id := fmt.Sprintf("kf-wait-%s-%d", e.OpenID, snap.At.Unix())
+		if _, err := s.bus.Publish(ctx, ev, bus.Envelope{ID: id, Source: source}); err != nil {
+			return err
+		}
+		s.m.estimates.Inc()
+	}
+	for _, a := range res.Abandoned {
+		ev := events.SessionAbandoned{Meta: events.Meta{AppID: s.cfg.AppID, OccurredAt: a.At.UTC(), ReceivedAt: s.now().UTC()},
+			OpenID: a.OpenID, WaitedSeconds: seconds(a.Waited), Reason: events.AbandonVanished}
+		id := fmt.Sprintf("kf-abandon-%s-%d", a.OpenID, a.At.Add(-a.Waited).Unix())
+		if _, err := s.bus.Publish(ctx, ev, bus.Envelope{ID: id, Source: source}); err != nil {
+			return err
+		}
+		s.m.abandoned.Inc()
+	}
+	s.m.waiting.Set(float64(res.Count))
+	body, err := json.Marshal(view)
+	if err != nil {
+		return err
+	}
+	if _, err := s.state.Put(ctx, s.queueKey(), body); err != nil {
+		return fmt.Errorf("save queue view: %w", err)
+	}
+	return nil
+}
+
+func seconds(d time.Duration) int64 { return int64(math.Round(d.Seconds())) }
+
+func (s *Service) saveState(ctx context.Context) error {
+	s.mu.Lock()
+	b, err := s.model.MarshalState()
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("marshal estimator state: %w", err)
+	}
+	if _, err := s.state.Put(ctx, s.stateKey(), b); err != nil {
+		return fmt.Errorf("save estimator state: %w", err)
+	}
+	return nil
+}
+
+// QueueView is the body of GET /api/kf/queue.
+type QueueView struct {
+	At           time.Time            `json:"at"`
+	WaitingCount int                  `json:"waiting_count"`
+	Waiting      []WaitingView        `json:"waiting"`
+	Unlisted     int                  `json:"unlisted"`
+	Tail         *WaitingView         `json:"tail,omitempty"`
+	Agents       []events.AgentStatus `json:"agents"`
+	ServiceMean  int64                `json:"mean_session_seconds"`
+}
+
+// WaitingView is one waiting customer with its estimate.
+type WaitingView struct {
+	OpenID         string    `json:"openid,omitempty"`
+	Since          time.Time `json:"since,omitempty"`
+	KfAccount      string    `json:"kf_account,omitempty"`
+	Position       int       `json:"position"`
+	WaitSeconds    int64     `json:"wait_seconds"`
+	WaitP90Seconds int64     `json:"wait_p90_seconds"`
+	// Unknown: nobody online can take this customer; no estimate.
+	Unknown bool   `json:"unknown,omitempty"`
+	Model   string `json:"model,omitempty"`
+}
+
+func queueView(snap estimate.Snapshot, res estimate.Result) QueueView {
+	v := QueueView{At: snap.At.UTC(), WaitingCount: res.Count, Unlisted: res.Unlisted, Waiting: []WaitingView{}, Agents: []events.AgentStatus{},
+		ServiceMean: seconds(res.ServiceFor)}
+	since := make(map[string]time.Time, len(snap.Waiting))
+	for _, w := range snap.Waiting {
+		since[w.OpenID] = w.Since.UTC()
+	}
+	for _, e := range res.Estimates {
+		v.Waiting = append(v.Waiting, WaitingView{OpenID: e.OpenID, Since: since[e.OpenID], KfAccount: e.KfAccount, Position: e.Position,
+			WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Unknown: e.Unknown, Model: e.Model})
+	}
+	if res.Unlisted > 0 {
+		t := res.Tail
+		v.Tail = &WaitingView{Position: t.Position, WaitSeconds: seconds(t.Wait), WaitP90Seconds: seconds(t.WaitP90), Unknown: t.Unknown, Model: t.Model}
+	}
+	for _, a := range snap.Agents {
+		st := events.AgentStatus{KfAccount: a.Account, Status: a.Status, AutoAccept: a.AutoAccept, AcceptedCase: a.Accepted, Sessions: []events.AgentSession{}}
+		for _, ss := range a.Sessions {
+			st.Sessions = append(st.Sessions, events.AgentSession{OpenID: ss.OpenID, Since: ss.Since.UTC()})
+		}
+		v.Agents = append(v.Agents, st)
+	}
+	return v
+}
+
+// Routes registers GET /api/kf/queue. Every replica serves it from the
+// view the active poller saved last.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("/api/kf/queue", s.serveQueue)
+}
+
+func (s *Service) serveQueue(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, `{"error":"method not allowed"}`, http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if s.state == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"estimator not started"}`))
+		return
+	}
+	entry, err := s.state.Get(r.Context(), s.queueKey())
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"no queue snapshot yet"}`))
+		return
+	case err != nil:
+		s.log.Error("read queue view", zap.Error(err))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"queue view unavailable"}`))
+		return
+	}
+	w.Write(entry.Value())
+}
+
+type metrics struct {
+	polls          *prometheus.CounterVec
+	estimates      prometheus.Counter
+	abandoned      prometheus.Counter
+	waiting        prometheus.Gauge
+	leader         prometheus.Gauge
+	observeSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		polls:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_estimator_polls_total", Help: "Queue polls by outcome (ok, error, sessionlist_error)."}, []string{"outcome"}),
+		estimates:      prometheus.NewCounter(prometheus.CounterOpts{Name: "kefu_estimator_estimates_published_total", Help: "WaitEstimated events published."}),
+		abandoned:      prometheus.NewCounter(prometheus.CounterOpts{Name: "kefu_estimator_abandoned_total", Help: "Customers inferred to have left the queue unserved."}),
+		waiting:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_waiting_customers", Help: "Customers waiting at the last poll (getwaitcase count)."}),
+		leader:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_active", Help: "1 when this replica holds the polling lease."}),
+		observeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kefu_estimator_observe_seconds", Help: "Time to estimate one snapshot.", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.polls, m.estimates, m.abandoned, m.waiting, m.leader, m.observeSeconds)
+	}
+	return m
+}
