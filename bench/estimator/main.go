@@ -1,0 +1,292 @@
+// Command estimator evaluates kefu's wait-time estimator against the
+// baselines of the literature on simulated 多客服 queues: for every
+// scenario and replication it runs queuesim, feeds the real estimator what
+// production would see, scores every model's prediction made when each
+// customer joined the queue against the customer's actual wait, and writes
+// docs/estimator-results.{md,csv} and docs/estimator-plot.png.
+//
+//	go run ./bench/estimator -customers 20000 -reps 3   # quick
+//	go run ./bench/estimator                             # 100k × 10
+package main
+
+import (
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/queuesim"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type options struct {
+	customers int
+	reps      int
+	warmup    float64
+	seed      uint64
+	workers   int
+	selected  []scenario
+	out       string
+	plot      string
+}
+
+func parse(args []string) (options, error) {
+	fs := flag.NewFlagSet("estimator", flag.ContinueOnError)
+	var o options
+	var names string
+	fs.IntVar(&o.customers, "customers", 100_000, "customers per replication")
+	fs.IntVar(&o.reps, "reps", 10, "replications per scenario")
+	fs.Float64Var(&o.warmup, "warmup", 0.1, "fraction of each replication's customers discarded as warm-up")
+	fs.Uint64Var(&o.seed, "seed", 1000, "base seed of the evaluation (model choices were checked on seeds below 1000)")
+	fs.IntVar(&o.workers, "workers", min(2, runtime.NumCPU()), "replications run in parallel")
+	fs.StringVar(&names, "scenarios", "all", "all, or a comma-separated list of scenario names")
+	fs.StringVar(&o.out, "out", "docs", "directory for estimator-results.{md,csv} and estimator-plot.png; empty: print only")
+	fs.StringVar(&o.plot, "plot", "hyperexp", "scenario whose first replication is drawn")
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("parse flags: %w", err)
+	}
+	if o.customers < 100 || o.reps < 1 || o.workers < 1 || o.warmup < 0 || o.warmup >= 1 {
+		return o, fmt.Errorf("parse flags: customers ≥ 100, reps ≥ 1, workers ≥ 1, warmup in [0, 1) required")
+	}
+	all := scenarios()
+	if names == "all" {
+		o.selected = all
+		return o, nil
+	}
+	for _, n := range strings.Split(names, ",") {
+		found := false
+		for _, s := range all {
+			if s.name == strings.TrimSpace(n) {
+				o.selected = append(o.selected, s)
+				found = true
+			}
+		}
+		if !found {
+			return o, fmt.Errorf("parse flags: unknown scenario %q", n)
+		}
+	}
+	return o, nil
+}
+
+func run(args []string, stdout io.Writer) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	type job struct{ si, rep int }
+	jobs := make(chan job)
+	results := make([][]repResult, len(o.selected))
+	for i := range results {
+		results[i] = make([]repResult, o.reps)
+	}
+	var points []point
+	var wg sync.WaitGroup
+	for range o.workers {
+		wg.Go(func() {
+			for j := range jobs {
+				sc := o.selected[j.si]
+				draw := sc.name == o.plot && j.rep == 0
+				r := replicate(sc, o, seedFor(o.seed, sc.name, j.rep), draw)
+				results[j.si][j.rep] = r
+				if draw {
+					points = r.points
+				}
+			}
+		})
+	}
+	for si := range o.selected {
+		for rep := range o.reps {
+			jobs <- job{si, rep}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+
+	tables := make([]table, len(o.selected))
+	for i, sc := range o.selected {
+		tables[i] = summarise(sc, results[i])
+	}
+	cmd := fmt.Sprintf("go run ./bench/estimator -customers %d -reps %d -seed %d -scenarios %s",
+		o.customers, o.reps, o.seed, scenarioNames(o.selected))
+	md := markdown(tables, cmd, o, time.Since(start))
+	if _, err := io.WriteString(stdout, md); err != nil {
+		return fmt.Errorf("print results: %w", err)
+	}
+	if o.out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("create output dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "estimator-results.md"), []byte(md), 0o644); err != nil {
+		return fmt.Errorf("write results table: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "estimator-results.csv"), []byte(csvOf(tables)), 0o644); err != nil {
+		return fmt.Errorf("write results csv: %w", err)
+	}
+	if len(points) > 0 {
+		if err := writePlot(filepath.Join(o.out, "estimator-plot.png"), points); err != nil {
+			return fmt.Errorf("write plot: %w", err)
+		}
+	}
+	return nil
+}
+
+func scenarioNames(sel []scenario) string {
+	if len(sel) == len(scenarios()) {
+		return "all"
+	}
+	names := make([]string, len(sel))
+	for i, s := range sel {
+		names[i] = s.name
+	}
+	return strings.Join(names, ",")
+}
+
+// seedFor derives a replication's seed from the base, the scenario name
+// and the replication number, so adding a scenario changes no other.
+func seedFor(base uint64, name string, rep int) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return base*1_000_003 + h.Sum64()%1_000_000_007 + uint64(rep)*7919
+}
+
+// prediction is what one model said when a customer joined.
+type prediction struct {
+	wait, p90 float32
+	unknown   bool
+}
+
+type point struct{ actual, predicted, p90 float64 }
+
+// repResult holds one replication's sums per model.
+type repResult struct {
+	sums     []sums
+	queued   int // scored customers who joined the queue after warm-up
+	served   int
+	aband    int
+	unlisted int // joined beyond the 100 listed cases
+	points   []point
+}
+
+type sums struct {
+	n, unknown                     int
+	w, w2, err, err2, abs, covered float64
+}
+
+func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
+	models := estimate.Models()
+	cfg := sc.build(o.customers)
+	cfg.Seed = seed
+	est, err := estimate.New(estimate.Config{})
+	if err != nil {
+		panic(err) // the default configuration is valid
+	}
+	preds := make([][]prediction, o.customers)
+	unlisted := make([]bool, o.customers)
+	var sim *queuesim.Sim
+	hooks := queuesim.Hooks{
+		Event: func(e queuesim.Event) {
+			// Only what WeChat reports reaches the estimator: arrivals and
+			// abandonments are learned from snapshots.
+			switch e.Kind {
+			case queuesim.SessionCreated:
+				est.SessionCreated(e.OpenID, e.KfAccount, e.At)
+			case queuesim.SessionClosed:
+				est.SessionClosed(e.OpenID, e.KfAccount, e.At)
+			case queuesim.SessionSwitched:
+				est.SessionSwitched(e.OpenID, e.From, e.To, e.At)
+			}
+		},
+		Poll: func(s estimate.Snapshot) { est.Observe(s) },
+		Join: func(id int) {
+			// The service polls getwaitcase when a waiting customer writes
+			// in; the prediction made then is the one scored.
+			snap := sim.Snapshot()
+			res := est.Observe(snap)
+			openid := sim.Outcome(id).OpenID
+			p := make([]prediction, len(models))
+			for mi, m := range models {
+				e, ok := est.Predict(m, openid)
+				if !ok {
+					e = est.PredictPosition(m, res.Count)
+					unlisted[id] = true
+				}
+				p[mi] = prediction{wait: float32(e.Wait.Seconds()), p90: float32(e.WaitP90.Seconds()), unknown: e.Unknown}
+			}
+			if sc.markov {
+				// The optimum of M/M/s: QL with the true rate and s; its
+				// RASE on these very customers is the empirical 1−ρ bound.
+				n := float64(res.Count) // the joining customer is last
+				s := float64(len(cfg.Agents))
+				w := n * cfg.Service.Mean() / s
+				p = append(p, prediction{wait: float32(w), p90: float32(w * oracleBand(n))})
+			}
+			preds[id] = p
+		},
+	}
+	sim, err = queuesim.New(cfg, hooks)
+	if err != nil {
+		panic(fmt.Sprintf("scenario %s: %v", sc.name, err))
+	}
+	sim.Run()
+
+	r := repResult{sums: make([]sums, len(models)+1)}
+	warm := int(o.warmup * float64(o.customers))
+	for id := warm; id < sim.Arrivals(); id++ {
+		if preds[id] == nil {
+			continue
+		}
+		out := sim.Outcome(id)
+		r.queued++
+		if unlisted[id] {
+			r.unlisted++
+		}
+		if out.Abandoned {
+			// The literature scores served customers only: an abandoned
+			// customer's wait is censored by its patience.
+			r.aband++
+			continue
+		}
+		r.served++
+		w := out.Wait.Seconds()
+		for mi, p := range preds[id] {
+			s := &r.sums[mi]
+			if p.unknown {
+				s.unknown++
+				continue
+			}
+			d := w - float64(p.wait)
+			s.n++
+			s.w += w
+			s.w2 += w * w
+			s.err += d
+			s.err2 += d * d
+			if d < 0 {
+				d = -d
+			}
+			s.abs += d
+			if w <= float64(p.p90) {
+				s.covered++
+			}
+		}
+		if draw && len(r.points) < 4000 && !preds[id][0].unknown {
+			r.points = append(r.points, point{actual: w, predicted: float64(preds[id][0].wait), p90: float64(preds[id][0].p90)})
+		}
+	}
+	return r
+}

@@ -1,0 +1,127 @@
+package estimate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes an Estimator. Zero values take the defaults of
+// DefaultConfig; New calls SetDefaults then Validate.
+type Config struct {
+	// Model is the predictor Observe reports. Default Kefu; the baselines
+	// are selectable so a deployment can compare or fall back.
+	Model Model
+	// HalfLife is how fast old observations lose weight in the learned
+	// service and abandonment rates (a departure HalfLife ago counts half).
+	// Shorter follows changes of the agents' pace faster but is noisier,
+	// and the noise is not neutral: a long queue tends to follow a spell of
+	// slow service, so a short memory over-predicts exactly when many
+	// customers wait. Load changes (arrivals, agents going offline) need
+	// no short memory: the model reads them from each snapshot. Default 8h.
+	HalfLife time.Duration
+	// PriorServiceTime is the mean session length assumed before any
+	// session was seen (it has the weight of one session). Default 5m.
+	PriorServiceTime time.Duration
+	// AbandonGrace is how long a case that vanished from getwaitcase may
+	// wait for its kf_create_session event (events and polls race) before it
+	// is counted as abandoned. Default 30s.
+	AbandonGrace time.Duration
+	// ShapeSamples is how many recent session durations (closed while the
+	// agent was full) describe the duration distribution. Default 2048.
+	ShapeSamples int
+	// MinShapeSamples is how many are needed before the age of sessions in
+	// progress is used; below it service is treated as memoryless.
+	// Default 200.
+	MinShapeSamples int
+	// CalibrationSamples is how many recent (actual/predicted) wait ratios
+	// are kept per queue-depth bucket to set WaitP90. Default 500.
+	CalibrationSamples int
+	// MinCalibration is how many ratios a bucket needs before they replace
+	// the Erlang (gamma) band. Default 50.
+	MinCalibration int
+	// Quantile is the level of the band reported as WaitP90. Default 0.9.
+	Quantile float64
+	// QLEmpWindow is the number of recent all-busy departure gaps the QL-emp
+	// baseline averages. Default 100.
+	QLEmpWindow int
+	// MaxWait caps every estimate (a backlog with a tiny learned rate
+	// must not promise days). Default 8h.
+	MaxWait time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	var c Config
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills zero fields with their defaults.
+func (c *Config) SetDefaults() {
+	if c.HalfLife == 0 {
+		c.HalfLife = 8 * time.Hour
+	}
+	if c.PriorServiceTime == 0 {
+		c.PriorServiceTime = 5 * time.Minute
+	}
+	if c.AbandonGrace == 0 {
+		c.AbandonGrace = 30 * time.Second
+	}
+	if c.ShapeSamples == 0 {
+		c.ShapeSamples = 2048
+	}
+	if c.MinShapeSamples == 0 {
+		c.MinShapeSamples = 200
+	}
+	if c.CalibrationSamples == 0 {
+		c.CalibrationSamples = 500
+	}
+	if c.MinCalibration == 0 {
+		c.MinCalibration = 50
+	}
+	if c.Quantile == 0 {
+		c.Quantile = 0.9
+	}
+	if c.QLEmpWindow == 0 {
+		c.QLEmpWindow = 100
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 8 * time.Hour
+	}
+}
+
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("invalid estimator config")
+
+// Validate reports the first field that cannot work.
+func (c Config) Validate() error {
+	bad := func(field, why string) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, why)
+	}
+	switch {
+	case c.Model < Kefu || c.Model >= modelCount:
+		return bad("Model", "is not a known model")
+	case c.HalfLife <= 0:
+		return bad("HalfLife", "must be positive")
+	case c.PriorServiceTime <= 0:
+		return bad("PriorServiceTime", "must be positive")
+	case c.AbandonGrace < 0:
+		return bad("AbandonGrace", "must not be negative")
+	case c.ShapeSamples < 16:
+		return bad("ShapeSamples", "must be at least 16")
+	case c.MinShapeSamples < 1 || c.MinShapeSamples > c.ShapeSamples:
+		return bad("MinShapeSamples", "must be in [1, ShapeSamples]")
+	case c.CalibrationSamples < 10:
+		return bad("CalibrationSamples", "must be at least 10")
+	case c.MinCalibration < 1 || c.MinCalibration > c.CalibrationSamples:
+		return bad("MinCalibration", "must be in [1, CalibrationSamples]")
+	case c.Quantile <= 0.5 || c.Quantile >= 1:
+		return bad("Quantile", "must be in (0.5, 1)")
+	case c.QLEmpWindow < 1:
+		return bad("QLEmpWindow", "must be positive")
+	case c.MaxWait <= 0:
+		return bad("MaxWait", "must be positive")
+	}
+	return nil
+}
