@@ -15,6 +15,7 @@ import (
 type Estimator struct {
 	cfg Config
 	tau float64 // seconds; decay time constant HalfLife/ln 2
+	z   float64 // standard normal quantile of cfg.Quantile
 
 	clock   time.Time
 	started bool
@@ -62,6 +63,12 @@ type agentState struct {
 	// unknownAge counts sessions reported by accepted_case without a
 	// getsessionlist entry: their age is unknown.
 	unknownAge int
+
+	// Residual mass of the sessions per grid cell, computed once per
+	// Observe (qGen) by the first pool that needs it.
+	qGen    uint64
+	q       [gridPoints + 1]float64
+	qLinear float64
 }
 
 func (a *agentState) busy() int { return len(a.sessions) + a.unknownAge }
@@ -95,6 +102,7 @@ func New(cfg Config) (*Estimator, error) {
 	return &Estimator{
 		cfg:      cfg,
 		tau:      cfg.HalfLife.Seconds() / math.Ln2,
+		z:        normalQuantile(cfg.Quantile),
 		agents:   make(map[string]*agentState),
 		shape:    newShape(cfg.ShapeSamples),
 		gaps:     make([]float64, cfg.QLEmpWindow),
@@ -292,7 +300,7 @@ func (e *Estimator) Observe(s Snapshot) Result {
 	res.Estimates = make([]Estimate, len(e.v.cases))
 	for i := range e.v.cases {
 		res.Estimates[i] = e.predictCase(e.cfg.Model, i)
-		if w := e.waiting[e.v.cases[i].openid]; w != nil && w.pred < 0 {
+		if w := e.v.cases[i].w; w != nil && w.pred < 0 {
 			k := e.predictCase(Kefu, i)
 			w.pred = k.Wait.Seconds()
 			w.bucket = bucketOf(e.v.cases[i].need)
@@ -349,20 +357,29 @@ func (e *Estimator) syncAgents(s Snapshot) {
 }
 
 func (e *Estimator) syncWaiting(s Snapshot) []Abandonment {
+	before, kept := len(e.waiting), 0
+	e.v.ptrs = e.v.ptrs[:0]
 	for _, c := range s.Waiting {
 		w := e.waiting[c.OpenID]
-		if w == nil {
+		switch {
+		case w == nil:
 			if _, wasGone := e.vanished[c.OpenID]; wasGone {
 				delete(e.vanished, c.OpenID) // back in the list: not gone
 			}
 			w = &waitState{since: c.Since, pred: -1}
 			e.waiting[c.OpenID] = w
+		case w.gen != e.gen:
+			kept++
 		}
 		w.kf = c.KfAccount
 		w.gen = e.gen
 		w.lastSeen = s.At
+		e.v.ptrs = append(e.v.ptrs, w)
 	}
 	for id, w := range e.waiting {
+		if kept == before {
+			break // every case listed before is still listed
+		}
 		if w.gen == e.gen {
 			continue
 		}

@@ -80,8 +80,8 @@ type view struct {
 	cases   []caseView
 	pools   []pool
 	poolOf  map[string]int // agent account → pool of its own queue
-	order   []int
-	scratch []WaitingCase
+	order   []int          // s.Waiting indices in queue order
+	ptrs    []*waitState   // aligned with s.Waiting
 	ages    []float64
 
 	listedGlobal     int
@@ -89,6 +89,7 @@ type view struct {
 }
 
 type caseView struct {
+	w      *waitState // nil for PredictPosition
 	openid string
 	kf     string
 	pos    int     // place in its own queue
@@ -121,10 +122,12 @@ func (e *Estimator) prepare(s Snapshot) {
 
 	// Queue order is arrival order; getwaitcase is usually sorted already.
 	ws := s.Waiting
+	v.order = v.order[:0]
+	for i := range ws {
+		v.order = append(v.order, i)
+	}
 	if !slices.IsSortedFunc(ws, func(a, b WaitingCase) int { return a.Since.Compare(b.Since) }) {
-		v.scratch = append(v.scratch[:0], ws...)
-		slices.SortStableFunc(v.scratch, func(a, b WaitingCase) int { return a.Since.Compare(b.Since) })
-		ws = v.scratch
+		slices.SortStableFunc(v.order, func(a, b int) int { return ws[a].Since.Compare(ws[b].Since) })
 	}
 
 	v.pools = v.pools[:0]
@@ -143,11 +146,12 @@ func (e *Estimator) prepare(s Snapshot) {
 
 	v.cases = slices.Grow(v.cases[:0], len(ws))[:len(ws)]
 	globalAhead, specOnlineAhead := 0, 0
-	for i, c := range ws {
+	for i, oi := range v.order {
+		c := &ws[oi]
 		cv := &v.cases[i]
-		*cv = caseView{openid: c.OpenID, kf: c.KfAccount}
-		if w := e.waiting[c.OpenID]; w != nil {
-			w.idx = i
+		*cv = caseView{openid: c.OpenID, kf: c.KfAccount, w: v.ptrs[oi]}
+		if cv.w != nil {
+			cv.w.idx = i
 		}
 		if c.KfAccount == "" {
 			cv.pos = globalAhead + 1
@@ -238,26 +242,26 @@ func (e *Estimator) predictView(m Model, cv *caseView) Estimate {
 		if e.waitN > 0 {
 			wait = e.waitSum / e.waitN
 		}
-		band = gammaQuantileFactor(1, e.cfg.Quantile)
+		band = gammaQuantileFactor(1, e.z)
 	case QL:
 		wait = (n + 1) * e.meanDuration() / s
-		band = gammaQuantileFactor(n+1, e.cfg.Quantile)
+		band = gammaQuantileFactor(n+1, e.z)
 	case QLm:
 		mu := 1 / e.meanDuration()
 		for i := 0.0; i <= n; i++ {
 			wait += 1 / (s*mu + i*v.theta)
 		}
-		band = gammaQuantileFactor(n+1, e.cfg.Quantile)
+		band = gammaQuantileFactor(n+1, e.z)
 	case HOL:
 		if cv.pos > 1 && p.headWait >= 0 {
 			wait = p.headWait * float64(cv.pos) / float64(max(p.queueLen, cv.pos))
 		} else {
 			wait = e.lesWait(cv, p)
 		}
-		band = gammaQuantileFactor(n+1, e.cfg.Quantile)
+		band = gammaQuantileFactor(n+1, e.z)
 	case LES:
 		wait = e.lesWait(cv, p)
-		band = gammaQuantileFactor(n+1, e.cfg.Quantile)
+		band = gammaQuantileFactor(n+1, e.z)
 	case QLEmp:
 		gap := e.meanGap()
 		if gap <= 0 {
@@ -266,7 +270,7 @@ func (e *Estimator) predictView(m Model, cv *caseView) Estimate {
 		// An agent's own queue moves with that agent's share of departures.
 		gap *= float64(max(v.pools[0].slots, p.slots)) / s
 		wait = (n + 1) * gap
-		band = gammaQuantileFactor(n+1, e.cfg.Quantile)
+		band = gammaQuantileFactor(n+1, e.z)
 	}
 	wait = math.Min(wait, e.cfg.MaxWait.Seconds())
 	p90 := math.Min(wait*band, e.cfg.MaxWait.Seconds())
@@ -315,7 +319,7 @@ func (e *Estimator) kefu(p *pool, cv *caseView) (wait, band float64) {
 	if e.calib[b].filled >= e.cfg.MinCalibration {
 		band = e.calib[b].quantile(e.cfg.Quantile)
 	} else {
-		band = gammaQuantileFactor(need, e.cfg.Quantile)
+		band = gammaQuantileFactor(need, e.z)
 	}
 	return wait, math.Max(band, 1)
 }
@@ -351,6 +355,40 @@ func (e *Estimator) invert(p *pool, need float64) float64 {
 	return (float64(k-1) + (need-n0)/(n1-n0)) * step
 }
 
+// residuals fills a.q with the residual mass of the agent's sessions
+// ending in each grid cell (shared by the global pool and the agent's own
+// pool within one Observe).
+func (e *Estimator) residuals(a *agentState, step float64) {
+	v := &e.v
+	r := v.r
+	a.q = [gridPoints + 1]float64{}
+	a.qLinear = 0
+	a.qGen = e.gen
+	// Sorted ages make the float sums independent of map order.
+	v.ages = v.ages[:0]
+	for _, since := range a.sessions {
+		v.ages = append(v.ages, math.Max(0, v.at.Sub(since).Seconds()))
+	}
+	slices.Sort(v.ages)
+	for _, age := range v.ages {
+		sa, _ := e.shape.at(age * r)
+		if sa < 1e-3 {
+			// Older than almost every session seen: no shape information
+			// left; an equilibrium slot frees at rate r.
+			a.qLinear++
+			continue
+		}
+		prev := 1.0
+		for k := 1; k <= gridPoints; k++ {
+			st, _ := e.shape.at((age + float64(k)*step) * r)
+			cur := st / sa
+			a.q[k] += prev - cur
+			prev = cur
+		}
+		a.q[gridPoints] += prev // what is left ends by h (S(h·r) = 0)
+	}
+}
+
 // build computes N(t), the expected number of slots of the pool freed by
 // time t, on a uniform grid t_k = k·h/gridPoints. A slot whose session has
 // age a frees first after its residual R_a (learned shape, scaled to mean
@@ -380,28 +418,12 @@ func (e *Estimator) build(p *pool) {
 			linear += float64(len(a.sessions))
 			continue
 		}
-		// Sorted ages make the float sums independent of map order.
-		v.ages = v.ages[:0]
-		for _, since := range a.sessions {
-			v.ages = append(v.ages, math.Max(0, v.at.Sub(since).Seconds()))
+		if a.qGen != e.gen {
+			e.residuals(a, step)
 		}
-		slices.Sort(v.ages)
-		for _, age := range v.ages {
-			sa, _ := e.shape.at(age * r)
-			if sa < 1e-3 {
-				// Older than almost every session seen: no shape information
-				// left; an equilibrium slot frees at rate r.
-				linear++
-				continue
-			}
-			prev := 1.0
-			for k := 1; k <= gridPoints; k++ {
-				st, _ := e.shape.at((age + float64(k)*step) * r)
-				cur := st / sa
-				q[k] += prev - cur
-				prev = cur
-			}
-			q[gridPoints] += prev // what is left ends by h (S(h·r) = 0)
+		linear += a.qLinear
+		for k := range q {
+			q[k] += a.q[k]
 		}
 	}
 	m := &e.shape.renewal

@@ -171,15 +171,15 @@ func (r *ratioRing) samples() []float64 {
 	return append(out, r.vals[:r.next]...)
 }
 
-// gammaQuantileFactor returns q/k where q is the p-quantile of a gamma
-// distribution with shape k and rate 1 (Wilson–Hilferty): the band of a
-// wait that is the sum of k exponential departure gaps, as a multiple of
-// its mean. It is the band used before enough calibration ratios exist.
-func gammaQuantileFactor(k, p float64) float64 {
+// gammaQuantileFactor returns q/k where q is the quantile of a gamma
+// distribution with shape k and rate 1 at the level whose standard normal
+// quantile is z (Wilson–Hilferty): the band of a wait that is the sum of k
+// exponential departure gaps, as a multiple of its mean. It is the band
+// used before enough calibration ratios exist.
+func gammaQuantileFactor(k, z float64) float64 {
 	if k < 1 {
 		k = 1
 	}
-	z := normalQuantile(p)
 	c := 1 - 1/(9*k) + z/(3*math.Sqrt(k))
 	return c * c * c
 }
