@@ -87,6 +87,7 @@ type Bus struct {
 	log      *zap.Logger
 	draining atomic.Bool
 	metrics  *metrics
+	lag      *lagCollector
 	// url and opts let subscribers open connections of their own:
 	// watermill's subscriber drains its connection on close.
 	url  string
@@ -140,6 +141,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	b.JS = js
+	b.lag = newLagCollector(js)
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(b.lag)
+	}
 	return b, nil
 }
 

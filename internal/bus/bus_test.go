@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -426,4 +427,56 @@ func TestConcurrentLeaseRaceHasOneWinner(t *testing.T) {
 	if winners.Load() != 1 {
 		t.Fatalf("%d winners, want 1", winners.Load())
 	}
+}
+
+func TestConsumerLagIsExported(t *testing.T) {
+	srv := natstest.Run(t, nil)
+	reg := prometheus.NewRegistry()
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ)
+	release := make(chan struct{})
+	sub, err := b.Subscribe(context.Background(), spec("lagging"), func(ctx context.Context, d *bus.Delivery) error {
+		<-release
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	defer close(release)
+	for i := 0; i < 20; i++ {
+		publish(t, b, fmt.Sprint("lag", i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending := gaugeValue(t, reg, "kefu_consumer_pending_messages") + gaugeValue(t, reg, "kefu_consumer_ack_pending_messages")
+		if pending == 20 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag gauges say %v messages outstanding, want 20", pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }

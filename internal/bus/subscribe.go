@@ -176,16 +176,31 @@ func (b backoffDelay) WaitTime(delivered uint64) time.Duration {
 // Subscription is a running consumer.
 type Subscription struct {
 	sub    *wmnats.Subscriber
+	conn   *nats.Conn
+	closed chan struct{} // the connection is closed
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// Close stops taking messages, waits for the handlers in flight and closes
-// the subscriber's connection. Unacknowledged messages are redelivered to
-// the next subscriber of the durable consumer; the consumer itself stays.
+// Close stops taking messages, lets the handlers finish the messages
+// already received, and closes the subscriber's connection.
+// Unacknowledged messages are redelivered to the next subscriber of the
+// durable consumer; the consumer itself stays.
+//
+// The connection is drained first: nats.go then waits for the callbacks in
+// flight, so watermill never sends on its output channel while closing it.
 func (s *Subscription) Close() error {
+	var err error
+	if derr := s.conn.Drain(); derr == nil {
+		<-s.closed
+	} else if !errors.Is(derr, nats.ErrConnectionClosed) {
+		err = derr
+		s.conn.Close()
+	}
 	s.cancel()
-	err := s.sub.Close()
+	if cerr := s.sub.Close(); cerr != nil && !errors.Is(cerr, nats.ErrConnectionClosed) && err == nil {
+		err = cerr
+	}
 	s.wg.Wait()
 	return err
 }
@@ -230,9 +245,15 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	}); err != nil {
 		return nil, fmt.Errorf("create consumer %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
+	b.lag.add(spec.Stream, spec.Durable)
 
 	log := b.log.With(zap.String("consumer", spec.Durable))
-	conn, err := nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)], nats.Name(b.cfg.Name+"/"+spec.Durable))...)
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	conn, err := nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)],
+		nats.Name(b.cfg.Name+"/"+spec.Durable),
+		nats.DrainTimeout(spec.AckWait+5*time.Second),
+		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) }))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
 	}
@@ -265,7 +286,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 		wsub.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", spec.Durable, err)
 	}
-	s := &Subscription{sub: wsub, cancel: cancel}
+	s := &Subscription{sub: wsub, conn: conn, closed: closed, cancel: cancel}
 	for i := 0; i < spec.Concurrency; i++ {
 		s.wg.Add(1)
 		go func() {
