@@ -26,7 +26,7 @@ func source(event string, extra map[string]any) events.WeChatSource {
 	raw := map[string]any{
 		"ToUserName":   "gh_10f6c3c3ac5a",
 		"FromUserName": "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
-		"CreateTime":   "1764064800",
+		"CreateTime":   "1795600800",
 		"MsgType":      "event",
 	}
 	if event != "" {
@@ -35,7 +35,7 @@ func source(event string, extra map[string]any) events.WeChatSource {
 	for k, v := range extra {
 		raw[k] = v
 	}
-	return events.WeChatSource{OpenID: "oyORnuP8q7ou2gfYjqLzSIWZf0rs", ToUserName: "gh_10f6c3c3ac5a", CreateTime: 1764064800, Raw: raw}
+	return events.WeChatSource{OpenID: "oyORnuP8q7ou2gfYjqLzSIWZf0rs", ToUserName: "gh_10f6c3c3ac5a", CreateTime: 1795600800, Raw: raw}
 }
 
 // golden lists one fully populated example of every event type and version;
@@ -66,7 +66,7 @@ var golden = []struct {
 		User: json.RawMessage(`{"id":1}`), Images: json.RawMessage(`["https://txc.qq.com/a.png"]`), Replies: json.RawMessage(`[{"id":"1","content":"谢谢反馈"}]`),
 		RepliesAll: json.RawMessage(`[{"id":"1","content":"谢谢反馈"}]`), Categories: json.RawMessage(`[{"name":"bug"}]`), Extra: json.RawMessage(`{"order":"42"}`),
 		FieldValues: json.RawMessage(`[{"field":"phone","value":"x"}]`), Raw: map[string]json.RawMessage{"time": json.RawMessage(`"21分钟前"`)}, Updated: true}},
-	{"notification.v1", events.Notification{Meta: wxMeta, OpenID: "o-wait-1", Kind: events.NotifySessionCreated, CauseEventID: "wx-evt-o-wait-1-1764064800-kf_create_session-test1@test",
+	{"notification.v1", events.Notification{Meta: wxMeta, OpenID: "o-wait-1", Kind: events.NotifySessionCreated, CauseEventID: "wx-evt-o-wait-1-1795600800-kf_create_session-test1@test",
 		Outcome: events.OutcomeFailed, ErrCode: 45015, ErrMsg: "response out of time limit or subscription is canceled", Text: "客服 小王 正在为您服务"}},
 }
 
