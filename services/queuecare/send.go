@@ -1,0 +1,147 @@
+package queuecare
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/pkg/events"
+)
+
+// States of a message record in kefu_notified.
+const (
+	sendPending = "sending"
+	sendSent    = events.OutcomeSent
+	sendFailed  = events.OutcomeFailed
+)
+
+// sendRecord makes a customer message happen at most once: it is created
+// (compare-and-set) before the send and completed after it.
+type sendRecord struct {
+	State   string    `json:"state"`
+	Kind    string    `json:"kind"`
+	Cause   string    `json:"cause"`
+	Owner   string    `json:"owner"`
+	At      time.Time `json:"at"`
+	ErrCode int       `json:"errcode,omitempty"`
+	ErrMsg  string    `json:"errmsg,omitempty"`
+}
+
+// outgoing is one message kefu sends a customer on its own account.
+type outgoing struct {
+	// key in kefu_notified: one per fact (a left queue case, a stale session).
+	key    string
+	kind   string // events.NotifyLeftQueue, events.NotifyStaleClosed
+	cause  string // ce-id of the cause; the outcome event's id is "notify-" + cause
+	appID  string
+	openid string
+	text   string
+}
+
+// errSendInFlight: another process claimed the message moments ago and may
+// be sending it now; the caller retries later.
+var errSendInFlight = errors.New("queuecare: message being sent by another process")
+
+// sendOnce sends m unless it was sent (or given up) before, and publishes
+// the outcome on KEFU_NOTIFY as the notifier does for its own messages.
+// WeChat has no idempotency key, so a send whose outcome cannot be known
+// (the process died during it, the answer was lost) is not repeated: a
+// duplicate "you left the queue" counts against the customer's message
+// limit (45047) and reads worse than a missing one.
+func (s *Service) sendOnce(ctx context.Context, m outgoing) (outcome string, err error) {
+	claim, _ := json.Marshal(sendRecord{State: sendPending, Kind: m.kind, Cause: m.cause, Owner: s.cfg.Holder, At: s.now().UTC()})
+	rev, err := s.notified.Create(ctx, m.key, claim)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("claim %s message: %w", m.kind, err)
+		}
+		return s.settleClaimed(ctx, m)
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	sendErr := s.api.SendText(sctx, m.openid, m.text, "")
+	cancel()
+
+	rec := sendRecord{State: sendSent, Kind: m.kind, Cause: m.cause, Owner: s.cfg.Holder, At: s.now().UTC()}
+	switch {
+	case sendErr == nil:
+	case notDelivered(sendErr):
+		// WeChat answered and refused for now (busy, quota, token): nothing
+		// reached the customer. Give the claim back and let the caller retry.
+		if derr := s.notified.Delete(ctx, m.key, jetstream.LastRevision(rev)); derr != nil {
+			s.log.Warn("release message claim", zap.String("kind", m.kind), zap.Error(derr))
+		}
+		return "", fmt.Errorf("send %s: %w", m.kind, sendErr)
+	default:
+		rec.State, rec.ErrCode, rec.ErrMsg = sendFailed, errCode(sendErr), sendErr.Error()
+		if !wechat.IsPermanent(sendErr) {
+			rec.ErrMsg = "unknown outcome: " + rec.ErrMsg
+		}
+	}
+	s.finishSend(ctx, m, rec, rev)
+	return rec.State, nil
+}
+
+// settleClaimed handles a message someone claimed before: done, in flight,
+// or abandoned by a process that died.
+func (s *Service) settleClaimed(ctx context.Context, m outgoing) (string, error) {
+	entry, err := s.notified.Get(ctx, m.key)
+	if err != nil {
+		return "", fmt.Errorf("read %s message record: %w", m.kind, err)
+	}
+	var rec sendRecord
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil || rec.State != sendPending {
+		return "duplicate", nil
+	}
+	// A claim younger than one send (plus slack for clock skew) may belong
+	// to a live process.
+	if s.now().Sub(rec.At) < s.cfg.SendTimeout+5*time.Second {
+		return "", errSendInFlight
+	}
+	rec = sendRecord{State: sendFailed, Kind: m.kind, Cause: m.cause, Owner: s.cfg.Holder, At: s.now().UTC(),
+		ErrMsg: "unknown outcome (crash during send)"}
+	s.finishSend(ctx, m, rec, entry.Revision())
+	return sendFailed, nil
+}
+
+// finishSend records the outcome and publishes it. Failures here are
+// logged, not returned: the message is decided, and retrying the handler
+// must not send it again.
+func (s *Service) finishSend(ctx context.Context, m outgoing, rec sendRecord, rev uint64) {
+	data, _ := json.Marshal(rec)
+	if _, err := s.notified.Update(ctx, m.key, data, rev); err != nil {
+		s.log.Warn("record message outcome", zap.String("kind", m.kind), zap.Error(err))
+	}
+	now := s.now().UTC()
+	n := events.Notification{Meta: events.Meta{AppID: m.appID, OccurredAt: now, ReceivedAt: now},
+		OpenID: m.openid, Kind: m.kind, CauseEventID: m.cause, Outcome: rec.State, ErrCode: rec.ErrCode, ErrMsg: rec.ErrMsg, Text: m.text}
+	if _, err := s.bus.Publish(ctx, n, bus.Envelope{ID: "notify-" + m.cause, Source: s.source}); err != nil {
+		s.log.Warn("publish message outcome", zap.String("kind", m.kind), zap.Error(err))
+	}
+	if rec.State == sendFailed {
+		s.log.Warn("message to customer failed", zap.String("kind", m.kind), zap.Int("errcode", rec.ErrCode), zap.String("errmsg", rec.ErrMsg))
+	}
+}
+
+// notDelivered reports errors WeChat answered with and that leave nothing
+// delivered while a later attempt may succeed: -1, the quota codes and
+// token errors. Timeouts, resets and 5xx are ambiguous and not included.
+func notDelivered(err error) bool {
+	var apiErr *wechat.APIError
+	return errors.As(err, &apiErr) && wechat.IsRetryable(err)
+}
+
+func errCode(err error) int {
+	var apiErr *wechat.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrCode
+	}
+	return 0
+}
