@@ -92,8 +92,12 @@ func (c Config) Validate() error {
 
 // Deps are the service's collaborators.
 type Deps struct {
-	Bus        *bus.Bus
-	API        QueueAPI
+	Bus *bus.Bus
+	API QueueAPI
+	// Left reports customers who asked to leave the queue but whose case
+	// WeChat still lists (it cannot be closed before an agent accepts it).
+	// They are counted as abandoned once and left out of the queue.
+	Left       func(ctx context.Context, openid string) bool
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -104,6 +108,7 @@ type Service struct {
 	cfg   Config
 	bus   *bus.Bus
 	api   QueueAPI
+	left  func(ctx context.Context, openid string) bool
 	log   *zap.Logger
 	now   func() time.Time
 	m     *metrics
@@ -139,7 +144,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("estimator: %w", err)
 	}
-	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
+	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, left: deps.Left, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
 		stop: make(chan struct{}), done: make(chan struct{}), model: model, published: map[string]notified{}}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -258,7 +263,7 @@ func (s *Service) PollOnce(ctx context.Context) error {
 	if err := s.takeOver(ctx); err != nil {
 		return err
 	}
-	snap, err := s.snapshot(ctx)
+	snap, left, err := s.snapshot(ctx)
 	if err != nil {
 		s.m.polls.WithLabelValues("error").Inc()
 		return err
@@ -266,6 +271,9 @@ func (s *Service) PollOnce(ctx context.Context) error {
 	s.m.polls.WithLabelValues("ok").Inc()
 
 	s.mu.Lock()
+	for _, c := range left {
+		s.model.Abandoned(c.OpenID, snap.At.Sub(c.Since), snap.At) // a no-op after the first time
+	}
 	start := time.Now()
 	res := s.model.Observe(snap)
 	s.m.observeSeconds.Observe(time.Since(start).Seconds())
@@ -333,22 +341,30 @@ func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
 
 // snapshot polls the three lists. An agent whose session list fails is
 // kept with its count only: the model then uses what it learned from events.
-func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, error) {
+// Customers who left (Deps.Left) are returned apart, not in the snapshot.
+func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.WaitingCase, error) {
 	now := s.now()
 	wait, err := s.api.GetWaitCase(ctx)
 	if err != nil {
-		return estimate.Snapshot{}, fmt.Errorf("getwaitcase: %w", err)
+		return estimate.Snapshot{}, nil, fmt.Errorf("getwaitcase: %w", err)
 	}
 	online, err := s.api.GetOnlineKfList(ctx)
 	if err != nil {
-		return estimate.Snapshot{}, fmt.Errorf("getonlinekflist: %w", err)
+		return estimate.Snapshot{}, nil, fmt.Errorf("getonlinekflist: %w", err)
 	}
 	snap := estimate.Snapshot{At: now, Count: wait.Count}
 	if snap.Count < len(wait.Cases) {
 		snap.Count = len(wait.Cases)
 	}
+	var left []estimate.WaitingCase
 	for _, c := range wait.Cases {
-		snap.Waiting = append(snap.Waiting, estimate.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount})
+		wc := estimate.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount}
+		if s.left != nil && s.left(ctx, c.OpenID) {
+			left = append(left, wc)
+			snap.Count--
+			continue
+		}
+		snap.Waiting = append(snap.Waiting, wc)
 	}
 	for _, a := range online {
 		agent := estimate.Agent{Account: a.KfAccount, Status: a.Status, AutoAccept: a.AutoAccept, Accepted: a.AcceptedCase}
@@ -364,7 +380,7 @@ func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, error) {
 		}
 		snap.Agents = append(snap.Agents, agent)
 	}
-	return snap, nil
+	return snap, left, nil
 }
 
 // changedEstimates picks the estimates to publish: customers new in the

@@ -199,3 +199,32 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestCustomersWhoLeftAreNotEstimated(t *testing.T) {
+	h := newHarness(t)
+	h.fake.AddAgent("a1@test", "一号")
+	h.fake.SetAutoAccept("a1@test", 1)
+	h.fake.SetAgentStatus("a1@test", wechattest.StatusPC)
+	for i := 0; i < 4; i++ {
+		h.fake.TransferToQueue(fmt.Sprintf("o-%d", i), "")
+	}
+	estimates := h.collect(events.SubjectWaitEstimated)
+	s, err := estimator.New(estimator.Config{AppID: appID, PollInterval: time.Hour, Holder: "a"}, estimator.Deps{Bus: h.bus, API: h.api,
+		Left: func(_ context.Context, openid string) bool { return openid == "o-2" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	waitFor(t, func() bool { return len(estimates()) == 2 })
+	positions := map[string]int{}
+	for _, m := range estimates() {
+		ev, _ := events.Decode[events.WaitEstimated](m.Data)
+		positions[ev.OpenID] = ev.Position
+	}
+	if len(positions) != 2 || positions["o-1"] != 1 || positions["o-3"] != 2 {
+		t.Fatalf("positions %v; the customer who left must not count", positions)
+	}
+}

@@ -71,10 +71,17 @@ type Router interface {
 	Route(ctx context.Context, openid, content string) string
 }
 
+// Gate decides that a customer's message must not move them into the
+// 多客服 queue (a waiting customer's "不等了" — they are leaving it).
+type Gate interface {
+	HoldTransfer(ctx context.Context, openid, content string) bool
+}
+
 // Deps are the service's collaborators.
 type Deps struct {
 	Publisher  Publisher
 	Router     Router // optional
+	Gate       Gate   // optional
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // optional
 	Now        func() time.Time      // optional
@@ -86,6 +93,7 @@ type Service struct {
 	codec   *wechat.Codec
 	pub     Publisher
 	router  Router
+	gate    Gate
 	log     *zap.Logger
 	now     func() time.Time
 	source  string
@@ -105,7 +113,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: KEFU_WECHAT_AES_KEY: %w", err)
 	}
-	s := &Service{cfg: cfg, codec: codec, pub: deps.Publisher, router: deps.Router, log: deps.Logger,
+	s := &Service{cfg: cfg, codec: codec, pub: deps.Publisher, router: deps.Router, gate: deps.Gate, log: deps.Logger,
 		now: deps.Now, source: "kefu/ingest/" + cfg.AppID, metrics: newMetrics(deps.Registerer)}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -212,6 +220,9 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 // reply is the passive reply to a callback, nil for "success".
 func (s *Service) reply(ctx context.Context, cb *wechat.Callback) []byte {
 	if !s.cfg.Transfer || cb.MsgType == "event" {
+		return nil
+	}
+	if s.gate != nil && s.gate.HoldTransfer(ctx, cb.FromUserName, cb.Content) {
 		return nil
 	}
 	kf := ""

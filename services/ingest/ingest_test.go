@@ -363,3 +363,47 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+type holdAll struct{ held []string }
+
+func (h *holdAll) HoldTransfer(_ context.Context, openid, content string) bool {
+	if content == "不等了" {
+		h.held = append(h.held, openid)
+		return true
+	}
+	return false
+}
+
+func TestAGateCanHoldATransfer(t *testing.T) {
+	srv := natstest.Run(t, nil)
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.EnsureStreams(context.Background(), events.StreamWeChat)
+	gate := &holdAll{}
+	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, Transfer: true}, ingest.Deps{Publisher: b, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(svc)
+	defer hs.Close()
+	codec, _ := wechat.NewCodec(token, appID, "")
+	for i, text := range []string{"不等了", "还在吗"} {
+		plain := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oLeaving]]></FromUserName><CreateTime>1409735668</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>`, text, 100+i)
+		q, body, _ := codec.SignCallback(wechat.ModePlain, []byte(plain), "oLeaving", "1", "2")
+		resp, err := http.Post(hs.URL+"?"+q.Encode(), "text/xml", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply := readBody(t, resp)
+		held := reply == "success"
+		if held != (text == "不等了") {
+			t.Errorf("%q answered %q", text, reply)
+		}
+	}
+	if len(gate.held) != 1 {
+		t.Errorf("gate consulted for %v", gate.held)
+	}
+}
