@@ -12,6 +12,8 @@ import (
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/estimator"
+	"github.com/kefu-io/kefu/services/feedback"
+	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/ingest"
 )
 
@@ -50,6 +52,8 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 		return buildAdmin(ctx, rt)
 	case "estimator":
 		return buildEstimator(ctx, rt)
+	case "feedback":
+		return buildFeedback(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -153,4 +157,32 @@ func buildEstimator(ctx context.Context, rt *runtime) (module, error) {
 	}
 	svc.Routes(rt.mux)
 	return svc, nil
+}
+
+// feedbackModule owns its store: it closes it after the consumers stop.
+type feedbackModule struct {
+	*feedback.Service
+	store store.Store
+}
+
+func (m feedbackModule) Stop(ctx context.Context) error {
+	err := m.Service.Stop(ctx)
+	if cerr := m.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
+	st, err := store.Open(ctx, rt.cfg.FeedbackDSN.Value(), rt.cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("KEFU_FEEDBACK_DSN: %w", err)
+	}
+	svc, err := feedback.New(feedback.Config{}, feedback.Deps{Bus: rt.bus, Store: st, Logger: rt.log.Named("feedback"), Registerer: rt.registry})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	svc.Routes(rt.mux)
+	return feedbackModule{Service: svc, store: st}, nil
 }

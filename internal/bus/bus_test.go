@@ -316,7 +316,7 @@ func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
 	if err != nil {
 		t.Fatalf("durable consumer gone after close: %v", err)
 	}
-	if c := info.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxAckPending != 256 {
+	if c := info.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxAckPending != 16 {
 		t.Errorf("consumer config %+v", c)
 	}
 }

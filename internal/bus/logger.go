@@ -1,7 +1,10 @@
 package bus
 
 import (
+	"errors"
+
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -27,6 +30,12 @@ func zapFields(fields watermill.LogFields) []zap.Field {
 }
 
 func (l *WatermillLogger) Error(msg string, err error, fields watermill.LogFields) {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		// A subscription's connection is drained before watermill closes
+		// it (see Subscription.Close): its unsubscribes then find it closed.
+		l.log.Debug(msg, append(zapFields(fields), zap.Error(err))...)
+		return
+	}
 	l.log.Error(msg, append(zapFields(fields), zap.Error(err))...)
 }
 

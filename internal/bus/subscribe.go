@@ -26,8 +26,11 @@ type ConsumerSpec struct {
 	// DeliverNew starts a new consumer at the end of the stream instead of
 	// its beginning.
 	DeliverNew bool
-	// MaxAckPending bounds the messages in flight (default 256), so that
-	// messages never wait in a local buffer until their AckWait expires.
+	// MaxAckPending bounds the messages in flight (default 4 ×
+	// Concurrency, at least 16), so that messages never wait in a local
+	// buffer until their AckWait expires: JetStream hands a backlog to the
+	// first subscription that binds, which handles its share one by one,
+	// so MaxAckPending × the slowest handler must stay below AckWait.
 	MaxAckPending int
 	// AckWait must exceed the slowest handler (default 30s).
 	AckWait time.Duration
@@ -42,8 +45,14 @@ type ConsumerSpec struct {
 }
 
 func (s *ConsumerSpec) setDefaults() {
+	if s.Concurrency <= 0 {
+		s.Concurrency = 4
+	}
 	if s.MaxAckPending <= 0 {
-		s.MaxAckPending = 256
+		s.MaxAckPending = 4 * s.Concurrency
+		if s.MaxAckPending < 16 {
+			s.MaxAckPending = 16
+		}
 	}
 	if s.AckWait <= 0 {
 		s.AckWait = 30 * time.Second
@@ -326,6 +335,12 @@ func (b *Bus) handle(msg *message.Message, spec ConsumerSpec, handle Handler, lo
 	if err == nil {
 		msg.Ack()
 		b.metrics.handled.WithLabelValues(spec.Durable, "ack").Inc()
+		return
+	}
+	if msg.Context().Err() != nil && !IsPermanent(err) {
+		// Shutting down: the message comes back to another subscriber,
+		// whatever its delivery count; it is not a poison message.
+		msg.Nack()
 		return
 	}
 	if !IsPermanent(err) && d.NumDelivered < uint64(spec.MaxDeliver) {
