@@ -1,0 +1,91 @@
+// Package notifier tells customers what is happening with their 多客服
+// session through customer-service text messages
+// (cgi-bin/message/custom/send):
+//
+//	kefu.wechat.kf.session.created   "客服 {nickname} 正在为您服务"
+//	kefu.wechat.kf.session.switched  "已为您转接至客服 {nickname}"
+//	kefu.wechat.kf.session.closed    a thank-you with the Tucao feedback link
+//	kefu.kf.wait.estimated           "您前面还有 {ahead} 位，预计等待约 {minutes} 分钟"
+//
+// It reads two durable consumers shared by every notifier process
+// (notifier-sessions on KEFU_WECHAT, notifier-wait on KEFU_KF), so
+// processes split the work, and publishes the outcome of every message as
+// kefu.notify.sent or kefu.notify.failed (events.Notification) on
+// KEFU_NOTIFY with ce-id "notify-" + the cause's ce-id, so the outcome is
+// itself published once. Undecodable events go to kefu.dlq.notifier.
+//
+// # Exactly-once effect
+//
+// The cause event's ce-id is the idempotency key. For each message:
+//
+//  1. claim: create cause.<hash> in the kefu_notified bucket with state
+//     "sending", the process name and the time (kv.Create: compare-and-set,
+//     only one process wins);
+//  2. send (after the rate limiter);
+//  3. publish the outcome event (its Nats-Msg-Id is deterministic);
+//  4. update the record to "sent" or "failed" (compare-and-set on the
+//     claim's revision); then ack.
+//
+// A delivery that finds a final record acks without sending (redelivery,
+// replay, a duplicate outside JetStream's de-duplication window). One that
+// finds a "sending" marker younger than SendTimeout + RecordTimeout (+5 s
+// for clock skew) returns a transient error: its owner may be alive, and
+// the redelivery comes back later. When nothing was sent (WeChat answered
+// -1 or a token error, the connection was never made, the rate limiter ran
+// out of time) the marker is deleted and the event redelivered with
+// backoff; -1 and token errors are first retried inside the WeChat client.
+// On the last delivery the failure is published as kefu.notify.failed.
+// 45015, 45047, 65400–65414 and other permanent codes are not retried:
+// kefu.notify.failed at once.
+//
+// Crash between send and record: a marker older than that limit was left
+// by a process that died after claiming — before the send, during it or
+// after it. WeChat has no idempotency key, so whether the customer got the
+// message cannot be known. The notifier chooses at most once: it does not
+// send again and records the cause as failed with errmsg "unknown outcome
+// (crash during send)". Before that it publishes the failure with the
+// cause's outcome id; if JetStream reports a duplicate, the dead process
+// had published the real outcome, which is read back and recorded instead.
+// A send whose answer is lost (timeout, connection reset, gateway 5xx) is
+// treated the same way, with errmsg "unknown outcome: …".
+//
+// Why at most once: a duplicate is visible to the customer and counts
+// against WeChat's per-customer limit (45047: a handful of messages until
+// the customer writes again), a limit the agent needs for the actual
+// conversation; a repeated "you are next in line" or "agent X is serving
+// you" after the fact is worse than a missing one. The window is narrow —
+// a process crash or a lost answer during one HTTP call — and every such
+// case is visible as a kefu.notify.failed event and in the metrics.
+//
+// Stop lets sends in progress finish, record their outcome and be
+// acknowledged before the subscriptions close; events delivered meanwhile
+// are handed back (a delayed redelivery, Backoff[0]) and go to another
+// process or to this one after a restart, which sends each exactly once.
+//
+// # Wait messages
+//
+// The customer record customer.<hash(openid)> in kefu_notified holds the
+// session state (open after created or switched, closed after closed,
+// ordered by event time, not by handling order) and the last wait message
+// sent. A wait message is sent on entering the queue, then only when the
+// estimate changed by at least Wait.MinChange and Wait.MinChangeRatio, never
+// within Wait.MinInterval of the previous one, never while a session is open
+// and never for an estimate made before the last session ended. The
+// decision is taken again under compare-and-set on the customer record,
+// which is updated before the send, so two processes handling two estimates
+// for one customer cannot both send.
+//
+// # Feedback link
+//
+// With KEFU_PUBLIC_URL and KEFU_TUCAO_PRODUCT_ID the closed-session message
+// links to {KEFU_PUBLIC_URL}/feedback/{token}; the token carries the openid
+// and an expiry (KEFU_FEEDBACK_LINK_TTL, default 7 days), signed with
+// HMAC-SHA256 under KEFU_FEEDBACK_LINK_SECRET, or when unset a key derived
+// from KEFU_WECHAT_SECRET. The page (Routes) answers with a form that posts
+// openid, nickname and avatar to https://support.qq.com/product/{id}, which
+// logs the customer in to Tucao under their openid, so the feedback
+// service can link the post to the session. A tampered token gets 400, an
+// expired one 410. Without KEFU_PUBLIC_URL the message links to the Tucao
+// page itself, where the customer posts anonymously; without a product id
+// it carries no link. The token never appears in events or logs.
+package notifier

@@ -1,0 +1,261 @@
+package notifier
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"image"
+	"image/color"
+	"image/png"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The feedback link.
+//
+// A customer-service message can only carry a link, while Tucao logs a
+// user in through a form POST of openid, nickname and avatar to
+// https://support.qq.com/product/{id}. So the closed-session message links
+// to a page of ours, GET {PublicURL}/feedback/{token}, which answers with a
+// form that posts itself to Tucao. The token carries the customer's openid
+// and an expiry, signed with HMAC-SHA256: without the signature anyone
+// could post feedback in another customer's name by editing the link.
+//
+// Token: base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))),
+// payload = {"o": openid, "e": expiry in unix seconds}.
+
+const (
+	feedbackPathPrefix = "/feedback/"
+	avatarPath         = "/feedback/avatar.png"
+	// maxTokenLength bounds the work an attacker can make us do per request.
+	maxTokenLength = 1024
+	// linkKeyLabel derives the link key from the WeChat secret, so that a
+	// leaked link key does not reveal the secret and the two never collide.
+	linkKeyLabel = "kefu/feedback-link/v1"
+)
+
+// Errors of a feedback token.
+var (
+	ErrBadToken     = errors.New("feedback link: malformed or bad signature")
+	ErrExpiredToken = errors.New("feedback link: expired")
+)
+
+type linkPayload struct {
+	OpenID string `json:"o"`
+	Expiry int64  `json:"e"`
+}
+
+// linkSigner makes and checks feedback tokens.
+type linkSigner struct {
+	key []byte
+	ttl time.Duration
+	now func() time.Time
+}
+
+// linkKey is the HMAC key: the configured secret, or one derived from the
+// WeChat secret.
+func linkKey(cfg Config) []byte {
+	if cfg.FeedbackLinkSecret != "" {
+		return []byte(cfg.FeedbackLinkSecret)
+	}
+	mac := hmac.New(sha256.New, []byte(cfg.WeChatSecret))
+	mac.Write([]byte(linkKeyLabel))
+	return mac.Sum(nil)
+}
+
+func (l *linkSigner) sign(payload string) string {
+	mac := hmac.New(sha256.New, l.key)
+	mac.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Token returns a signed token for openid, valid for the configured TTL.
+func (l *linkSigner) Token(openid string) string {
+	body, _ := json.Marshal(linkPayload{OpenID: openid, Expiry: l.now().Add(l.ttl).Unix()})
+	payload := base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + l.sign(payload)
+}
+
+// Verify checks a token's signature first, then its expiry, and returns the
+// openid it carries.
+func (l *linkSigner) Verify(token string) (string, error) {
+	if len(token) > maxTokenLength {
+		return "", ErrBadToken
+	}
+	payload, sig, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(l.sign(payload))) {
+		return "", ErrBadToken
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return "", ErrBadToken
+	}
+	var p linkPayload
+	if err := json.Unmarshal(body, &p); err != nil || p.OpenID == "" {
+		return "", ErrBadToken
+	}
+	if l.now().Unix() > p.Expiry {
+		return "", ErrExpiredToken
+	}
+	return p.OpenID, nil
+}
+
+// FeedbackURL is the feedback link of a customer as the closed-session
+// message carries it; "" when no Tucao product is configured.
+func (s *Service) FeedbackURL(openid string) string {
+	link, _ := s.feedbackURL(openid)
+	return link
+}
+
+// feedbackURL is the link a closed-session message carries: our page with
+// a signed token, or the bare Tucao page when no public URL is configured.
+// redacted is the same link with the token blanked, for events and logs,
+// which must not hand out a working login.
+func (s *Service) feedbackURL(openid string) (link, redacted string) {
+	if s.cfg.TucaoProductID == "" {
+		return "", ""
+	}
+	if s.links == nil {
+		u := s.tucaoPage()
+		return u, u
+	}
+	base := s.cfg.PublicURL + feedbackPathPrefix
+	return base + s.links.Token(openid), base + "REDACTED"
+}
+
+func (s *Service) tucaoPage() string {
+	return s.cfg.TucaoURL + url.PathEscape(s.cfg.TucaoProductID)
+}
+
+var feedbackPage = template.Must(template.New("feedback").Parse(`<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{.Title}}</title>
+<style>body{font-family:-apple-system,BlinkMacSystemFont,"PingFang SC","Microsoft YaHei",sans-serif;margin:3em 1.5em;text-align:center;color:#333}button,a.button{font-size:1.1em;padding:.6em 1.6em;border:0;border-radius:6px;background:#07c160;color:#fff;text-decoration:none}</style>
+</head>
+<body>
+{{- if .Action}}
+<form id="tucao" method="post" action="{{.Action}}">
+<input type="hidden" name="openid" value="{{.OpenID}}">
+<input type="hidden" name="nickname" value="{{.Nickname}}">
+<input type="hidden" name="avatar" value="{{.Avatar}}">
+<p>正在打开反馈页面……</p>
+<button type="submit">继续</button>
+</form>
+<script>` + autoSubmitScript + `</script>
+{{- else}}
+<p>{{.Message}}</p>
+{{- if .Fallback}}<p><a class="button" href="{{.Fallback}}">匿名反馈</a></p>{{end}}
+{{- end}}
+</body>
+</html>
+`))
+
+const autoSubmitScript = `document.getElementById("tucao").submit();`
+
+// pageCSP allows exactly the one inline script above and a form post to
+// Tucao's origin; nothing else loads, and the page cannot be framed.
+func pageCSP(tucaoURL string) string {
+	origin := "'none'"
+	if u, err := url.Parse(tucaoURL); err == nil {
+		origin = u.Scheme + "://" + u.Host
+	}
+	sum := sha256.Sum256([]byte(autoSubmitScript))
+	return "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" +
+		base64.StdEncoding.EncodeToString(sum[:]) + "'; form-action " + origin + "; frame-ancestors 'none'; base-uri 'none'"
+}
+
+type pageData struct {
+	Title, Message, Fallback string
+	Action, OpenID           string
+	Nickname, Avatar         string
+}
+
+// serveFeedback answers GET /feedback/{token}: a valid token gives the
+// auto-posting form, a bad one 400 and an expired one 410 (with a link to
+// post anonymously instead).
+func (s *Service) serveFeedback(w http.ResponseWriter, r *http.Request) {
+	if s.links == nil || s.cfg.TucaoProductID == "" {
+		http.NotFound(w, r)
+		return
+	}
+	openid, err := s.links.Verify(r.PathValue("token"))
+	switch {
+	case errors.Is(err, ErrExpiredToken):
+		s.metrics.feedbackPages.WithLabelValues("expired").Inc()
+		s.writePage(w, http.StatusGone, pageData{Title: "链接已过期", Message: "这个反馈链接已过期。", Fallback: s.tucaoPage()})
+	case err != nil:
+		s.metrics.feedbackPages.WithLabelValues("bad").Inc()
+		s.writePage(w, http.StatusBadRequest, pageData{Title: "链接无效", Message: "这个反馈链接无效，请从客服消息中重新打开。"})
+	default:
+		s.metrics.feedbackPages.WithLabelValues("ok").Inc()
+		s.writePage(w, http.StatusOK, pageData{Title: "意见反馈", Action: s.tucaoPage(), OpenID: openid,
+			Nickname: s.cfg.FeedbackNickname, Avatar: s.cfg.FeedbackAvatarURL})
+	}
+}
+
+func (s *Service) writePage(w http.ResponseWriter, status int, data pageData) {
+	var buf bytes.Buffer
+	if err := feedbackPage.Execute(&buf, data); err != nil {
+		s.log.Error("render feedback page", zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// The token is a login: keep it out of caches and of the Referer
+	// header Tucao would otherwise receive.
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", s.csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// avatarPNG is the default avatar customers appear with on Tucao, which
+// requires one: a plain green disc, generated rather than shipped as a file.
+var avatarPNG = func() []byte {
+	const size = 96
+	img := image.NewNRGBA(image.Rect(0, 0, size, size))
+	green := color.NRGBA{0x07, 0xc1, 0x60, 0xff}
+	c := float64(size-1) / 2
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			if dx, dy := float64(x)-c, float64(y)-c; dx*dx+dy*dy <= c*c {
+				img.Set(x, y, green)
+			}
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		panic(fmt.Sprintf("encode avatar: %v", err))
+	}
+	return b.Bytes()
+}()
+
+func serveAvatar(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.Write(avatarPNG)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,42 @@
+package notifier
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Outcomes counted by kefu_notify_messages_total. Every handled event
+// counts exactly once.
+const (
+	outcomeSent      = "sent"      // WeChat accepted the message
+	outcomeFailed    = "failed"    // WeChat refused it, or its fate is unknown
+	outcomeDuplicate = "duplicate" // redelivered or replayed: already handled
+	outcomeSkipped   = "skipped"   // kind disabled, event too old, customer in session
+	outcomeThrottled = "throttled" // wait message held back by WaitRules
+	outcomeRetry     = "retry"     // not sent, will be tried again
+)
+
+type metrics struct {
+	messages      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	feedbackPages *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_notify_messages_total",
+			Help: "Events handled by the notifier, by message kind and outcome (sent, failed, duplicate, skipped, throttled, retry).",
+		}, []string{"kind", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kefu_notify_latency_seconds",
+			Help:    "Time from the cause event's received_at to WeChat's answer to the send, by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
+		}, []string{"kind"}),
+		feedbackPages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_notify_feedback_pages_total",
+			Help: "Feedback link pages served, by result (ok, bad, expired).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages, m.latency, m.feedbackPages)
+	}
+	return m
+}
