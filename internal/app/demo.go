@@ -93,6 +93,11 @@ func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 	cfg.TucaoProductID, cfg.TucaoSecret, cfg.TucaoAPIBase = d.tucao.ProductID(), config.Secret(d.tucao.Secret()), d.tucao.URL()
 	cfg.TucaoPollInterval = 3 * time.Second
 	cfg.QueuePollInterval = 2 * time.Second
+	if os.Getenv("KEFU_QUEUE_STALE_AFTER") == "" {
+		// Agents in the simulation sometimes forget a session; the
+		// sweeper closes it after this (30 minutes in production).
+		cfg.StaleAfter = time.Minute
+	}
 	return d, nil
 }
 
@@ -131,10 +136,11 @@ func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error 
   simulated WeChat %s  (state: /_control/state)
   simulated Tucao  %s
   data             %s (removed on exit)
-Customers arrive, wait in the 多客服 queue, are served, transferred and closed; posts appear on Tucao.
+Customers arrive, wait in the 多客服 queue (some give up, some say 不等了), are served, transferred and
+closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
-`, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir)
+`, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
 	sub, err := rt.bus.NC.Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
@@ -154,7 +160,7 @@ Press Ctrl-C to stop.
 		return func(r *rand.Rand) time.Duration { return time.Duration(r.ExpFloat64() * float64(mean)) }
 	}
 	if err := d.wechat.StartSimulation(wechattest.SimConfig{
-		Seed: uint64(time.Now().UnixNano()), Speed: demoSpeed, SwitchProb: 0.15,
+		Seed: uint64(time.Now().UnixNano()), Speed: demoSpeed, SwitchProb: 0.15, ForgetProb: 0.04,
 		Arrival: exp(28 * time.Second),
 		Patience: func(r *rand.Rand) time.Duration {
 			return time.Duration(8 * 60 * math.Exp(0.8*r.NormFloat64()) * float64(time.Second))
@@ -202,6 +208,12 @@ func (d *demoEnv) otherTraffic(ctx context.Context) {
 			}
 		case 4:
 			d.wechat.SendEvent(ctx, openid, "LOCATION", map[string]string{"Latitude": "23.137466", "Longitude": "113.352425", "Precision": "119.385040"})
+		}
+		// Now and then the last customer in the queue gives up and says so.
+		if i%4 == 3 {
+			if st := d.wechat.Snapshot(); len(st.Waiting) > 1 {
+				d.wechat.CustomerMessage(ctx, st.Waiting[len(st.Waiting)-1].OpenID, "不等了")
+			}
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/kefu-io/kefu/services/feedback"
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/ingest"
+	"github.com/kefu-io/kefu/services/notifier"
+	"github.com/kefu-io/kefu/services/queuecare"
 )
 
 // moduleNeeds are the settings without which a module cannot run.
@@ -23,6 +25,8 @@ var moduleNeeds = map[string]config.Need{
 	"tucao":     config.NeedTucao,
 	"admin":     config.NeedWeChatAPI,
 	"estimator": config.NeedWeChatAPI,
+	"notifier":  config.NeedWeChatAPI,
+	"queuecare": config.NeedWeChatAPI,
 }
 
 // optionalModules run only when configured: with none of their settings
@@ -54,6 +58,10 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 		return buildEstimator(ctx, rt)
 	case "feedback":
 		return buildFeedback(ctx, rt)
+	case "notifier":
+		return buildNotifier(ctx, rt)
+	case "queuecare":
+		return buildQueuecare(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -95,6 +103,15 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 			return nil, fmt.Errorf("keyword routing: %w", err)
 		}
 		deps.Router, mod.router = router, router
+		states, err := rt.customerStates(ctx)
+		if err != nil {
+			return nil, err
+		}
+		leave, err := queuecare.NewLeaveDetector(rt.cfg.LeavePhrases)
+		if err != nil {
+			return nil, fmt.Errorf("KEFU_QUEUE_LEAVE_PHRASES: %w", err)
+		}
+		deps.Gate = leaveGate{leave: leave, states: states}
 	}
 	svc, err := ingest.New(ingest.Config{
 		AppID:    rt.cfg.WeChatAppID,
@@ -150,8 +167,16 @@ func buildEstimator(ctx context.Context, rt *runtime) (module, error) {
 	if err != nil {
 		return nil, err
 	}
+	states, err := rt.customerStates(ctx)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := estimator.New(estimator.Config{AppID: rt.cfg.WeChatAppID, PollInterval: rt.cfg.QueuePollInterval, Holder: holderName("estimator")},
-		estimator.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("estimator"), Registerer: rt.registry})
+		estimator.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("estimator"), Registerer: rt.registry,
+			Left: func(ctx context.Context, openid string) bool {
+				st, err := states.Get(ctx, openid)
+				return err == nil && st.Status == queuecare.StatusLeft
+			}})
 	if err != nil {
 		return nil, err
 	}
@@ -185,4 +210,98 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 	}
 	svc.Routes(rt.mux)
 	return feedbackModule{Service: svc, store: st}, nil
+}
+
+// getenv is how services that read their own settings see the flags
+// and the environment.
+func (rt *runtime) getenv(name string) string {
+	if v := rt.cfg.Getenv(name); v != "" {
+		return v
+	}
+	return os.Getenv(name)
+}
+
+// customerStates opens the read model of customers' queue states, once.
+func (rt *runtime) customerStates(ctx context.Context) (*queuecare.States, error) {
+	if rt.states != nil {
+		return rt.states, nil
+	}
+	st, err := queuecare.OpenStates(ctx, rt.bus)
+	if err != nil {
+		return nil, err
+	}
+	rt.states = st
+	return st, nil
+}
+
+func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ncfg, err := notifier.LoadEnv(rt.getenv)
+	if err != nil {
+		return nil, err
+	}
+	ncfg.TucaoProductID = rt.cfg.TucaoProductID
+	ncfg.WeChatSecret = rt.cfg.WeChatSecret.Value()
+	if ncfg.PublicURL == "" && rt.demo != nil {
+		ncfg.PublicURL = rt.httpURL
+	}
+	states, err := rt.customerStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := notifier.New(ncfg, notifier.Deps{Bus: rt.bus, Sender: client, Logger: rt.log.Named("notifier"), Registerer: rt.registry,
+		Suppress: func(ctx context.Context, kind, openid string) bool {
+			st, err := states.Get(ctx, openid)
+			if err != nil {
+				return false // unknown customer or state unreadable: announce
+			}
+			if kind == events.NotifyWaitEstimated {
+				return st.SuppressWaitNotice()
+			}
+			return st.SuppressSessionNotice()
+		}})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(rt.mux)
+	rt.notifier = svc
+	return svc, nil
+}
+
+func buildQueuecare(ctx context.Context, rt *runtime) (module, error) {
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deps := queuecare.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("queuecare"), Registerer: rt.registry}
+	if rt.notifier != nil {
+		deps.FeedbackLink = rt.notifier.FeedbackURL
+	}
+	svc, err := queuecare.New(queuecare.Config{
+		AppID: rt.cfg.WeChatAppID, Holder: holderName("queuecare"), LeavePhrases: rt.cfg.LeavePhrases,
+		StaleAfter: rt.cfg.StaleAfter, StaleDryRun: rt.cfg.StaleDryRun, ReconcileCallsPerMinute: rt.cfg.ReconcileCallsPerMinute,
+	}, deps)
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(rt.mux)
+	return svc, nil
+}
+
+// leaveGate keeps ingest from transferring a waiting customer's leave
+// phrase into the queue they are leaving.
+type leaveGate struct {
+	leave  *queuecare.LeaveDetector
+	states *queuecare.States
+}
+
+func (g leaveGate) HoldTransfer(ctx context.Context, openid, content string) bool {
+	if !g.leave.IsLeave(content) {
+		return false
+	}
+	served, err := g.states.Served(ctx, openid)
+	return err == nil && !served
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/services/notifier"
+	"github.com/kefu-io/kefu/services/queuecare"
 )
 
 // module is one service inside a role.
@@ -51,6 +53,12 @@ type runtime struct {
 	demo *demoEnv
 	// wechat is the shared API client, built on first use.
 	wechat *wechat.Client
+	// states is the customers' queue-state read model, opened on first use.
+	states *queuecare.States
+	// notifier is set when the role runs it (queuecare links its feedback page).
+	notifier *notifier.Service
+	// httpURL is where this process serves HTTP.
+	httpURL string
 }
 
 // flagName turns KEFU_HTTP_ADDR into http-addr.
@@ -142,6 +150,10 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer listener.Close()
+	rt.httpURL = "http://" + listener.Addr().String()
+	if tcp, ok := listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		rt.httpURL = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
+	}
 
 	b, err := bus.Open(ctx, bus.Config{
 		URLs: cfg.NATSURLs, Listen: cfg.NATSListen, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir,
@@ -198,10 +210,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	srv := &http.Server{Handler: rt.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(listener) }()
-	httpURL := "http://" + listener.Addr().String()
-	if tcp, ok := listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		httpURL = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
-	}
+	httpURL := rt.httpURL
 	log.Info("kefu started", zap.String("role", r.name), zap.String("version", version()),
 		zap.String("http", httpURL), zap.String("nats", b.ClientURL()))
 	if demo != nil {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
@@ -49,9 +50,14 @@ func newWeChatClient(ctx context.Context, cfg config.Config, b *bus.Bus, metrics
 		}
 		tokens = mem
 	}
+	// Every module of the role shares this client: keep enough idle
+	// connections for the notifier's concurrent sends.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64
 	c, err := wechat.NewClient(wechat.ClientConfig{
 		BaseURL: cfg.WeChatAPIBase, AppID: cfg.WeChatAppID, Secret: cfg.WeChatSecret.Value(),
-		Tokens: tokens, RateLimit: 50, Metrics: metrics,
+		HTTPClient: &http.Client{Timeout: wechat.DefaultHTTPTimeout, Transport: transport},
+		Tokens:     tokens, RateLimit: 50, Metrics: metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wechat client: %w", err)

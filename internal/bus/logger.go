@@ -30,7 +30,7 @@ func zapFields(fields watermill.LogFields) []zap.Field {
 }
 
 func (l *WatermillLogger) Error(msg string, err error, fields watermill.LogFields) {
-	if errors.Is(err, nats.ErrConnectionClosed) {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		// A subscription's connection is drained before watermill closes
 		// it (see Subscription.Close): its unsubscribes then find it closed.
 		l.log.Debug(msg, append(zapFields(fields), zap.Error(err))...)

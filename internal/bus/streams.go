@@ -67,6 +67,11 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 		Storage:  jetstream.FileStorage,
 		Replicas: b.cfg.Replicas,
 	}
+	if bucket == BucketNotified {
+		// Idempotency records must outlive any replay of the streams, and
+		// no longer.
+		cfg.TTL = b.cfg.StreamMaxAge
+	}
 	var kv jetstream.KeyValue
 	err := retryStartup(ctx, func(ctx context.Context) error {
 		var err error

@@ -57,6 +57,30 @@ type Config struct {
 	QueuePollInterval time.Duration // KEFU_QUEUE_POLL_INTERVAL
 	FeedbackDSN       Secret        // KEFU_FEEDBACK_DSN
 	AdminToken        Secret        // KEFU_ADMIN_TOKEN
+
+	LeavePhrases            []string      // KEFU_QUEUE_LEAVE_PHRASES
+	StaleAfter              time.Duration // KEFU_QUEUE_STALE_AFTER
+	StaleDryRun             bool          // KEFU_QUEUE_STALE_DRY_RUN
+	ReconcileCallsPerMinute int           // KEFU_QUEUE_RECONCILE_PER_MINUTE
+
+	// Extra holds the settings a service reads itself (the notifier's),
+	// so flags can override them too; values print as *** like secrets.
+	Extra map[string]Secret
+}
+
+// Getenv returns a setting a service reads itself, as the flag or the
+// environment gave it to Load; "" when unset.
+func (c Config) Getenv(name string) string { return c.Extra[name].Value() }
+
+// extra is a variable read by a service's own loader.
+func extra(name string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if c.Extra == nil {
+			c.Extra = map[string]Secret{}
+		}
+		c.Extra[name] = Secret(v)
+		return nil
+	}
 }
 
 // Var describes one environment variable.
@@ -152,6 +176,45 @@ var Vars = []Var{
 	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
 	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
 	{"KEFU_ADMIN_TOKEN", "", "bearer token of the admin HTTP API; unset: admin API off", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"KEFU_QUEUE_LEAVE_PHRASES", "不等了,取消排队,退出排队", "comma-separated messages that take a waiting customer out of the queue", func(c *Config, v string) error {
+		c.LeavePhrases = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.LeavePhrases = append(c.LeavePhrases, p)
+			}
+		}
+		if len(c.LeavePhrases) == 0 {
+			return fmt.Errorf("want at least one phrase, got %q", v)
+		}
+		return nil
+	}},
+	{"KEFU_QUEUE_STALE_AFTER", "30m", "a served session with no activity for this long is closed with a goodbye", duration(func(c *Config) *time.Duration { return &c.StaleAfter })},
+	{"KEFU_QUEUE_STALE_DRY_RUN", "false", "only report stale sessions (GET /api/kf/stale), close nothing", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.StaleDryRun = b
+		return nil
+	}},
+	{"KEFU_QUEUE_RECONCILE_PER_MINUTE", "60", "getsession calls per minute that reconcile customers' states; negative: off", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		c.ReconcileCallsPerMinute = n
+		return nil
+	}},
+	{"KEFU_PUBLIC_URL", "", "public base URL of kefu; feedback links point at its /feedback page (unset: plain Tucao link)", extra("KEFU_PUBLIC_URL")},
+	{"KEFU_FEEDBACK_LINK_SECRET", "", "key signing the openid in feedback links (unset: derived from KEFU_WECHAT_SECRET)", extra("KEFU_FEEDBACK_LINK_SECRET")},
+	{"KEFU_FEEDBACK_LINK_TTL", "", "how long a feedback link is valid (notifier default)", extra("KEFU_FEEDBACK_LINK_TTL")},
+	{"KEFU_FEEDBACK_NICKNAME", "", "nickname shown on Tucao for customers (notifier default 微信用户)", extra("KEFU_FEEDBACK_NICKNAME")},
+	{"KEFU_FEEDBACK_AVATAR_URL", "", "https avatar shown on Tucao for customers", extra("KEFU_FEEDBACK_AVATAR_URL")},
+	{"KEFU_NOTIFY_RATE_LIMIT", "", "customer messages per second (off: no limit)", extra("KEFU_NOTIFY_RATE_LIMIT")},
+	{"KEFU_NOTIFY_WAIT_MIN_INTERVAL", "", "least time between two wait messages to one customer (default 3m)", extra("KEFU_NOTIFY_WAIT_MIN_INTERVAL")},
+	{"KEFU_NOTIFY_DISABLE", "", "comma-separated message kinds not sent (session_created, session_switched, session_closed, wait_estimated)", extra("KEFU_NOTIFY_DISABLE")},
+	{"KEFU_NOTIFY_TEMPLATES", "", "file of message templates (KEFU_NOTIFY_TEMPLATE_<KIND> sets one)", extra("KEFU_NOTIFY_TEMPLATES")},
+	{"KEFU_NOTIFY_SEND_AS_AGENT", "", "send session messages as the serving agent (true/false)", extra("KEFU_NOTIFY_SEND_AS_AGENT")},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).

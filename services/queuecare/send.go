@@ -43,6 +43,9 @@ type outgoing struct {
 	appID  string
 	openid string
 	text   string
+	// recorded is text as the outcome event shows it (secrets blanked);
+	// "" means the same as text.
+	recorded string
 }
 
 // errSendInFlight: another process claimed the message moments ago and may
@@ -120,8 +123,12 @@ func (s *Service) finishSend(ctx context.Context, m outgoing, rec sendRecord, re
 		s.log.Warn("record message outcome", zap.String("kind", m.kind), zap.Error(err))
 	}
 	now := s.now().UTC()
+	text := m.recorded
+	if text == "" {
+		text = m.text
+	}
 	n := events.Notification{Meta: events.Meta{AppID: m.appID, OccurredAt: now, ReceivedAt: now},
-		OpenID: m.openid, Kind: m.kind, CauseEventID: m.cause, Outcome: rec.State, ErrCode: rec.ErrCode, ErrMsg: rec.ErrMsg, Text: m.text}
+		OpenID: m.openid, Kind: m.kind, CauseEventID: m.cause, Outcome: rec.State, ErrCode: rec.ErrCode, ErrMsg: rec.ErrMsg, Text: text}
 	if _, err := s.bus.Publish(ctx, n, bus.Envelope{ID: "notify-" + m.cause, Source: s.source}); err != nil {
 		s.log.Warn("publish message outcome", zap.String("kind", m.kind), zap.Error(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -159,13 +160,15 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 	}
 
 	text := render(s.cfg.StaleMessage, s.cfg.StaleAfter, "")
+	recorded := text
 	if link := s.link(st.OpenID); link != "" {
 		text += "\n" + render(s.cfg.StaleFeedbackLine, s.cfg.StaleAfter, link)
+		recorded += "\n" + render(s.cfg.StaleFeedbackLine, s.cfg.StaleAfter, redactLink(link))
 	}
 	cause := "kf-stale-" + st.OpenID + "-" + strconv.FormatInt(st.Since.Unix(), 10)
 	outcome, err := s.sendOnce(ctx, outgoing{
 		key: notifiedKeyStale + st.OpenID + "." + strconv.FormatInt(st.Since.Unix(), 10), kind: events.NotifyStaleClosed,
-		cause: cause, appID: s.cfg.AppID, openid: st.OpenID, text: text,
+		cause: cause, appID: s.cfg.AppID, openid: st.OpenID, text: text, recorded: recorded,
 	})
 	if err != nil {
 		// Closed; the message is tried again at the next sweep while the
@@ -202,4 +205,14 @@ func (s *Service) LastStaleReport(ctx context.Context) (*StaleReport, error) {
 		return nil, fmt.Errorf("decode stale report: %w", err)
 	}
 	return &rep, nil
+}
+
+// redactLink blanks the signed token of one of kefu's feedback links
+// (…/feedback/<token>) for events: anyone holding it could post as the
+// customer. A plain Tucao link carries no secret and stays.
+func redactLink(link string) string {
+	if i := strings.LastIndexByte(link, '/'); i >= 0 && i < len(link)-1 && strings.HasSuffix(link[:i+1], "/feedback/") {
+		return link[:i+1] + "REDACTED"
+	}
+	return link
 }

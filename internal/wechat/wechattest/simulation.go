@@ -25,6 +25,10 @@ type SimConfig struct {
 	// hands the session to another online agent (kf_switch_session) instead
 	// of closing it (kf_close_session).
 	SwitchProb float64
+	// ForgetProb is the chance that the agent forgets a session: it is
+	// never closed by the simulation (kefu's stale-session sweeper is what
+	// closes such sessions).
+	ForgetProb float64
 	// Arrival draws the gap between arriving customers; nil: no arrivals.
 	// An arriving customer sends a text message and joins the queue (unless
 	// the receiver's reply already transferred them).
@@ -69,6 +73,9 @@ type simulation struct {
 // auto_accept) are set up with the control methods.
 func (s *Server) StartSimulation(cfg SimConfig) error {
 	cfg.setDefaults()
+	if cfg.ForgetProb < 0 || cfg.ForgetProb > 1 {
+		return errors.New("start simulation: ForgetProb must be within 0..1")
+	}
 	if cfg.SwitchProb < 0 || cfg.SwitchProb > 1 {
 		return errors.New("start simulation: SwitchProb must be within 0..1")
 	}
@@ -155,6 +162,9 @@ func (sim *simulation) afterLocked(d time.Duration, f func() (then func())) {
 // service time, then close it or hand it over.
 func (sim *simulation) sessionStartedLocked(sess *session) {
 	s := sim.s
+	if sim.cfg.ForgetProb > 0 && sim.rnd.Float64() < sim.cfg.ForgetProb {
+		return
+	}
 	sim.afterLocked(sim.cfg.ServiceTime(sim.rnd), func() func() {
 		if s.sessions[sess.openid] != sess {
 			return nil // closed or switched meanwhile
