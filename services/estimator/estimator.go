@@ -23,7 +23,6 @@ import (
 	"math"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -112,9 +111,7 @@ type Service struct {
 	log   *zap.Logger
 	now   func() time.Time
 	m     *metrics
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	loop  *bus.Periodic
 	state jetstream.KeyValue
 	lease *bus.Lease
 
@@ -123,7 +120,6 @@ type Service struct {
 	model     *estimate.Estimator
 	published map[string]notified // openid → last WaitEstimated
 	sessions  *bus.Subscription   // open while holding the lease
-	started   atomic.Bool
 }
 
 type notified struct {
@@ -145,7 +141,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("estimator: %w", err)
 	}
 	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, left: deps.Left, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
-		stop: make(chan struct{}), done: make(chan struct{}), model: model, published: map[string]notified{}}
+		model: model, published: map[string]notified{}}
+	s.loop = bus.NewPeriodic(cfg.PollInterval, func(ctx context.Context) {
+		if err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("queue poll failed; will retry next interval", zap.Error(err))
+		}
+	})
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -173,49 +174,19 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.lease = bus.NewLease(locks, "estimator-"+events.Token(s.cfg.AppID), s.cfg.Holder, s.cfg.LeaseTTL)
 	s.lease.SetClock(s.now)
-	s.started.Store(true)
-	go s.loop(ctx)
+	s.loop.Start(ctx)
 	return nil
 }
 
 // Stop ends polling, saves the model and gives the lease up.
 func (s *Service) Stop(ctx context.Context) error {
-	s.once.Do(func() { close(s.stop) })
-	if !s.started.Load() {
-		return nil
+	if err := s.loop.Stop(ctx); err != nil {
+		return err
 	}
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if s.lease != nil {
+		s.resign()
 	}
 	return nil
-}
-
-func (s *Service) loop(ctx context.Context) {
-	defer close(s.done)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		if err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("queue poll failed; will retry next interval", zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			s.resign()
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // resign closes the session consumer, saves the model and releases the lease.

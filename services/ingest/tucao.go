@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -84,13 +82,8 @@ type TucaoPoller struct {
 	lease   *bus.Lease
 	log     *zap.Logger
 	now     func() time.Time
-	kick    chan struct{}
 	metrics *tucaoMetrics
-
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	started atomic.Bool
+	loop    *bus.Periodic
 }
 
 // NewTucaoPoller builds a poller; Start runs it.
@@ -105,12 +98,17 @@ func NewTucaoPoller(cfg TucaoConfig, client PostLister, pub Publisher, cursors, 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &TucaoPoller{
+	p := &TucaoPoller{
 		cfg: cfg, client: client, pub: pub, cursors: cursors,
 		lease: bus.NewLease(locks, "tucao-poller-"+events.Token(cfg.ProductID), cfg.Holder, cfg.LeaseTTL),
-		log:   log, now: time.Now, kick: make(chan struct{}, 1), metrics: newTucaoMetrics(reg),
-		stop: make(chan struct{}), done: make(chan struct{}),
-	}, nil
+		log:   log, now: time.Now, metrics: newTucaoMetrics(reg),
+	}
+	p.loop = bus.NewPeriodic(cfg.Interval, func(ctx context.Context) {
+		if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("tucao poll failed; will retry next interval", zap.Error(err))
+		}
+	})
+	return p, nil
 }
 
 // SetClock replaces the clock (tests).
@@ -121,57 +119,20 @@ func (p *TucaoPoller) SetClock(now func() time.Time) {
 
 // Start polls every Interval until Stop.
 func (p *TucaoPoller) Start(ctx context.Context) error {
-	p.started.Store(true)
-	go p.loop(ctx)
+	p.loop.Start(ctx)
 	return nil
 }
 
 // Stop ends the loop and releases the lease so another replica takes over at once.
 func (p *TucaoPoller) Stop(ctx context.Context) error {
-	p.once.Do(func() { close(p.stop) })
-	if p.started.Load() {
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := p.loop.Stop(ctx); err != nil {
+		return err
 	}
 	return p.lease.Release(ctx)
 }
 
 // Kick asks for a poll now (a webhook arrived).
-func (p *TucaoPoller) Kick() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (p *TucaoPoller) loop(ctx context.Context) {
-	defer close(p.done)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	t := time.NewTicker(p.cfg.Interval)
-	defer t.Stop()
-	for {
-		if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("tucao poll failed; will retry next interval", zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.kick:
-		}
-	}
-}
+func (p *TucaoPoller) Kick() { p.loop.Kick() }
 
 // PollResult says what one poll did.
 type PollResult struct {
