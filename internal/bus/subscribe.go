@@ -335,6 +335,11 @@ func (b *Bus) handle(msg *message.Message, spec ConsumerSpec, handle Handler, lo
 	if err == nil {
 		msg.Ack()
 		b.metrics.handled.WithLabelValues(spec.Durable, "ack").Inc()
+		if ce := log.Check(zap.DebugLevel, "event handled"); ce != nil {
+			// event_id is the ce-id ingest logged when it stored the
+			// event: grep it to follow one event through every role.
+			ce.Write(zap.String("event_id", d.ID()), zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq))
+		}
 		return
 	}
 	if msg.Context().Err() != nil && !IsPermanent(err) {
@@ -344,7 +349,7 @@ func (b *Bus) handle(msg *message.Message, spec ConsumerSpec, handle Handler, lo
 		return
 	}
 	if !IsPermanent(err) && d.NumDelivered < uint64(spec.MaxDeliver) {
-		log.Warn("handler failed; will retry", zap.Error(err), zap.String("subject", d.Subject),
+		log.Warn("handler failed; will retry", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
 			zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered))
 		msg.Nack()
 		b.metrics.handled.WithLabelValues(spec.Durable, "retry").Inc()
@@ -352,11 +357,11 @@ func (b *Bus) handle(msg *message.Message, spec ConsumerSpec, handle Handler, lo
 	}
 	if dlqErr := b.deadLetter(spec, d, err); dlqErr != nil {
 		// Not acked: it comes back and the dead-letter publish is retried.
-		log.Error("dead-letter publish failed", zap.Error(dlqErr), zap.Uint64("stream_seq", d.StreamSeq))
+		log.Error("dead-letter publish failed", zap.Error(dlqErr), zap.String("event_id", d.ID()), zap.Uint64("stream_seq", d.StreamSeq))
 		msg.Nack()
 		return
 	}
-	log.Error("message moved to dead-letter subject", zap.Error(err), zap.String("subject", d.Subject),
+	log.Error("message moved to dead-letter subject", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
 		zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.String("dlq", events.DLQSubject(spec.Role)))
 	msg.Ack()
 	b.metrics.handled.WithLabelValues(spec.Durable, "dead_letter").Inc()
