@@ -51,13 +51,15 @@ func newWeChatClient(ctx context.Context, cfg config.Config, b *bus.Bus, metrics
 		tokens = mem
 	}
 	// Every module of the role shares this client: keep enough idle
-	// connections for the notifier's concurrent sends.
+	// connections for the notifier's concurrent sends. Its limiter is a
+	// safety cap only; the notifier's own (KEFU_NOTIFY_RATE_LIMIT) paces
+	// customer messages before it claims one, so nothing waits while claimed.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
 	c, err := wechat.NewClient(wechat.ClientConfig{
 		BaseURL: cfg.WeChatAPIBase, AppID: cfg.WeChatAppID, Secret: cfg.WeChatSecret.Value(),
 		HTTPClient: &http.Client{Timeout: wechat.DefaultHTTPTimeout, Transport: transport},
-		Tokens:     tokens, RateLimit: 50, Metrics: metrics,
+		Tokens:     tokens, RateLimit: 500, Metrics: metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wechat client: %w", err)

@@ -471,6 +471,14 @@ type message struct {
 // send, publish the outcome, record it.
 func (s *Service) notify(ctx context.Context, d *bus.Delivery, j job) error {
 	key := causeKey(j.cause)
+	// Wait for the rate limiter before claiming: a claim is "sending", and
+	// a process that dies holding one loses that message (at-most-once),
+	// so claims must be held only for the send itself, not for the queue.
+	if s.limiter != nil {
+		if err := s.limiter.Wait(ctx); err != nil {
+			return s.retry(j.kind, fmt.Errorf("rate limit: %w", err))
+		}
+	}
 	rev, existing, err := s.claim(ctx, key, j)
 	if err != nil {
 		return s.retry(j.kind, err)
@@ -501,12 +509,6 @@ func (s *Service) notify(ctx context.Context, d *bus.Delivery, j job) error {
 			msg.release(rctx)
 		}
 		s.unclaim(key, rev)
-	}
-	if s.limiter != nil {
-		if err := s.limiter.Wait(ctx); err != nil {
-			release()
-			return s.retry(j.kind, fmt.Errorf("rate limit: %w", err))
-		}
 	}
 	sendErr := s.sender.SendText(ctx, j.openid, msg.text, msg.asAgent)
 	now := s.now()
