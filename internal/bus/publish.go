@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,14 +32,30 @@ type Published struct {
 	Duplicate bool
 }
 
+// bodyPool holds encoding buffers for Publish. A body is only read while
+// PublishMsg runs (nats.go copies it into the connection's write buffer,
+// and a retry after "no responders" happens inside the same call), so the
+// buffer can be reused as soon as PublishRaw returns.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody keeps an occasional huge event from pinning its buffer.
+const maxPooledBody = 64 << 10
+
 // Publish encodes ev and publishes it on its subject, returning only once
 // JetStream has stored it (or recognised it as a duplicate).
 func (b *Bus) Publish(ctx context.Context, ev events.Event, env Envelope) (Published, error) {
-	data, err := events.Encode(ev)
+	buf := bodyPool.Get().(*[]byte)
+	data, err := events.AppendEncode((*buf)[:0], ev)
 	if err != nil {
+		bodyPool.Put(buf)
 		return Published{}, err
 	}
-	return b.PublishRaw(ctx, ev.EventSubject(), data, env)
+	pub, err := b.PublishRaw(ctx, ev.EventSubject(), data, env)
+	if cap(data) <= maxPooledBody {
+		*buf = data
+		bodyPool.Put(buf)
+	}
+	return pub, err
 }
 
 // PublishRaw publishes an already encoded body with the contract's headers.
@@ -50,9 +67,7 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 		env.ID = nats.NewInbox()[len(nats.InboxPrefix):]
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 8+len(env.Headers))}
-	for k, v := range events.Headers(subject, env.ID, env.Source, env.Time) {
-		msg.Header[k] = []string{v}
-	}
+	events.SetHeaders(msg.Header, subject, env.ID, env.Source, env.Time)
 	for k, v := range env.Headers {
 		msg.Header[k] = []string{v}
 	}

@@ -112,7 +112,9 @@ func (c *Crypter) DecryptAny(b64 string) (msg []byte, appID string, err error) {
 	if len(ct) == 0 || len(ct)%padBlock != 0 {
 		return nil, "", fmt.Errorf("decrypt: ciphertext of %d bytes is not a positive multiple of %d: %w", len(ct), padBlock, ErrMalformed)
 	}
-	pt := make([]byte, len(ct))
+	// ct is this call's own buffer, fresh from the base64 decoder, so it is
+	// decrypted in place (CBC allows dst == src) instead of into a copy.
+	pt := ct
 	cipher.NewCBCDecrypter(c.block, c.iv).CryptBlocks(pt, ct)
 
 	pad := int(pt[len(pt)-1])

@@ -29,11 +29,25 @@ var ErrUnknownSubject = errors.New("events: unknown subject")
 
 // Encode returns the JSON body of an event.
 func Encode(e Event) ([]byte, error) {
+	return AppendEncode(nil, e)
+}
+
+// AppendEncode appends the JSON body of an event to dst, byte for byte what
+// Encode returns, so that a publisher can reuse a buffer. The WeChat events
+// (MessageReceived, EventReceived, SessionCreated, SessionSwitched,
+// SessionClosed) are written without reflection.
+func AppendEncode(dst []byte, e Event) ([]byte, error) {
+	if b, ok := appendFast(dst, e); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.EventSubject(), err)
 	}
-	return b, nil
+	if dst == nil {
+		return b, nil
+	}
+	return append(dst, b...), nil
 }
 
 // Decode reads the JSON body of an event of type T. Unknown fields are
@@ -94,6 +108,22 @@ func Headers(subject, id, source string, at time.Time) map[string]string {
 		HeaderContentType: ContentType,
 		HeaderMsgID:       id,
 	}
+}
+
+// SetHeaders sets the headers Headers returns on h (a nats.Header), each
+// as a one-element value. The seven values share one backing array, and
+// each has its capacity capped at 1 so that a later Add to one header
+// cannot overwrite the next.
+func SetHeaders(h map[string][]string, subject, id, source string, at time.Time) {
+	v := [...]string{SpecVersion, id, TypeOf(subject), source, at.UTC().Format(time.RFC3339Nano), ContentType, id}
+	vs := v[:]
+	h[HeaderSpecVersion] = vs[0:1:1]
+	h[HeaderID] = vs[1:2:2]
+	h[HeaderType] = vs[2:3:3]
+	h[HeaderSource] = vs[3:4:4]
+	h[HeaderTime] = vs[4:5:5]
+	h[HeaderContentType] = vs[5:6:6]
+	h[HeaderMsgID] = vs[6:7:7]
 }
 
 // WeChatMessageID is the de-duplication id of a WeChat message.
