@@ -190,14 +190,15 @@ type sums struct {
 
 func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	models := estimate.Models()
-	cfg := sc.build(o.customers)
+	customers := o.customers * max(sc.scale, 1)
+	cfg := sc.build(customers)
 	cfg.Seed = seed
 	est, err := estimate.New(estimate.Config{})
 	if err != nil {
 		panic(err) // the default configuration is valid
 	}
-	preds := make([][]prediction, o.customers)
-	unlisted := make([]bool, o.customers)
+	preds := make([][]prediction, customers)
+	unlisted := make([]bool, customers)
 	var sim *queuesim.Sim
 	hooks := queuesim.Hooks{
 		Event: func(e queuesim.Event) {
@@ -228,13 +229,8 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 				}
 				p[mi] = prediction{wait: float32(e.Wait.Seconds()), p90: float32(e.WaitP90.Seconds()), unknown: e.Unknown}
 			}
-			if sc.markov {
-				// The optimum of M/M/s: QL with the true rate and s; its
-				// RASE on these very customers is the empirical 1−ρ bound.
-				n := float64(res.Count) // the joining customer is last
-				s := float64(len(cfg.Agents))
-				w := n * cfg.Service.Mean() / s
-				p = append(p, prediction{wait: float32(w), p90: float32(w * oracleBand(n))})
+			if sc.oracle {
+				p = append(p, oraclePrediction(cfg, snap, res.Count))
 			}
 			preds[id] = p
 		},
@@ -246,7 +242,7 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	sim.Run()
 
 	r := repResult{sums: make([]sums, len(models)+1)}
-	warm := int(o.warmup * float64(o.customers))
+	warm := int(o.warmup * float64(customers))
 	for id := warm; id < sim.Arrivals(); id++ {
 		if preds[id] == nil {
 			continue
@@ -289,4 +285,32 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 		}
 	}
 	return r
+}
+
+// oraclePrediction is QL_m with the scenario's true service rate μ and
+// abandonment rate θ (θ = 0 without patience: plain QL) and the online
+// slots of the snapshot, for the customer at place n (the joining
+// customer is last). In M/M/s it is the optimum whose RASE is 1−ρ; with
+// exponential service and patience it is the conditional mean wait given
+// the place and the online slots.
+func oraclePrediction(cfg queuesim.Config, snap estimate.Snapshot, n int) prediction {
+	var slots float64
+	for _, a := range snap.Agents {
+		if a.Status != 0 {
+			slots += float64(a.AutoAccept)
+		}
+	}
+	if slots == 0 {
+		return prediction{unknown: true}
+	}
+	mu := 1 / cfg.Service.Mean()
+	theta := 0.0
+	if cfg.Patience != nil {
+		theta = 1 / cfg.Patience.Mean()
+	}
+	var w float64
+	for i := range n {
+		w += 1 / (slots*mu + float64(i)*theta)
+	}
+	return prediction{wait: float32(w), p90: float32(w * oracleBand(float64(n)))}
 }

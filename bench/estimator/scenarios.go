@@ -18,7 +18,15 @@ type scenario struct {
 	desc   string
 	markov bool    // M/M/s: the 1−ρ bound applies
 	rho    float64 // offered load of the bound
-	build  func(customers int) queuesim.Config
+	// oracle adds QL (or QL_m with abandonment) computed with the true μ
+	// (and θ) and the snapshot's online slots: with exponential service
+	// and patience it is the conditional-mean optimum given what every
+	// model sees, the yardstick of what is attainable.
+	oracle bool
+	// scale multiplies -customers: at high load the queue relaxes so
+	// slowly that 100k customers are far from the stationary regime.
+	scale int
+	build func(customers int) queuesim.Config
 }
 
 func agentsOf(n, slots int) []queuesim.AgentSpec {
@@ -37,16 +45,17 @@ func rate(rho float64, n, k int, alpha float64) float64 {
 
 func scenarios() []scenario {
 	var out []scenario
+	scales := map[float64]int{0.8: 1, 0.9: 1, 0.95: 4, 0.98: 10}
 	for _, rho := range []float64{0.8, 0.9, 0.95, 0.98} {
 		out = append(out, scenario{
-			name: fmt.Sprintf("mms-%.2f", rho), desc: fmt.Sprintf("M/M/10, ρ = %.2f", rho), markov: true, rho: rho,
+			name: fmt.Sprintf("mms-%.2f", rho), desc: fmt.Sprintf("M/M/10, ρ = %.2f", rho), markov: true, rho: rho, oracle: true, scale: scales[rho],
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(rho, 10, 1, 0), Service: queuesim.Exponential(meanService), Agents: agentsOf(10, 1)}
 			},
 		})
 	}
 	out = append(out,
-		scenario{name: "abandon", desc: "M/M/10+M, offered ρ = 1.0, patience exp(mean 10 min)",
+		scenario{name: "abandon", desc: "M/M/10+M, offered ρ = 1.0, patience exp(mean 10 min)", oracle: true,
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(1.0, 10, 1, 0), Service: queuesim.Exponential(meanService),
 					Agents: agentsOf(10, 1), Patience: queuesim.Exponential(10 * time.Minute)}
@@ -59,7 +68,7 @@ func scenarios() []scenario {
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(0.9, 10, 1, 0), Service: queuesim.HyperExponential(meanService, 2.0), Agents: agentsOf(10, 1)}
 			}},
-		scenario{name: "sinusoidal", desc: "M_t/M/10, λ(t) = λ(1 + 0.2 sin 2πt/4h), mean ρ = 0.85",
+		scenario{name: "sinusoidal", desc: "M_t/M/10, λ(t) = λ(1 + 0.2 sin 2πt/4h), mean ρ = 0.85", oracle: true,
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(0.85, 10, 1, 0), Amplitude: 0.2, Period: 4 * time.Hour,
 					Service: queuesim.Exponential(meanService), Agents: agentsOf(10, 1)}
@@ -84,7 +93,7 @@ func scenarios() []scenario {
 		})
 	}
 	out = append(out,
-		scenario{name: "offline", desc: "12 agents, ρ = 0.8; every 6 h four go offline for 1 h (ρ = 1.2 meanwhile)",
+		scenario{name: "offline", desc: "12 agents, ρ = 0.8; every 6 h four go offline for 1 h (ρ = 1.2 meanwhile)", oracle: true,
 			build: func(n int) queuesim.Config {
 				c := queuesim.Config{Customers: n, ArrivalRate: rate(0.8, 12, 1, 0), Service: queuesim.Exponential(meanService), Agents: agentsOf(12, 1)}
 				for i := range 4 {
@@ -92,7 +101,7 @@ func scenarios() []scenario {
 				}
 				return c
 			}},
-		scenario{name: "count100", desc: "40 agents, λ(t) = λ(1 + 0.3 sin 2πt/6h), mean ρ = 0.9: peaks push count past 100",
+		scenario{name: "count100", desc: "40 agents, λ(t) = λ(1 + 0.3 sin 2πt/6h), mean ρ = 0.9: peaks push count past 100", oracle: true,
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(0.9, 40, 1, 0), Amplitude: 0.3, Period: 6 * time.Hour,
 					Service: queuesim.Exponential(meanService), Agents: agentsOf(40, 1)}
