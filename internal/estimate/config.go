@@ -45,6 +45,16 @@ type Config struct {
 	// QLEmpWindow is the number of recent all-busy departure gaps the QL-emp
 	// baseline averages. Default 100.
 	QLEmpWindow int
+	// ScheduleHalfLife is how fast past days lose weight in the agents'
+	// time-of-day presence profiles. Default 7 days (168h).
+	ScheduleHalfLife time.Duration
+	// ScheduleMinDays is how many past days a slot of the day needs before
+	// its presence is used to foresee agents leaving or coming back.
+	// Default 2; negative turns presence profiles off.
+	ScheduleMinDays float64
+	// ScheduleForget drops the profile of an agent not seen online for
+	// this long. Default 14 days (336h).
+	ScheduleForget time.Duration
 	// MaxWait caps every estimate (a backlog with a tiny learned rate
 	// must not promise days). Default 8h.
 	MaxWait time.Duration
@@ -89,6 +99,15 @@ func (c *Config) SetDefaults() {
 	if c.MaxWait == 0 {
 		c.MaxWait = 8 * time.Hour
 	}
+	if c.ScheduleHalfLife == 0 {
+		c.ScheduleHalfLife = 7 * 24 * time.Hour
+	}
+	if c.ScheduleMinDays == 0 {
+		c.ScheduleMinDays = 2
+	}
+	if c.ScheduleForget == 0 {
+		c.ScheduleForget = 14 * 24 * time.Hour
+	}
 }
 
 // ErrInvalidConfig is wrapped by every Validate error.
@@ -122,6 +141,10 @@ func (c Config) Validate() error {
 		return bad("QLEmpWindow", "must be positive")
 	case c.MaxWait <= 0:
 		return bad("MaxWait", "must be positive")
+	case c.ScheduleHalfLife < 0:
+		return bad("ScheduleHalfLife", "must not be negative")
+	case c.ScheduleForget < 0:
+		return bad("ScheduleForget", "must not be negative")
 	}
 	return nil
 }

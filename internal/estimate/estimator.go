@@ -46,6 +46,11 @@ type Estimator struct {
 	lastBusyDep    time.Time
 	lastBusyDepSet bool
 
+	// roster holds the time-of-day presence profile of every agent seen
+	// (schedule.go); rosterKeys is scratch for a sorted walk.
+	roster     map[string]*presence
+	rosterKeys []string
+
 	waiting   map[string]*waitState // cases listed at the last snapshot
 	vanished  map[string]vanishedCase
 	gen       uint64
@@ -56,6 +61,7 @@ type Estimator struct {
 }
 
 type agentState struct {
+	account  string
 	gen      uint64 // snapshot generation that last listed the agent
 	online   bool
 	capacity int
@@ -154,7 +160,7 @@ func (e *Estimator) agent(kf string) *agentState {
 	if a == nil {
 		// An agent can only be given a session while online; its capacity
 		// is learned from the next snapshot.
-		a = &agentState{online: true, sessions: make(map[string]time.Time)}
+		a = &agentState{account: kf, online: true, sessions: make(map[string]time.Time)}
 		e.agents[kf] = a
 		i, _ := slices.BinarySearch(e.accounts, kf)
 		e.accounts = slices.Insert(e.accounts, i, kf)
@@ -290,6 +296,7 @@ func (e *Estimator) Abandoned(openid string, waited time.Duration, at time.Time)
 func (e *Estimator) Observe(s Snapshot) Result {
 	e.advance(s.At)
 	e.syncAgents(s)
+	e.observePresence(s)
 	res := Result{At: s.At, Count: max(s.Count, len(s.Waiting))}
 	res.Abandoned = e.syncWaiting(s)
 	e.lastCount = res.Count

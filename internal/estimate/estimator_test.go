@@ -309,6 +309,38 @@ func TestConfigValidate(t *testing.T) {
 func BenchmarkObserve10k(b *testing.B) {
 	e := mustNew(b, Config{})
 	at := feedDeterministic(e, 400, 2*time.Minute) // learned shape: full model path
+	benchObserve10k(b, e, at)
+}
+
+// BenchmarkObserve10kProfiles is BenchmarkObserve10k with presence
+// profiles in play: half the agents leave for an hour in 5 minutes, and 20
+// agents now offline come back in 30 minutes.
+func BenchmarkObserve10kProfiles(b *testing.B) {
+	e := mustNew(b, Config{})
+	at := feedDeterministic(e, 400, 2*time.Minute)
+	_, slot, _ := daySlot(at)
+	e.roster = make(map[string]*presence)
+	profile := func(capacity int, off func(j int) bool) *presence {
+		pr := &presence{capacity: capacity, lastOnline: at}
+		for j := range pr.slots {
+			pr.slots[j] = presenceSlot{Frac: 3, Days: 3}
+			if off((j - slot + daySlots) % daySlots) {
+				pr.slots[j].Frac = 0
+			}
+		}
+		return pr
+	}
+	for i := range 200 {
+		leaves := i%2 == 0
+		e.roster[fmt.Sprintf("kf%03d@x", i)] = profile(3, func(j int) bool { return leaves && j >= 1 && j <= 12 })
+	}
+	for i := range 20 {
+		e.roster[fmt.Sprintf("back%02d@x", i)] = profile(3, func(j int) bool { return j < 6 })
+	}
+	benchObserve10k(b, e, at)
+}
+
+func benchObserve10k(b *testing.B, e *Estimator, at time.Time) {
 	snap := Snapshot{At: at, Count: 10_000}
 	for i := range 200 {
 		snap.Agents = append(snap.Agents, busyAgent(fmt.Sprintf("kf%03d@x", i), 3, at, time.Duration(i)*time.Second))

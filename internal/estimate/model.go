@@ -110,6 +110,9 @@ type pool struct {
 	h     float64 // grid horizon, seconds; the grid step is h/gridPoints
 	n     [gridPoints + 1]float64
 	harm  []float64 // harm[k] = Σ_{i<k} 1/(D + iθ)
+
+	global bool  // the pool of the global queue
+	warp   *warp // expected changes of the agents online; nil: none
 }
 
 func (e *Estimator) prepare(s Snapshot) {
@@ -135,7 +138,7 @@ func (e *Estimator) prepare(s Snapshot) {
 		v.poolOf = make(map[string]int)
 	}
 	clear(v.poolOf)
-	global := pool{headWait: -1}
+	global := pool{headWait: -1, global: true}
 	for _, kf := range e.accounts {
 		if a := e.agents[kf]; a.online && a.capacity > 0 {
 			global.agents = append(global.agents, a)
@@ -314,7 +317,14 @@ func (e *Estimator) kefu(p *pool, cv *caseView) (wait, band float64) {
 		h := p.harmonic(k+1, d, v.theta)
 		need = d * (h[k] + frac*(h[k+1]-h[k]))
 	}
-	wait = e.invert(p, need)
+	if !p.built {
+		e.build(p)
+	}
+	if p.warp != nil {
+		wait = e.invertWarped(p, need)
+	} else {
+		wait = e.invert(p, need)
+	}
 	b := bucketOf(cv.need)
 	if e.calib[b].filled >= e.cfg.MinCalibration {
 		band = e.calib[b].quantile(e.cfg.Quantile)
@@ -441,5 +451,6 @@ func (e *Estimator) build(p *pool) {
 		}
 		p.n[k] = free + math.Max(0, busyN+linear*r*t-excess)
 	}
+	p.warp = e.buildWarp(p, p.global)
 	p.built = true
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -33,6 +34,57 @@ type persisted struct {
 	WaitN       float64     `json:"wait_n"`
 	LES         *float64    `json:"les,omitempty"`
 	Gaps        []float64   `json:"gaps"`
+	// Presence holds the agents' time-of-day profiles, compactly: P and D
+	// are base64 of one byte per 5-minute slot, the usual online
+	// probability ×255 and the decayed number of days behind it ×20.
+	Presence []presenceState `json:"presence,omitempty"`
+}
+
+type presenceState struct {
+	Account    string    `json:"account"`
+	Capacity   int       `json:"capacity"`
+	LastOnline time.Time `json:"last_online"`
+	P          []byte    `json:"p"`
+	D          []byte    `json:"d"`
+}
+
+// daysScale is the resolution of the persisted day counts (1/20 day).
+const daysScale = 20
+
+func (e *Estimator) presenceStates() []presenceState {
+	var out []presenceState
+	for _, kf := range e.rosterOrder() {
+		pr := e.roster[kf]
+		st := presenceState{Account: kf, Capacity: pr.capacity, LastOnline: pr.lastOnline,
+			P: make([]byte, daySlots), D: make([]byte, daySlots)}
+		for i := range pr.slots {
+			frac, days := pr.slots[i].folded()
+			if days <= 0 {
+				continue
+			}
+			st.P[i] = byte(math.Round(255 * math.Min(1, frac/days)))
+			st.D[i] = byte(math.Min(255, math.Round(days*daysScale)))
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (e *Estimator) restorePresence(sts []presenceState) {
+	for _, st := range sts {
+		if len(st.P) != daySlots || len(st.D) != daySlots {
+			continue // a profile of another resolution: learn it again
+		}
+		if e.roster == nil {
+			e.roster = make(map[string]*presence)
+		}
+		pr := &presence{capacity: st.Capacity, lastOnline: st.LastOnline}
+		for i := range pr.slots {
+			days := float64(st.D[i]) / daysScale
+			pr.slots[i] = presenceSlot{Frac: float64(st.P[i]) / 255 * days, Days: days}
+		}
+		e.roster[st.Account] = pr
+	}
 }
 
 // MarshalState returns what the estimator has learned, as JSON.
@@ -42,6 +94,7 @@ func (e *Estimator) MarshalState() ([]byte, error) {
 		Dep: e.dep, Expo: e.expo, Aband: e.aband, WaitExpo: e.waitExpo,
 		Durations: e.shape.samples(),
 		DurSum:    e.durSum, DurN: e.durN, WaitSum: e.waitSum, WaitN: e.waitN,
+		Presence: e.presenceStates(),
 	}
 	for i := range e.calib {
 		st.Calibration = append(st.Calibration, e.calib[i].samples())
@@ -93,6 +146,7 @@ func (e *Estimator) UnmarshalState(b []byte) error {
 	if st.LES != nil {
 		e.les, e.lesSet = *st.LES, true
 	}
+	e.restorePresence(st.Presence)
 	for _, g := range st.Gaps {
 		e.gaps[e.gapNext] = g
 		e.gapNext = (e.gapNext + 1) % len(e.gaps)
