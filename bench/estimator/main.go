@@ -41,6 +41,7 @@ type options struct {
 	selected  []scenario
 	out       string
 	plot      string
+	estimator estimate.Config
 }
 
 func parse(args []string) (options, error) {
@@ -55,11 +56,15 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&names, "scenarios", "all", "all, or a comma-separated list of scenario names")
 	fs.StringVar(&o.out, "out", "docs", "directory for estimator-results.{md,csv} and estimator-plot.png; empty: print only")
 	fs.StringVar(&o.plot, "plot", "hyperexp", "scenario whose first replication is drawn")
+	fs.DurationVar(&o.estimator.HalfLife, "halflife", 0, "estimator HalfLife (0: the default) — to explore the setting on development seeds")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("parse flags: %w", err)
 	}
 	if o.customers < 100 || o.reps < 1 || o.workers < 1 || o.warmup < 0 || o.warmup >= 1 {
 		return o, fmt.Errorf("parse flags: customers ≥ 100, reps ≥ 1, workers ≥ 1, warmup in [0, 1) required")
+	}
+	if _, err := estimate.New(o.estimator); err != nil {
+		return o, fmt.Errorf("parse flags: %w", err)
 	}
 	all := scenarios()
 	if names == "all" {
@@ -193,13 +198,17 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	customers := o.customers * max(sc.scale, 1)
 	cfg := sc.build(customers)
 	cfg.Seed = seed
-	est, err := estimate.New(estimate.Config{})
+	est, err := estimate.New(o.estimator)
 	if err != nil {
-		panic(err) // the default configuration is valid
+		panic(err) // validated in parse
 	}
 	preds := make([][]prediction, customers)
 	unlisted := make([]bool, customers)
 	var sim *queuesim.Sim
+	var bayes *bayesOracle
+	if sc.bayes {
+		bayes = newBayesOracle(cfg.Service, seed)
+	}
 	hooks := queuesim.Hooks{
 		Event: func(e queuesim.Event) {
 			// Only what WeChat reports reaches the estimator: arrivals and
@@ -231,6 +240,9 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 			}
 			if sc.oracle {
 				p = append(p, oraclePrediction(cfg, snap, res.Count))
+			}
+			if bayes != nil {
+				p = append(p, bayes.predict(snap, res.Count))
 			}
 			preds[id] = p
 		},

@@ -40,7 +40,7 @@ func summarise(sc scenario, reps []repResult) table {
 	for _, m := range models {
 		names = append(names, m.String())
 	}
-	if sc.oracle {
+	if sc.oracle || sc.bayes {
 		names = append(names, oracleName(sc))
 	}
 	for mi, name := range names {
@@ -107,16 +107,19 @@ func verdict(t table) string {
 	gain := 1 - k.rase/b.rase
 	out := fmt.Sprintf("target RASE ≥ 10 %% below best baseline (%s %.4f): %s (%.1f %% lower); %s: %s",
 		b.model, b.rase, yes(gain >= 0.10), 100*gain, cov, yes(covOK))
-	if t.sc.oracle {
+	if t.sc.oracle || t.sc.bayes {
 		o := t.rows[len(t.rows)-1]
 		out += fmt.Sprintf("; vs %s %.4f: %+.1f %%", o.model, o.rase, 100*(k.rase/o.rase-1))
 	}
 	return out
 }
 
-// oracleName names the row that knows the true μ (and θ) and the online
-// slots.
+// oracleName names the reference row: QL/QL_m knowing the true μ (and θ)
+// and the online slots, or the Bayes oracle.
 func oracleName(sc scenario) string {
+	if sc.bayes {
+		return "Bayes oracle (true dist., ages)"
+	}
 	if sc.markov {
 		return "oracle QL (true μ)"
 	}

@@ -23,6 +23,9 @@ type scenario struct {
 	// and patience it is the conditional-mean optimum given what every
 	// model sees, the yardstick of what is attainable.
 	oracle bool
+	// bayes adds the Monte Carlo Bayes oracle (bayes.go): E[wait | queue,
+	// session ages] under the true duration distribution.
+	bayes bool
 	// scale multiplies -customers: at high load the queue relaxes so
 	// slowly that 100k customers are far from the stationary regime.
 	scale int
@@ -45,7 +48,7 @@ func rate(rho float64, n, k int, alpha float64) float64 {
 
 func scenarios() []scenario {
 	var out []scenario
-	scales := map[float64]int{0.8: 1, 0.9: 1, 0.95: 4, 0.98: 10}
+	scales := map[float64]int{0.8: 1, 0.9: 1, 0.95: 10, 0.98: 10}
 	for _, rho := range []float64{0.8, 0.9, 0.95, 0.98} {
 		out = append(out, scenario{
 			name: fmt.Sprintf("mms-%.2f", rho), desc: fmt.Sprintf("M/M/10, ρ = %.2f", rho), markov: true, rho: rho, oracle: true, scale: scales[rho],
@@ -60,11 +63,11 @@ func scenarios() []scenario {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(1.0, 10, 1, 0), Service: queuesim.Exponential(meanService),
 					Agents: agentsOf(10, 1), Patience: queuesim.Exponential(10 * time.Minute)}
 			}},
-		scenario{name: "lognormal", desc: "M/LN/10, service lognormal CV 1.0, ρ = 0.9",
+		scenario{name: "lognormal", desc: "M/LN/10, service lognormal CV 1.0, ρ = 0.9", bayes: true,
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(0.9, 10, 1, 0), Service: queuesim.LogNormal(meanService, 1.0), Agents: agentsOf(10, 1)}
 			}},
-		scenario{name: "hyperexp", desc: "M/H2/10, service hyperexponential CV 2.0, ρ = 0.9",
+		scenario{name: "hyperexp", desc: "M/H2/10, service hyperexponential CV 2.0, ρ = 0.9", bayes: true,
 			build: func(n int) queuesim.Config {
 				return queuesim.Config{Customers: n, ArrivalRate: rate(0.9, 10, 1, 0), Service: queuesim.HyperExponential(meanService, 2.0), Agents: agentsOf(10, 1)}
 			}},

@@ -14,12 +14,20 @@ type Config struct {
 	Model Model
 	// HalfLife is how fast old observations lose weight in the learned
 	// service and abandonment rates (a departure HalfLife ago counts half).
-	// Shorter follows changes of the agents' pace faster but is noisier,
-	// and the noise is not neutral: a long queue tends to follow a spell of
-	// slow service, so a short memory over-predicts exactly when many
-	// customers wait. Load changes (arrivals, agents going offline) need
-	// no short memory: the model reads them from each snapshot. Default 8h.
+	// A long memory makes the rate precise, and imprecision is not
+	// neutral: a long queue tends to follow a spell of slow service, so a
+	// noisy rate over-predicts exactly when many customers wait. Load
+	// changes (arrivals, agents going offline) need no short memory: the
+	// model reads them from each snapshot; changes of the agents' pace are
+	// caught by the change test (ShortHalfLife, ChangeZ). Default 72h.
 	HalfLife time.Duration
+	// ShortHalfLife is the memory of the second service-rate estimate,
+	// compared with the long one at every snapshot: when they differ by
+	// more than ChangeZ standard errors, the pace changed and the long
+	// memory restarts from the short one. Default 2h.
+	ShortHalfLife time.Duration
+	// ChangeZ is the threshold of that test, in standard errors. Default 4.
+	ChangeZ float64
 	// PriorServiceTime is the mean session length assumed before any
 	// session was seen (it has the weight of one session). Default 5m.
 	PriorServiceTime time.Duration
@@ -70,7 +78,13 @@ func DefaultConfig() Config {
 // SetDefaults fills zero fields with their defaults.
 func (c *Config) SetDefaults() {
 	if c.HalfLife == 0 {
-		c.HalfLife = 8 * time.Hour
+		c.HalfLife = 72 * time.Hour
+	}
+	if c.ShortHalfLife == 0 {
+		c.ShortHalfLife = time.Hour
+	}
+	if c.ChangeZ == 0 {
+		c.ChangeZ = 3
 	}
 	if c.PriorServiceTime == 0 {
 		c.PriorServiceTime = 5 * time.Minute
@@ -123,6 +137,10 @@ func (c Config) Validate() error {
 		return bad("Model", "is not a known model")
 	case c.HalfLife <= 0:
 		return bad("HalfLife", "must be positive")
+	case c.ShortHalfLife <= 0 || c.ShortHalfLife > c.HalfLife:
+		return bad("ShortHalfLife", "must be positive and at most HalfLife")
+	case c.ChangeZ <= 0:
+		return bad("ChangeZ", "must be positive")
 	case c.PriorServiceTime <= 0:
 		return bad("PriorServiceTime", "must be positive")
 	case c.AbandonGrace < 0:

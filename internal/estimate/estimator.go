@@ -13,9 +13,10 @@ import (
 // order; an event older than the last one seen is applied without moving
 // the learning clock backwards.
 type Estimator struct {
-	cfg Config
-	tau float64 // seconds; decay time constant HalfLife/ln 2
-	z   float64 // standard normal quantile of cfg.Quantile
+	cfg      Config
+	tau      float64 // seconds; decay time constant HalfLife/ln 2
+	tauShort float64 // same for ShortHalfLife
+	z        float64 // standard normal quantile of cfg.Quantile
 
 	clock   time.Time
 	started bool
@@ -31,6 +32,8 @@ type Estimator struct {
 
 	// Decayed learning (kefu model).
 	dep, expo       float64 // departures of full agents; full-session seconds
+	depS, expoS     float64 // the same with the short memory (change test)
+	paceChanges     int     // times the change test replaced the long memory
 	aband, waitExpo float64 // abandonments; listed-customer waiting seconds
 	shape           shape
 	calib           [calibBuckets]ratioRing
@@ -108,6 +111,7 @@ func New(cfg Config) (*Estimator, error) {
 	return &Estimator{
 		cfg:      cfg,
 		tau:      cfg.HalfLife.Seconds() / math.Ln2,
+		tauShort: cfg.ShortHalfLife.Seconds() / math.Ln2,
 		z:        normalQuantile(cfg.Quantile),
 		agents:   make(map[string]*agentState),
 		shape:    newShape(cfg.ShapeSamples),
@@ -137,6 +141,9 @@ func (e *Estimator) advance(t time.Time) {
 	// seconds long against a half-life of hours.
 	e.dep *= f
 	e.expo = e.expo*f + float64(e.fullSessions)*dt
+	fs := math.Exp(-dt / e.tauShort)
+	e.depS *= fs
+	e.expoS = e.expoS*fs + float64(e.fullSessions)*dt
 	e.aband *= f
 	e.waitExpo = e.waitExpo*f + float64(len(e.waiting))*dt
 	e.clock = t
@@ -256,6 +263,7 @@ func (e *Estimator) SessionSwitched(openid, from, to string, at time.Time) {
 func (e *Estimator) slotFreed(a *agentState, at time.Time) {
 	if a.capacity > 0 && a.busy() >= a.capacity && a.online {
 		e.dep++
+		e.depS++
 	}
 	allBusy := e.onlineSlots > 0 && e.busySlots >= e.onlineSlots && e.lastCount > 0
 	if !allBusy {
@@ -302,6 +310,7 @@ func (e *Estimator) Observe(s Snapshot) Result {
 	e.lastCount = res.Count
 	e.lastAt = s.At
 
+	e.paceChange()
 	e.prepare(s)
 	res.ServiceFor = time.Duration(1 / e.rate() * float64(time.Second))
 	res.Estimates = make([]Estimate, len(e.v.cases))
@@ -413,6 +422,35 @@ func (e *Estimator) rate() float64 {
 	prior := e.cfg.PriorServiceTime.Seconds()
 	return (e.dep + 1) / (e.expo + prior)
 }
+
+// paceChange compares the long-memory rate with the short-memory one and,
+// when they differ by more than ChangeZ standard errors of the short one,
+// replaces the long memory by the short: the agents' pace changed (a new
+// kind of question, a slower team), and hours of the old pace must not
+// dilute the new one. The standard error of a rate measured from n
+// departures is CV/√n, CV that of the session durations (1 until their
+// shape is known): with high-variance sessions a bigger deviation is
+// needed.
+func (e *Estimator) paceChange() {
+	if e.depS < 10 {
+		return
+	}
+	prior := e.cfg.PriorServiceTime.Seconds()
+	rl := (e.dep + 1) / (e.expo + prior)
+	rs := (e.depS + 1) / (e.expoS + prior)
+	cv := 1.0
+	if e.shape.ready(e.cfg.MinShapeSamples) {
+		cv = math.Sqrt(e.shape.cv2)
+	}
+	if math.Abs(math.Log(rs/rl)) > e.cfg.ChangeZ*cv/math.Sqrt(e.depS) {
+		e.dep, e.expo = e.depS, e.expoS
+		e.paceChanges++
+	}
+}
+
+// PaceChanges returns how many times the change test found that the
+// agents' pace changed (since New or UnmarshalState).
+func (e *Estimator) PaceChanges() int { return e.paceChanges }
 
 // theta is the learned abandonment rate of a waiting customer (1/s).
 func (e *Estimator) theta() float64 {

@@ -16,6 +16,7 @@ type shape struct {
 	added  int // samples since the table was built
 
 	mean  float64   // mean of the samples the table was built from
+	cv2   float64   // their squared coefficient of variation
 	xmax  float64   // largest normalised sample
 	surv  []float64 // S at x_j = j·xmax/(len−1)
 	integ []float64
@@ -63,6 +64,11 @@ func (s *shape) rebuild() {
 		sum += x
 	}
 	s.mean = sum / float64(len(xs))
+	var ss float64
+	for _, x := range xs {
+		ss += (x - s.mean) * (x - s.mean)
+	}
+	s.cv2 = ss / float64(len(xs)) / (s.mean * s.mean)
 	// A few huge outliers would stretch the grid and blur the body; the top
 	// 0.1 % is folded into the last cell.
 	s.xmax = xs[len(xs)-1-len(xs)/1000] / s.mean

@@ -24,6 +24,8 @@ type persisted struct {
 	Clock       time.Time   `json:"clock"`
 	Dep         float64     `json:"dep"`
 	Expo        float64     `json:"expo"`
+	DepShort    float64     `json:"dep_short,omitempty"`
+	ExpoShort   float64     `json:"expo_short,omitempty"`
 	Aband       float64     `json:"aband"`
 	WaitExpo    float64     `json:"wait_expo"`
 	Durations   []float64   `json:"durations"`
@@ -91,7 +93,7 @@ func (e *Estimator) restorePresence(sts []presenceState) {
 func (e *Estimator) MarshalState() ([]byte, error) {
 	st := persisted{
 		Version: stateVersion, Clock: e.clock,
-		Dep: e.dep, Expo: e.expo, Aband: e.aband, WaitExpo: e.waitExpo,
+		Dep: e.dep, Expo: e.expo, DepShort: e.depS, ExpoShort: e.expoS, Aband: e.aband, WaitExpo: e.waitExpo,
 		Durations: e.shape.samples(),
 		DurSum:    e.durSum, DurN: e.durN, WaitSum: e.waitSum, WaitN: e.waitN,
 		Presence: e.presenceStates(),
@@ -131,6 +133,7 @@ func (e *Estimator) UnmarshalState(b []byte) error {
 	*e = *fresh
 	e.clock, e.started = st.Clock, !st.Clock.IsZero()
 	e.dep, e.expo, e.aband, e.waitExpo = st.Dep, st.Expo, st.Aband, st.WaitExpo
+	e.depS, e.expoS = st.DepShort, st.ExpoShort
 	for _, d := range st.Durations {
 		e.shape.add(d)
 	}

@@ -248,6 +248,8 @@ func (s *Service) PollOnce(ctx context.Context) error {
 	start := time.Now()
 	res := s.model.Observe(snap)
 	s.m.observeSeconds.Observe(time.Since(start).Seconds())
+	s.m.serviceSeconds.Set(res.ServiceFor.Seconds())
+	s.m.paceChanges.Set(float64(s.model.PaceChanges()))
 	changed := s.changedEstimates(res)
 	s.mu.Unlock()
 
@@ -534,6 +536,8 @@ type metrics struct {
 	waiting        prometheus.Gauge
 	leader         prometheus.Gauge
 	observeSeconds prometheus.Histogram
+	serviceSeconds prometheus.Gauge
+	paceChanges    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -544,9 +548,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		waiting:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_waiting_customers", Help: "Customers waiting at the last poll (getwaitcase count)."}),
 		leader:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_active", Help: "1 when this replica holds the polling lease."}),
 		observeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kefu_estimator_observe_seconds", Help: "Time to estimate one snapshot.", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
+		serviceSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_session_seconds", Help: "Learned mean session length of a full agent (1/r)."}),
+		paceChanges:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_pace_changes", Help: "Changes of the agents' pace detected since this replica started."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.polls, m.estimates, m.abandoned, m.waiting, m.leader, m.observeSeconds)
+		reg.MustRegister(m.polls, m.estimates, m.abandoned, m.waiting, m.leader, m.observeSeconds, m.serviceSeconds, m.paceChanges)
 	}
 	return m
 }
