@@ -151,12 +151,15 @@ func TestPollingSurvivesAPIErrors(t *testing.T) {
 	h.fake.TransferToQueue("o-1", "")
 	h.fake.TransferToQueue("o-2", "")
 	s := h.service("a")
+	// Subscribe first and wait for the snapshot of the poll Start makes, so
+	// that it cannot be counted with the polls below (PollInterval is an
+	// hour: no other automatic poll happens).
+	snapshots := h.collect(events.SubjectQueueSnapshot)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Stop(context.Background())
-	waitFor(t, func() bool { return h.fake.CallCount(wechattest.MethodWaitCase) >= 1 })
-	snapshots := h.collect(events.SubjectQueueSnapshot)
+	waitFor(t, func() bool { return len(snapshots()) == 1 })
 	h.fake.InjectErrors(wechattest.MethodWaitCase, -1, 1)
 	if err := s.PollOnce(context.Background()); err == nil {
 		t.Fatal("a failed getwaitcase must fail the poll")
@@ -164,8 +167,10 @@ func TestPollingSurvivesAPIErrors(t *testing.T) {
 	if err := s.PollOnce(context.Background()); err != nil {
 		t.Fatalf("the next poll must work: %v", err)
 	}
-	if n := len(snapshots()); n != 1 {
-		t.Fatalf("%d snapshots after one failed and one good poll, want 1", n)
+	waitFor(t, func() bool { return len(snapshots()) >= 2 })
+	time.Sleep(100 * time.Millisecond) // a third snapshot, if any, would show now
+	if n := len(snapshots()); n != 2 {
+		t.Fatalf("%d snapshots after the first poll, one failed and one good poll, want 2", n)
 	}
 }
 
