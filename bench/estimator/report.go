@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"fmt"
 	"math"
 	"strings"
@@ -180,16 +181,20 @@ func pct(a, b int) float64 {
 
 func csvOf(tables []table) string {
 	var b strings.Builder
-	b.WriteString("scenario,model,rase,rase_se,rmse_s,mae_s,bias_s,p90_coverage,scored,unknown,mean_wait_s,bound_1_minus_rho\n")
+	w := csv.NewWriter(&b)
+	// Model names hold commas ("oracle QL_m (true μ, θ)"): the writer quotes.
+	w.Write([]string{"scenario", "model", "rase", "rase_se", "rmse_s", "mae_s", "bias_s", "p90_coverage", "scored", "unknown", "mean_wait_s", "bound_1_minus_rho"})
 	for _, t := range tables {
 		bound := ""
 		if t.sc.markov {
 			bound = fmt.Sprintf("%.4f", 1-t.sc.rho)
 		}
 		for _, r := range t.rows {
-			fmt.Fprintf(&b, "%s,%s,%.5f,%.5f,%.2f,%.2f,%.2f,%.4f,%d,%d,%.2f,%s\n",
-				t.sc.name, r.model, r.rase, r.raseSE, r.rmse, r.mae, r.bias, r.coverage, r.n, r.unknown, t.meanWait, bound)
+			w.Write([]string{t.sc.name, r.model, fmt.Sprintf("%.5f", r.rase), fmt.Sprintf("%.5f", r.raseSE),
+				fmt.Sprintf("%.2f", r.rmse), fmt.Sprintf("%.2f", r.mae), fmt.Sprintf("%.2f", r.bias), fmt.Sprintf("%.4f", r.coverage),
+				fmt.Sprint(r.n), fmt.Sprint(r.unknown), fmt.Sprintf("%.2f", t.meanWait), bound})
 		}
 	}
+	w.Flush() // a strings.Builder does not fail
 	return b.String()
 }

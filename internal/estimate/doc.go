@@ -8,8 +8,10 @@
 // learns the per-slot service rate under full load (which absorbs the
 // slowdown of agents juggling several chats), the shape of the session
 // duration distribution (so that the age of the sessions in progress tells
-// when slots will free up), the abandonment rate of waiting customers, and
-// the calibration of its own errors. See docs/estimator.md for the model,
+// when slots will free up), the abandonment rate of waiting customers, each
+// agent's presence by time of day (so that lunch breaks and shift ends
+// ahead, and agents due back, count), changes of the agents' pace, and the
+// calibration of its own errors. See docs/estimator.md for the model,
 // the equations and how it is judged against the baselines of the
 // literature (constant mean, QL, QL_m, HOL, LES, QL-emp), which live here
 // too so that every predictor is computed from the same inputs.
