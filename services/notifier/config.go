@@ -47,11 +47,15 @@ type Templates struct {
 // Default texts. The closed-session text has two forms: with the feedback
 // link when a Tucao product is configured, and a plain thank-you without.
 const (
-	DefaultSessionCreated       = "客服 {nickname} 正在为您服务"
-	DefaultSessionSwitched      = "已为您转接至客服 {nickname}"
-	DefaultSessionClosed        = "感谢您的咨询！欢迎对本次服务提出意见和建议：{feedback_url}"
-	DefaultSessionClosedNoLink  = "感谢您的咨询，祝您生活愉快！"
-	DefaultWaitEstimated        = "您前面还有 {ahead} 位，预计等待约 {minutes} 分钟"
+	DefaultSessionCreated      = "客服 {nickname} 正在为您服务"
+	DefaultSessionSwitched     = "已为您转接至客服 {nickname}"
+	DefaultSessionClosed       = "感谢您的咨询！欢迎对本次服务提出意见和建议：{feedback_url}"
+	DefaultSessionClosedNoLink = "感谢您的咨询，祝您生活愉快！"
+	DefaultWaitEstimated       = "您前面还有 {ahead} 位，预计等待约 {minutes} 分钟"
+	// DefaultWaitEstimatedNext replaces the default wait text for the
+	// customer first in line ("0 ahead" reads oddly); a configured wait
+	// template is used for every place.
+	DefaultWaitEstimatedNext    = "您是下一位，预计等待约 {minutes} 分钟"
 	DefaultFeedbackNickname     = "微信用户"
 	maxTucaoNicknameRunes       = 8
 	minFeedbackLinkSecretLength = 16

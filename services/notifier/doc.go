@@ -6,6 +6,7 @@
 //	kefu.wechat.kf.session.switched  "已为您转接至客服 {nickname}"
 //	kefu.wechat.kf.session.closed    a thank-you with the Tucao feedback link
 //	kefu.kf.wait.estimated           "您前面还有 {ahead} 位，预计等待约 {minutes} 分钟"
+//	                                 ("您是下一位，…" first in line, with the default text)
 //
 // It reads two durable consumers shared by every notifier process
 // (notifier-sessions on KEFU_WECHAT, notifier-wait on KEFU_KF), so

@@ -54,11 +54,14 @@ type Service struct {
 	now       func() time.Time
 	metrics   *metrics
 	templates map[string]*messageTemplate
-	names     *nicknames
-	limiter   *rate.Limiter // nil: no limit
-	links     *linkSigner   // nil: links go straight to Tucao
-	csp       string
-	suppress  func(ctx context.Context, kind, openid string) bool
+	// waitNext is the text for the first in line while the wait template
+	// is the default one; nil otherwise.
+	waitNext *messageTemplate
+	names    *nicknames
+	limiter  *rate.Limiter // nil: no limit
+	links    *linkSigner   // nil: links go straight to Tucao
+	csp      string
+	suppress func(ctx context.Context, kind, openid string) bool
 
 	inflight   keySet
 	unrecorded outcomes
@@ -105,6 +108,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("notifier: %w", err)
 		}
 		s.templates[kind] = t
+	}
+	if w := cfg.Templates.WaitEstimated; w == "" || w == DefaultWaitEstimated {
+		next, err := parseTemplate(events.NotifyWaitEstimated, DefaultWaitEstimatedNext)
+		if err != nil {
+			return nil, fmt.Errorf("notifier: %w", err)
+		}
+		s.waitNext = next
 	}
 	s.names = newNicknames(s.sender, cfg.NicknameTTL, s.now, s.log)
 	if cfg.RateLimit > 0 {
@@ -416,7 +426,11 @@ func (s *Service) waitMessage(ctx context.Context, est events.WaitEstimated) (me
 		if err != nil {
 			return message{}, err
 		}
-		text := s.templates[events.NotifyWaitEstimated].render(waitValues(est))
+		tmpl := s.templates[events.NotifyWaitEstimated]
+		if est.Position == 1 && s.waitNext != nil {
+			tmpl = s.waitNext
+		}
+		text := tmpl.render(waitValues(est))
 		return message{text: text, recorded: text, release: func(ctx context.Context) {
 			// Give the reservation back so the retry is not throttled by
 			// a message that was never sent.

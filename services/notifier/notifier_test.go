@@ -483,6 +483,35 @@ func TestWaitMessagesAreThrottled(t *testing.T) {
 	}
 }
 
+// TestFirstInLine: the default wait text for the customer first in line
+// says so instead of "0 ahead"; a configured wait template is used as is.
+func TestFirstInLine(t *testing.T) {
+	tests := []struct {
+		name     string
+		template string
+		want     string
+	}{
+		{"default text", "", "您是下一位，预计等待约 2 分钟"},
+		{"the default set explicitly", notifier.DefaultWaitEstimated, "您是下一位，预计等待约 2 分钟"},
+		{"a configured template", "排在第 {position} 位，前面 {ahead} 位，约 {minutes} 分钟", "排在第 1 位，前面 0 位，约 2 分钟"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			cfg := testConfig("p1")
+			cfg.Templates.WaitEstimated = tt.template
+			h.start(cfg)
+			h.customer("o-first")
+			ev, id := h.wait("o-first", 1, 90)
+			h.publish(ev, id)
+			waitFor(t, "the message", func() bool { return len(h.sent()["o-first"]) == 1 })
+			if got := h.sent()["o-first"][0].Content; got != tt.want {
+				t.Errorf("message %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTwoProcessesShareTheWorkAndSendOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	const customers, waiting = 60, 10
