@@ -78,52 +78,49 @@ type badParam struct {
 }
 
 func (h *handler) posts(w http.ResponseWriter, r *http.Request) {
-	if !allowRead(w, r) {
-		return
-	}
-	p := params{values: r.URL.Query()}
-	q := store.PostQuery{
-		OpenID: p.text("openid", maxIDLen),
-		Q:      p.text("q", maxQueryLen),
-		Limit:  p.limit(),
-		Cursor: p.text("cursor", 512),
-	}
-	q.From, q.To = p.timeRange()
-	if p.err != nil {
-		writeError(w, http.StatusBadRequest, p.err.reason, p.err.param)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
-	defer cancel()
-	page, err := h.store.ListPosts(ctx, q)
-	if err != nil {
-		h.storeFailed(w, r, "list feedback posts", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
+	serveList(h, w, r, "list feedback posts", func(p *params) store.PostQuery {
+		q := store.PostQuery{
+			OpenID: p.text("openid", maxIDLen),
+			Q:      p.text("q", maxQueryLen),
+			Limit:  p.limit(),
+			Cursor: p.text("cursor", 512),
+		}
+		q.From, q.To = p.timeRange()
+		return q
+	}, h.store.ListPosts)
 }
 
 func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
+	serveList(h, w, r, "list feedback sessions", func(p *params) store.SessionQuery {
+		q := store.SessionQuery{
+			OpenID:    p.text("openid", maxIDLen),
+			KfAccount: p.text("kf_account", maxIDLen),
+			Limit:     p.limit(),
+			Cursor:    p.text("cursor", 512),
+		}
+		q.From, q.To = p.timeRange()
+		return q
+	}, h.store.ListSessions)
+}
+
+// serveList answers a read-only list request: the query built from the
+// URL parameters (400 naming the first bad one), the store's page as JSON.
+func serveList[Q, P any](h *handler, w http.ResponseWriter, r *http.Request, what string,
+	query func(*params) Q, list func(context.Context, Q) (P, error)) {
 	if !allowRead(w, r) {
 		return
 	}
 	p := params{values: r.URL.Query()}
-	q := store.SessionQuery{
-		OpenID:    p.text("openid", maxIDLen),
-		KfAccount: p.text("kf_account", maxIDLen),
-		Limit:     p.limit(),
-		Cursor:    p.text("cursor", 512),
-	}
-	q.From, q.To = p.timeRange()
+	q := query(&p)
 	if p.err != nil {
 		writeError(w, http.StatusBadRequest, p.err.reason, p.err.param)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
 	defer cancel()
-	page, err := h.store.ListSessions(ctx, q)
+	page, err := list(ctx, q)
 	if err != nil {
-		h.storeFailed(w, r, "list feedback sessions", err)
+		h.storeFailed(w, r, what, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
