@@ -5,11 +5,18 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// MaxCallbackWindow is the widest freshness window of callbacks. It stays
+// below the streams' de-duplication window (bus.DefaultDuplicateWindow is
+// twice it and more), so a replayed callback is either inside the window and
+// dropped as a duplicate, or outside it and refused.
+const MaxCallbackWindow = 10 * time.Minute
 
 // Secret is a string that prints as "***" in logs, errors and %v.
 type Secret string
@@ -36,8 +43,12 @@ type Config struct {
 	NATSListen   string        // KEFU_NATS_LISTEN
 	NATSCreds    string        // KEFU_NATS_CREDS
 	NATSReplicas int           // KEFU_NATS_REPLICAS
+	NATSUser     string        // KEFU_NATS_USER
+	NATSPassword Secret        // KEFU_NATS_PASSWORD
+	NATSNKeySeed Secret        // KEFU_NATS_NKEY_SEED
 	DataDir      string        // KEFU_DATA_DIR
 	HTTPAddr     string        // KEFU_HTTP_ADDR
+	MetricsAddr  string        // KEFU_METRICS_ADDR
 	LogFormat    string        // KEFU_LOG_FORMAT
 	LogLevel     string        // KEFU_LOG_LEVEL
 	StreamMaxAge time.Duration // KEFU_STREAM_MAX_AGE
@@ -49,14 +60,23 @@ type Config struct {
 	WeChatAPIBase  string // KEFU_WECHAT_API_BASE
 	WeChatTransfer bool   // KEFU_WECHAT_TRANSFER
 
-	TucaoProductID    string        // KEFU_TUCAO_PRODUCT_ID
-	TucaoSecret       Secret        // KEFU_TUCAO_SECRET
-	TucaoAPIBase      string        // KEFU_TUCAO_API_BASE
-	TucaoPollInterval time.Duration // KEFU_TUCAO_POLL_INTERVAL
+	// Callback hardening (docs/security.md).
+	WeChatAllowPlaintext bool           // KEFU_WECHAT_ALLOW_PLAINTEXT
+	CallbackWindow       time.Duration  // KEFU_WECHAT_CALLBACK_WINDOW
+	WeChatIPAllowlist    bool           // KEFU_WECHAT_IP_ALLOWLIST
+	TrustedProxies       []netip.Prefix // KEFU_TRUSTED_PROXIES
+	PublicRateLimit      float64        // KEFU_PUBLIC_RATE_LIMIT
+
+	TucaoProductID     string        // KEFU_TUCAO_PRODUCT_ID
+	TucaoSecret        Secret        // KEFU_TUCAO_SECRET
+	TucaoAPIBase       string        // KEFU_TUCAO_API_BASE
+	TucaoPollInterval  time.Duration // KEFU_TUCAO_POLL_INTERVAL
+	TucaoWebhookSecret Secret        // KEFU_TUCAO_WEBHOOK_SECRET
 
 	QueuePollInterval time.Duration // KEFU_QUEUE_POLL_INTERVAL
 	FeedbackDSN       Secret        // KEFU_FEEDBACK_DSN
 	AdminToken        Secret        // KEFU_ADMIN_TOKEN
+	APIToken          Secret        // KEFU_API_TOKEN
 
 	LeavePhrases            []string      // KEFU_QUEUE_LEAVE_PHRASES
 	StaleAfter              time.Duration // KEFU_QUEUE_STALE_AFTER
@@ -97,6 +117,17 @@ func secret(p func(*Config) *Secret) func(*Config, string) error {
 	return func(c *Config, v string) error { *p(c) = Secret(v); return nil }
 }
 
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
 func duration(p func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -115,7 +146,8 @@ var Vars = []Var{
 		for _, u := range strings.Split(v, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				if _, err := url.Parse(u); err != nil {
-					return fmt.Errorf("bad URL %q", u)
+					// The URL may carry user:password; name only its position.
+					return fmt.Errorf("URL number %d is not a valid URL", len(c.NATSURLs)+1)
 				}
 				c.NATSURLs = append(c.NATSURLs, u)
 			}
@@ -124,6 +156,9 @@ var Vars = []Var{
 	}},
 	{"KEFU_NATS_LISTEN", "127.0.0.1:4222", "embedded server's client address", str(func(c *Config) *string { return &c.NATSListen })},
 	{"KEFU_NATS_CREDS", "", "NATS credentials file", str(func(c *Config) *string { return &c.NATSCreds })},
+	{"KEFU_NATS_USER", "", "NATS user; with no KEFU_NATS_URL the embedded server requires it (with KEFU_NATS_PASSWORD)", str(func(c *Config) *string { return &c.NATSUser })},
+	{"KEFU_NATS_PASSWORD", "", "password of KEFU_NATS_USER", secret(func(c *Config) *Secret { return &c.NATSPassword })},
+	{"KEFU_NATS_NKEY_SEED", "", "NATS nkey seed (SU…); with no KEFU_NATS_URL the embedded server requires its public key", secret(func(c *Config) *Secret { return &c.NATSNKeySeed })},
 	{"KEFU_NATS_REPLICAS", "1", "replicas of streams and KV buckets (3 in a cluster)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 5 {
@@ -134,6 +169,7 @@ var Vars = []Var{
 	}},
 	{"KEFU_DATA_DIR", "./kefu-data", "embedded JetStream store and SQLite file", str(func(c *Config) *string { return &c.DataDir })},
 	{"KEFU_HTTP_ADDR", ":8080", "HTTP listen address", str(func(c *Config) *string { return &c.HTTPAddr })},
+	{"KEFU_METRICS_ADDR", "", "separate listen address for /metrics (unset: served on KEFU_HTTP_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"KEFU_LOG_FORMAT", "json", "json or console", func(c *Config, v string) error {
 		if v != "json" && v != "console" {
 			return fmt.Errorf("want json or console, got %q", v)
@@ -161,21 +197,63 @@ var Vars = []Var{
 		return nil
 	}},
 	{"KEFU_WECHAT_API_BASE", "https://api.weixin.qq.com", "WeChat API base URL", str(func(c *Config) *string { return &c.WeChatAPIBase })},
-	{"KEFU_WECHAT_TRANSFER", "true", "answer customer messages with transfer_customer_service so they enter the 多客服 queue", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
+	{"KEFU_WECHAT_TRANSFER", "true", "answer customer messages with transfer_customer_service so they enter the 多客服 queue", boolean(func(c *Config) *bool { return &c.WeChatTransfer })},
+	{"KEFU_WECHAT_ALLOW_PLAINTEXT", "false", "with KEFU_WECHAT_AES_KEY set, still accept plaintext callbacks signed by signature alone (only while switching the account from plain mode)", boolean(func(c *Config) *bool { return &c.WeChatAllowPlaintext })},
+	{"KEFU_WECHAT_CALLBACK_WINDOW", "5m", "how far a callback's timestamp may lie from now; older or newer callbacks are refused (at most 10m)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 30*time.Second || d > MaxCallbackWindow {
+			return fmt.Errorf("want a duration from 30s to %s, got %q", MaxCallbackWindow, v)
 		}
-		c.WeChatTransfer = b
+		c.CallbackWindow = d
+		return nil
+	}},
+	{"KEFU_WECHAT_IP_ALLOWLIST", "false", "accept callbacks only from WeChat's callback IPs (getcallbackip, refreshed in the background; needs KEFU_WECHAT_SECRET)", boolean(func(c *Config) *bool { return &c.WeChatIPAllowlist })},
+	{"KEFU_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (IP allow-list, rate limit)", func(c *Config, v string) error {
+		c.TrustedProxies = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			prefix, err := netip.ParsePrefix(p)
+			if err != nil {
+				addr, aerr := netip.ParseAddr(p)
+				if aerr != nil {
+					return fmt.Errorf("want CIDRs such as 10.0.0.0/8, got %q", p)
+				}
+				prefix = netip.PrefixFrom(addr, addr.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, prefix.Masked())
+		}
+		return nil
+	}},
+	{"KEFU_PUBLIC_RATE_LIMIT", "100", "requests per second one client may make to the public paths (burst twice that); 0: no limit", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f != f {
+			return fmt.Errorf("want a number of requests per second ≥ 0, got %q", v)
+		}
+		c.PublicRateLimit = f
 		return nil
 	}},
 	{"KEFU_TUCAO_PRODUCT_ID", "", "Tucao product id", str(func(c *Config) *string { return &c.TucaoProductID })},
 	{"KEFU_TUCAO_SECRET", "", "Tucao private key", secret(func(c *Config) *Secret { return &c.TucaoSecret })},
 	{"KEFU_TUCAO_API_BASE", "https://txc.qq.com", "Tucao base URL", str(func(c *Config) *string { return &c.TucaoAPIBase })},
 	{"KEFU_TUCAO_POLL_INTERVAL", "60s", "Tucao poll period", duration(func(c *Config) *time.Duration { return &c.TucaoPollInterval })},
+	{"KEFU_TUCAO_WEBHOOK_SECRET", "", "secret path segment: the Tucao webhook is served at /tucao/webhook/<secret> only", func(c *Config, v string) error {
+		for _, r := range v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("want letters, digits, - and _ only")
+			}
+		}
+		if v != "" && len(v) < 16 {
+			return fmt.Errorf("want at least 16 characters, got %d", len(v))
+		}
+		c.TucaoWebhookSecret = Secret(v)
+		return nil
+	}},
 	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
 	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
-	{"KEFU_ADMIN_TOKEN", "", "bearer token of the admin HTTP API; unset: admin API off", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"KEFU_ADMIN_TOKEN", "", "bearer token of the admin HTTP API and of every /api/… path; unset: admin API off", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"KEFU_API_TOKEN", "", "read-only bearer token for GET /api/… (queue, customers, feedback); with neither token /api/ is not served", secret(func(c *Config) *Secret { return &c.APIToken })},
 	{"KEFU_QUEUE_LEAVE_PHRASES", "不等了,取消排队,退出排队", "comma-separated messages that take a waiting customer out of the queue", func(c *Config, v string) error {
 		c.LeavePhrases = nil
 		for _, p := range strings.Split(v, ",") {
@@ -189,14 +267,7 @@ var Vars = []Var{
 		return nil
 	}},
 	{"KEFU_QUEUE_STALE_AFTER", "30m", "a served session with no activity for this long is closed with a goodbye", duration(func(c *Config) *time.Duration { return &c.StaleAfter })},
-	{"KEFU_QUEUE_STALE_DRY_RUN", "false", "only report stale sessions (GET /api/kf/stale), close nothing", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
-		c.StaleDryRun = b
-		return nil
-	}},
+	{"KEFU_QUEUE_STALE_DRY_RUN", "false", "only report stale sessions (GET /api/kf/stale), close nothing", boolean(func(c *Config) *bool { return &c.StaleDryRun })},
 	{"KEFU_QUEUE_RECONCILE_PER_MINUTE", "60", "getsession calls per minute that reconcile customers' states; negative: off", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil {
