@@ -1,6 +1,8 @@
 package events
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,10 +131,18 @@ func SetHeaders(h map[string][]string, subject, id, source string, at time.Time)
 // WeChatMessageID is the de-duplication id of a WeChat message.
 func WeChatMessageID(msgID string) string { return "wx-msg-" + msgID }
 
+// MaxIDLength bounds ce-id and Nats-Msg-Id. A WeChat event id longer than
+// this (its parts come from the callback, so a stranger with a valid
+// signature could make it as long as the body) is replaced by
+// wx-evt-sha256-<64 hex digits of the SHA-256 of the full id>: still
+// deterministic, so WeChat's retries of it remain duplicates.
+const MaxIDLength = 256
+
 // WeChatEventID is the de-duplication id of a WeChat event:
-// wx-evt-<FromUserName>-<CreateTime>-<Event>[-<KfAccount…>]. The agent
-// accounts are part of it because two 多客服 events of one customer can share
-// a second (a session closed and the next one created).
+// wx-evt-<FromUserName>-<CreateTime>-<Event>[-<KfAccount…>], or its hashed
+// form when that is longer than [MaxIDLength]. The agent accounts are part
+// of it because two 多客服 events of one customer can share a second (a
+// session closed and the next one created).
 func WeChatEventID(fromUser string, createTime int64, event string, kfAccounts ...string) string {
 	var b strings.Builder
 	b.WriteString("wx-evt-")
@@ -146,6 +156,10 @@ func WeChatEventID(fromUser string, createTime int64, event string, kfAccounts .
 			b.WriteByte('-')
 			b.WriteString(a)
 		}
+	}
+	if b.Len() > MaxIDLength {
+		sum := sha256.Sum256([]byte(b.String()))
+		return "wx-evt-sha256-" + hex.EncodeToString(sum[:])
 	}
 	return b.String()
 }

@@ -28,7 +28,10 @@
 // application/json. Nats-Msg-Id is set deterministically so JetStream drops
 // duplicates: wx-msg-<MsgId> for a WeChat message,
 // wx-evt-<FromUserName>-<CreateTime>-<Event>[-<KfAccount…>] for a WeChat
-// event and tucao-<id>-<updated_at unix seconds> for a Tucao post.
+// event (hashed to wx-evt-sha256-<hex> when longer than MaxIDLength) and
+// tucao-<id>-<updated_at unix seconds> for a Tucao post. The last token of a
+// WeChat message or event subject is its MsgType or Event when that is a
+// plain name (SubjectToken), else "other".
 //
 // # Compatibility
 //

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,8 +206,13 @@ func TestSubjectsOfVariableEvents(t *testing.T) {
 	}{
 		{"message type becomes the last token", events.MessageReceived{MsgType: "shortvideo"}, "kefu.wechat.message.shortvideo"},
 		{"event names are lower-cased", events.EventReceived{Event: "SCAN"}, "kefu.wechat.event.scan"},
-		{"wildcards and dots cannot escape the subject tree", events.EventReceived{Event: "a.>*b c"}, "kefu.wechat.event.a___b_c"},
-		{"an empty name is unknown", events.MessageReceived{}, "kefu.wechat.message.unknown"},
+		{"wildcards and dots cannot escape the subject tree", events.EventReceived{Event: "a.>*b c"}, "kefu.wechat.event.other"},
+		{"an empty name is other", events.MessageReceived{}, "kefu.wechat.message.other"},
+		{"a dash is not a plain name", events.MessageReceived{MsgType: "mini-program"}, "kefu.wechat.message.other"},
+		{"64 characters are kept", events.MessageReceived{MsgType: strings.Repeat("a", 64)}, "kefu.wechat.message." + strings.Repeat("a", 64)},
+		{"65 characters are other", events.MessageReceived{MsgType: strings.Repeat("a", 65)}, "kefu.wechat.message.other"},
+		{"a 5 KB event is other", events.EventReceived{Event: strings.Repeat("x", 5000)}, "kefu.wechat.event.other"},
+		{"non-ASCII letters are other", events.EventReceived{Event: "订阅"}, "kefu.wechat.event.other"},
 		{"first version of a post is created", events.FeedbackPost{}, events.SubjectPostCreated},
 		{"later versions are updated", events.FeedbackPost{Updated: true}, events.SubjectPostUpdated},
 		{"a failed notification", events.Notification{Outcome: events.OutcomeFailed}, events.SubjectNotifyFailed},
@@ -230,6 +236,15 @@ func TestDeduplicationIDs(t *testing.T) {
 	}
 	if got := events.WeChatEventID("fromuser", 1399197672, "subscribe"); got != "wx-evt-fromuser-1399197672-subscribe" {
 		t.Errorf("plain event id %q", got)
+	}
+	long := events.WeChatEventID(strings.Repeat("o", 300), 1399197672, "kf_create_session", "a@b")
+	if !strings.HasPrefix(long, "wx-evt-sha256-") || len(long) != len("wx-evt-sha256-")+64 ||
+		long != events.WeChatEventID(strings.Repeat("o", 300), 1399197672, "kf_create_session", "a@b") ||
+		long == events.WeChatEventID(strings.Repeat("o", 300), 1399197672, "kf_create_session", "a@c") {
+		t.Errorf("an over-long event id must be replaced by a deterministic hash: %q", long)
+	}
+	if got := events.WeChatEventID(strings.Repeat("o", 200), 1399197672, "subscribe"); len(got) > events.MaxIDLength || strings.Contains(got, "sha256") {
+		t.Errorf("an id up to %d bytes is kept: %q", events.MaxIDLength, got)
 	}
 	if got := events.TucaoPostID("153985339090723620", time.Date(2018, 10, 18, 17, 3, 10, 0, cst)); got != "tucao-153985339090723620-1539853390" {
 		t.Errorf("post id %q", got)

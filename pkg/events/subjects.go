@@ -38,11 +38,44 @@ var StreamSubjects = map[string][]string{
 	StreamDLQ:    {"kefu.dlq.>"},
 }
 
-// MessageSubject is the subject of a WeChat message of the given MsgType.
-func MessageSubject(msgType string) string { return SubjectMessagePrefix + Token(msgType) }
+// MessageSubject is the subject of a WeChat message of the given MsgType
+// (see [SubjectToken]).
+func MessageSubject(msgType string) string { return SubjectMessagePrefix + SubjectToken(msgType) }
 
-// EventSubject is the subject of a WeChat event (lower-cased).
-func EventSubject(event string) string { return SubjectEventPrefix + Token(event) }
+// EventSubject is the subject of a WeChat event (see [SubjectToken]).
+func EventSubject(event string) string { return SubjectEventPrefix + SubjectToken(event) }
+
+// TokenOther is the subject token of every MsgType or Event that is not a
+// plain name: the original value stays in the event's msg_type or event
+// field and in raw.
+const TokenOther = "other"
+
+// MaxSubjectToken is the longest MsgType or Event kept as a subject token.
+// WeChat's names are far shorter; the bound keeps a hostile callback from
+// building a subject the NATS server refuses (its control line is 4 KiB).
+const MaxSubjectToken = 64
+
+// SubjectToken is the last subject token of a WeChat message or event: the
+// lower-cased MsgType or Event when it matches ^[a-z0-9_]{1,64}$, else
+// [TokenOther]. Unlike [Token] it never builds a new token from a name it
+// does not accept, so a stranger can create at most one subject of their
+// own, and it is bounded in length.
+func SubjectToken(name string) string {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > MaxSubjectToken {
+		return TokenOther
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
+		case c >= 'A' && c <= 'Z':
+		default:
+			return TokenOther
+		}
+	}
+	return strings.ToLower(name)
+}
 
 // DLQSubject is the dead-letter subject of a role.
 func DLQSubject(role string) string { return SubjectDLQPrefix + Token(role) }
