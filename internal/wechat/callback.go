@@ -16,11 +16,13 @@ type Callback struct {
 	// Event is the lower-cased event name when MsgType is "event"
 	// ("subscribe", "scan", "kf_create_session", ...), "" otherwise.
 	Event string `json:"event,omitempty"`
-	// MsgID is the MsgId of a message, 0 when absent. The job-finish events
-	// carry a different <MsgID> (the job's id); it stays in Fields only so a
-	// job id is never taken for a message id. Encoded as a JSON string because
-	// message ids exceed the integers JavaScript can hold.
-	MsgID int64 `json:"msg_id,string,omitempty"`
+	// MsgID is the MsgId of a message, 0 when absent: WeChat documents it as
+	// a 64-bit integer, and it is read as the unsigned one (up to
+	// 18446744073709551615). The job-finish events carry a different <MsgID>
+	// (the job's id); it stays in Fields only so a job id is never taken for
+	// a message id. Encoded as a JSON string because message ids exceed the
+	// integers JavaScript can hold.
+	MsgID uint64 `json:"msg_id,string,omitempty"`
 	// KfAccount, FromKfAccount and ToKfAccount are set by the 多客服
 	// session events (kf_create_session, kf_close_session, kf_switch_session).
 	KfAccount     string `json:"kf_account,omitempty"`
@@ -75,8 +77,8 @@ func ParseCallback(plain []byte) (*Callback, error) {
 	}
 	if msgID, ok := fields["MsgId"]; ok {
 		s, _ := msgID.(string)
-		if cb.MsgID, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64); err != nil {
-			return nil, fmt.Errorf("parse callback: MsgId %q is not an integer: %w", clipForError(s, 32), ErrMalformed)
+		if cb.MsgID, err = strconv.ParseUint(strings.TrimSpace(s), 10, 64); err != nil {
+			return nil, fmt.Errorf("parse callback: MsgId %q is not an unsigned 64-bit integer: %w", clipForError(s, 32), ErrMalformed)
 		}
 	}
 	cb.KfAccount = optionalText(fields, "KfAccount")

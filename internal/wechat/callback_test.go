@@ -190,7 +190,8 @@ func TestParseCallbackRejects(t *testing.T) {
 		{"MsgType must not be blank", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType> </MsgType></xml>"},
 		{"CreateTime must be an integer", "<xml>" + head + "<CreateTime>yesterday</CreateTime><MsgType>text</MsgType></xml>"},
 		{"MsgId must be an integer", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType>text</MsgType><MsgId>x</MsgId></xml>"},
-		{"MsgId beyond int64 is refused", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType>text</MsgType><MsgId>99999999999999999999</MsgId></xml>"},
+		{"MsgId beyond uint64 is refused", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType>text</MsgType><MsgId>18446744073709551616</MsgId></xml>"},
+		{"MsgId is not negative", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType>text</MsgType><MsgId>-1</MsgId></xml>"},
 		{"an event needs an Event", "<xml>" + head + "<CreateTime>1</CreateTime><MsgType>event</MsgType></xml>"},
 		{"a required field may not repeat", "<xml>" + head + "<ToUserName>gh_2</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>"},
 		{"a required field may not have children", "<xml>" + head + "<CreateTime><a>1</a></CreateTime><MsgType>text</MsgType></xml>"},
@@ -204,6 +205,23 @@ func TestParseCallbackRejects(t *testing.T) {
 				t.Fatalf("ParseCallback = (%+v, %v), want ErrMalformed", cb, err)
 			}
 		})
+	}
+}
+
+// WeChat documents MsgId as a 64-bit integer; the unsigned range is
+// accepted whole, and the JSON form keeps every digit.
+func TestParseCallbackMsgIdIsUnsigned64Bit(t *testing.T) {
+	doc := "<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><MsgId>18446744073709551615</MsgId></xml>"
+	cb, err := ParseCallback([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.MsgID != 18446744073709551615 {
+		t.Fatalf("MsgID = %d", cb.MsgID)
+	}
+	j, err := json.Marshal(cb)
+	if err != nil || !strings.Contains(string(j), `"msg_id":"18446744073709551615"`) {
+		t.Fatalf("JSON %s: %v", j, err)
 	}
 }
 

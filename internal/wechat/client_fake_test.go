@@ -203,3 +203,32 @@ func BenchmarkClientAgainstFake(b *testing.B) {
 func jetstreamKV(bucket string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{Bucket: bucket}
 }
+
+// GetCallbackIP reads the fake's list; token errors and an empty list are
+// errors, so a caller keeps the list it has.
+func TestGetCallbackIPAgainstTheFake(t *testing.T) {
+	fake, base := newFake(t)
+	c := fakeClient(t, base, nil)
+	ctx := context.Background()
+	got, err := c.GetCallbackIP(ctx)
+	if err != nil || len(got) != len(wechattest.DefaultCallbackIPs) {
+		t.Fatalf("GetCallbackIP = %v, %v", got, err)
+	}
+	if err := fake.SetCallbackIPs([]string{"101.226.103.0/25", "203.0.113.7"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.GetCallbackIP(ctx)
+	if err != nil || fmt.Sprint(got) != "[101.226.103.0/25 203.0.113.7]" {
+		t.Fatalf("after an update: %v, %v", got, err)
+	}
+	fake.InjectErrors(wechattest.MethodCallbackIP, wechattest.CodeInvalidCredential, 2)
+	if _, err := c.GetCallbackIP(ctx); !wechat.IsTokenError(err) {
+		t.Fatalf("a token error after the refresh must be returned: %v", err)
+	}
+	if err := fake.SetCallbackIPs(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetCallbackIP(ctx); !errors.Is(err, wechat.ErrMalformedResponse) {
+		t.Fatalf("an empty list must be an error, not a lock-out: %v", err)
+	}
+}

@@ -16,7 +16,7 @@ func Event(cb *wechat.Callback, appID string, received time.Time) (events.Event,
 	if cb.MsgType != "event" {
 		m := events.MessageReceived{Meta: meta, WeChatSource: src, MsgType: cb.MsgType}
 		if cb.MsgID != 0 {
-			m.MsgID = strconv.FormatInt(cb.MsgID, 10)
+			m.MsgID = strconv.FormatUint(cb.MsgID, 10)
 		}
 		m.Content = cb.Content
 		m.PicURL = text(cb, "PicUrl")

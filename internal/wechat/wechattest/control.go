@@ -326,6 +326,14 @@ func (s *Server) controlRoutes() {
 		s.DropNextCallback(req.Event)
 		return nil, nil
 	}))
+	m.HandleFunc("GET /_control/callbackip", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"ip_list": nonNil(s.CallbackIPs())})
+	})
+	m.HandleFunc("POST /_control/callbackip", control(func(_ *http.Request, req struct {
+		IPList []string `json:"ip_list"`
+	}) (any, error) {
+		return nil, s.SetCallbackIPs(req.IPList)
+	}))
 	m.HandleFunc("POST /_control/upgraded", control(func(_ *http.Request, req struct {
 		Upgraded bool `json:"upgraded"`
 	}) (any, error) {

@@ -24,6 +24,11 @@
 //	GET  customservice/kfsession/getwaitcase
 //	GET  customservice/kfsession/getsessionlist?kf_account=
 //	POST cgi-bin/message/custom/send {touser, msgtype, text:{content}, customservice:{kf_account}}
+//	GET  cgi-bin/getcallbackip                    {ip_list: addresses and CIDR blocks}
+//
+// getcallbackip answers the list set with [Server.SetCallbackIPs];
+// the default, [DefaultCallbackIPs], includes 127.0.0.1 and ::1 so that a
+// receiver with an IP allow-list accepts the fake's own callbacks.
 //
 // Tokens: cgi-bin/token issues a new token on every call and keeps the
 // previous one valid for five more minutes (documented). stable_token
@@ -169,4 +174,6 @@
 //	POST /_control/latency                        {method, latency: "250ms"}
 //	POST /_control/callbacks/drop                 {event}
 //	POST /_control/upgraded                       {upgraded}
+//	GET  /_control/callbackip                     the getcallbackip list
+//	POST /_control/callbackip                     {ip_list}: replace it
 package wechattest

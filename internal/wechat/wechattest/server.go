@@ -33,6 +33,7 @@ const (
 	MethodWaitCase        = "customservice/kfsession/getwaitcase"
 	MethodSessionList     = "customservice/kfsession/getsessionlist"
 	MethodCustomSend      = "cgi-bin/message/custom/send"
+	MethodCallbackIP      = "cgi-bin/getcallbackip"
 )
 
 // Config configures a fake WeChat server. Zero values get the defaults
@@ -192,6 +193,7 @@ type Server struct {
 	sent         []SentMessage
 	nextMsgID    int64
 	sim          *simulation
+	callbackIPs  []string // what getcallbackip answers
 }
 
 // New builds a fake server from cfg after filling defaults and validating it.
@@ -205,18 +207,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("wechattest: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		codec:     codec,
-		clock:     cfg.Clock,
-		faults:    map[string][]int{},
-		latency:   map[string]time.Duration{},
-		calls:     map[string]int{},
-		tokens:    map[string]*accessToken{},
-		agents:    map[string]*agent{},
-		nextKFID:  1001,
-		customers: map[string]*customer{},
-		sessions:  map[string]*session{},
-		nextMsgID: 6_000_000_000_000_000_000,
+		cfg:         cfg,
+		codec:       codec,
+		clock:       cfg.Clock,
+		faults:      map[string][]int{},
+		latency:     map[string]time.Duration{},
+		calls:       map[string]int{},
+		tokens:      map[string]*accessToken{},
+		agents:      map[string]*agent{},
+		nextKFID:    1001,
+		customers:   map[string]*customer{},
+		sessions:    map[string]*session{},
+		nextMsgID:   6_000_000_000_000_000_000,
+		callbackIPs: append([]string(nil), DefaultCallbackIPs...),
 	}
 	s.disp = newDispatcher(s)
 	s.routes()
@@ -264,6 +267,7 @@ func (s *Server) routes() {
 	s.api(MethodWaitCase, apiOpts{token: true, kf: true}, s.handleWaitCase)
 	s.api(MethodSessionList, apiOpts{token: true, kf: true}, s.handleSessionList)
 	s.api(MethodCustomSend, apiOpts{post: true, token: true}, s.handleCustomSend)
+	s.api(MethodCallbackIP, apiOpts{token: true}, s.handleCallbackIP)
 	s.controlRoutes()
 }
 
