@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -55,10 +56,9 @@ const (
 	// DefaultWaitEstimatedNext replaces the default wait text for the
 	// customer first in line ("0 ahead" reads oddly); a configured wait
 	// template is used for every place.
-	DefaultWaitEstimatedNext    = "您是下一位，预计等待约 {minutes} 分钟"
-	DefaultFeedbackNickname     = "微信用户"
-	maxTucaoNicknameRunes       = 8
-	minFeedbackLinkSecretLength = 16
+	DefaultWaitEstimatedNext = "您是下一位，预计等待约 {minutes} 分钟"
+	DefaultFeedbackNickname  = "微信用户"
+	maxTucaoNicknameRunes    = 8
 )
 
 // Placeholders lists, per kind, what a template may use:
@@ -171,13 +171,14 @@ type Config struct {
 	// TucaoURL is the feedback page prefix (default DefaultTucaoURL; the
 	// demo points it at a fake).
 	TucaoURL string
-	// FeedbackLinkSecret signs the feedback links
-	// (KEFU_FEEDBACK_LINK_SECRET, at least 16 characters). When empty the
-	// key is derived from WeChatSecret (HMAC-SHA256(secret,
-	// "kefu/feedback-link/v1")); rotating the WeChat secret then
-	// invalidates the links already sent.
+	// FeedbackLinkSecret signs the feedback links and keys the customers'
+	// pseudonyms on Tucao (KEFU_FEEDBACK_LINK_SECRET, at least 16
+	// characters; package feedbacklink). When empty both keys are derived
+	// from WeChatSecret; rotating the WeChat secret then invalidates the
+	// links already sent and changes every pseudonym. The feedback role
+	// must be given the same secret to link posts to sessions.
 	FeedbackLinkSecret string
-	// WeChatSecret is KEFU_WECHAT_SECRET, only used to derive the link key.
+	// WeChatSecret is KEFU_WECHAT_SECRET, only used to derive the keys.
 	WeChatSecret string
 	// FeedbackLinkTTL is how long a feedback link stays valid (default 168h).
 	FeedbackLinkTTL time.Duration
@@ -288,8 +289,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("notifier: KEFU_TUCAO_PRODUCT_ID %q is not a Tucao product id (digits)", c.TucaoProductID)
 	case utf8.RuneCountInString(c.FeedbackNickname) > maxTucaoNicknameRunes:
 		return fmt.Errorf("notifier: KEFU_FEEDBACK_NICKNAME is longer than Tucao's %d characters", maxTucaoNicknameRunes)
-	case c.FeedbackLinkSecret != "" && len(c.FeedbackLinkSecret) < minFeedbackLinkSecretLength:
-		return fmt.Errorf("notifier: KEFU_FEEDBACK_LINK_SECRET must be at least %d characters", minFeedbackLinkSecretLength)
+	case c.FeedbackLinkSecret != "" && len(c.FeedbackLinkSecret) < feedbacklink.MinSecretLength:
+		return fmt.Errorf("notifier: KEFU_FEEDBACK_LINK_SECRET must be at least %d characters", feedbacklink.MinSecretLength)
 	}
 	for _, d := range c.Disabled {
 		if _, ok := Placeholders[d]; !ok {

@@ -79,14 +79,19 @@
 // # Feedback link
 //
 // With KEFU_PUBLIC_URL and KEFU_TUCAO_PRODUCT_ID the closed-session message
-// links to {KEFU_PUBLIC_URL}/feedback/{token}; the token carries the openid
-// and an expiry (KEFU_FEEDBACK_LINK_TTL, default 7 days), signed with
-// HMAC-SHA256 under KEFU_FEEDBACK_LINK_SECRET, or when unset a key derived
-// from KEFU_WECHAT_SECRET. The page (Routes) answers with a form that posts
-// openid, nickname and avatar to https://support.qq.com/product/{id}, which
-// logs the customer in to Tucao under their openid, so the feedback
-// service can link the post to the session. A tampered token gets 400, an
-// expired one 410. Without KEFU_PUBLIC_URL the message links to the Tucao
-// page itself, where the customer posts anonymously; without a product id
-// it carries no link. The token never appears in events or logs.
+// links to {KEFU_PUBLIC_URL}/feedback/{token}; the token carries the
+// customer's pseudonym (package feedbacklink: a keyed HMAC of the openid,
+// never the openid itself) and an expiry (KEFU_FEEDBACK_LINK_TTL, default
+// 7 days), signed with HMAC-SHA256 under KEFU_FEEDBACK_LINK_SECRET, or when
+// unset a key derived from KEFU_WECHAT_SECRET. The page (Routes) answers
+// with a form that posts openid=<pseudonym>, nickname and avatar to
+// https://support.qq.com/product/{id}, which logs the customer in to Tucao
+// under the pseudonym: someone who knows a customer's openid cannot post in
+// their name, and the feedback service, which computes the same pseudonym,
+// links the post to the session. Links issued before pseudonyms (openid in
+// the token) keep working until they expire and post the pseudonym too. A
+// tampered token gets 400, an expired one 410. Without KEFU_PUBLIC_URL the
+// message links to the Tucao page itself, where the customer posts
+// anonymously; without a product id it carries no link. The token never
+// appears in events or logs.
 package notifier

@@ -2,12 +2,10 @@ package notifier
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -16,10 +14,10 @@ import (
 	"image/png"
 	"net/http"
 	"net/url"
-	"strings"
-	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 )
 
 // The feedback link.
@@ -28,88 +26,22 @@ import (
 // user in through a form POST of openid, nickname and avatar to
 // https://support.qq.com/product/{id}. So the closed-session message links
 // to a page of ours, GET {PublicURL}/feedback/{token}, which answers with a
-// form that posts itself to Tucao. The token carries the customer's openid
-// and an expiry, signed with HMAC-SHA256: without the signature anyone
-// could post feedback in another customer's name by editing the link.
-//
-// Token: base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))),
-// payload = {"o": openid, "e": expiry in unix seconds}.
+// form that posts itself to Tucao. Tucao takes the posted openid as the
+// user's identity, so the form posts the customer's pseudonym, never the
+// WeChat openid, and the token carries the pseudonym and an expiry, signed:
+// without the signature anyone could post feedback in another customer's
+// name by editing the link. Token and pseudonym are package feedbacklink's.
 
 const (
 	feedbackPathPrefix = "/feedback/"
 	avatarPath         = "/feedback/avatar.png"
-	// maxTokenLength bounds the work an attacker can make us do per request.
-	maxTokenLength = 1024
-	// linkKeyLabel derives the link key from the WeChat secret, so that a
-	// leaked link key does not reveal the secret and the two never collide.
-	linkKeyLabel = "kefu/feedback-link/v1"
 )
 
 // Errors of a feedback token.
 var (
-	ErrBadToken     = errors.New("feedback link: malformed or bad signature")
-	ErrExpiredToken = errors.New("feedback link: expired")
+	ErrBadToken     = feedbacklink.ErrBadToken
+	ErrExpiredToken = feedbacklink.ErrExpiredToken
 )
-
-type linkPayload struct {
-	OpenID string `json:"o"`
-	Expiry int64  `json:"e"`
-}
-
-// linkSigner makes and checks feedback tokens.
-type linkSigner struct {
-	key []byte
-	ttl time.Duration
-	now func() time.Time
-}
-
-// linkKey is the HMAC key: the configured secret, or one derived from the
-// WeChat secret.
-func linkKey(cfg Config) []byte {
-	if cfg.FeedbackLinkSecret != "" {
-		return []byte(cfg.FeedbackLinkSecret)
-	}
-	mac := hmac.New(sha256.New, []byte(cfg.WeChatSecret))
-	mac.Write([]byte(linkKeyLabel))
-	return mac.Sum(nil)
-}
-
-func (l *linkSigner) sign(payload string) string {
-	mac := hmac.New(sha256.New, l.key)
-	mac.Write([]byte(payload))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// Token returns a signed token for openid, valid for the configured TTL.
-func (l *linkSigner) Token(openid string) string {
-	body, _ := json.Marshal(linkPayload{OpenID: openid, Expiry: l.now().Add(l.ttl).Unix()})
-	payload := base64.RawURLEncoding.EncodeToString(body)
-	return payload + "." + l.sign(payload)
-}
-
-// Verify checks a token's signature first, then its expiry, and returns the
-// openid it carries.
-func (l *linkSigner) Verify(token string) (string, error) {
-	if len(token) > maxTokenLength {
-		return "", ErrBadToken
-	}
-	payload, sig, ok := strings.Cut(token, ".")
-	if !ok || !hmac.Equal([]byte(sig), []byte(l.sign(payload))) {
-		return "", ErrBadToken
-	}
-	body, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil {
-		return "", ErrBadToken
-	}
-	var p linkPayload
-	if err := json.Unmarshal(body, &p); err != nil || p.OpenID == "" {
-		return "", ErrBadToken
-	}
-	if l.now().Unix() > p.Expiry {
-		return "", ErrExpiredToken
-	}
-	return p.OpenID, nil
-}
 
 // FeedbackURL is the feedback link of a customer as the closed-session
 // message carries it; "" when no Tucao product is configured.
@@ -150,7 +82,7 @@ var feedbackPage = template.Must(template.New("feedback").Parse(`<!DOCTYPE html>
 <body>
 {{- if .Action}}
 <form id="tucao" method="post" action="{{.Action}}">
-<input type="hidden" name="openid" value="{{.OpenID}}">
+<input type="hidden" name="openid" value="{{.Pseudonym}}">
 <input type="hidden" name="nickname" value="{{.Nickname}}">
 <input type="hidden" name="avatar" value="{{.Avatar}}">
 <p>正在打开反馈页面……</p>
@@ -181,19 +113,22 @@ func pageCSP(tucaoURL string) string {
 
 type pageData struct {
 	Title, Message, Fallback string
-	Action, OpenID           string
-	Nickname, Avatar         string
+	// Pseudonym goes into Tucao's openid field: it is the customer's
+	// identity there, and it is not the WeChat openid.
+	Action, Pseudonym string
+	Nickname, Avatar  string
 }
 
 // serveFeedback answers GET /feedback/{token}: a valid token gives the
 // auto-posting form, a bad one 400 and an expired one 410 (with a link to
-// post anonymously instead).
+// post anonymously instead). A token issued before pseudonyms (with the
+// openid in it) posts the pseudonym too.
 func (s *Service) serveFeedback(w http.ResponseWriter, r *http.Request) {
 	if s.links == nil || s.cfg.TucaoProductID == "" {
 		http.NotFound(w, r)
 		return
 	}
-	openid, err := s.links.Verify(r.PathValue("token"))
+	pseudonym, err := s.links.Verify(r.PathValue("token"))
 	switch {
 	case errors.Is(err, ErrExpiredToken):
 		s.metrics.feedbackPages.WithLabelValues("expired").Inc()
@@ -203,7 +138,7 @@ func (s *Service) serveFeedback(w http.ResponseWriter, r *http.Request) {
 		s.writePage(w, http.StatusBadRequest, pageData{Title: "链接无效", Message: "这个反馈链接无效，请从客服消息中重新打开。"})
 	default:
 		s.metrics.feedbackPages.WithLabelValues("ok").Inc()
-		s.writePage(w, http.StatusOK, pageData{Title: "意见反馈", Action: s.tucaoPage(), OpenID: openid,
+		s.writePage(w, http.StatusOK, pageData{Title: "意见反馈", Action: s.tucaoPage(), Pseudonym: pseudonym,
 			Nickname: s.cfg.FeedbackNickname, Avatar: s.cfg.FeedbackAvatarURL})
 	}
 }

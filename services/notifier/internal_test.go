@@ -2,12 +2,10 @@ package notifier
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,59 +14,6 @@ import (
 
 	"github.com/kefu-io/kefu/internal/wechat"
 )
-
-func TestLinkTokens(t *testing.T) {
-	now := t0
-	signer := &linkSigner{key: []byte("0123456789abcdef"), ttl: time.Hour, now: func() time.Time { return now }}
-	token := signer.Token("o-customer-1")
-	payload, sig, _ := strings.Cut(token, ".")
-	forged, _ := base64.RawURLEncoding.DecodeString(payload)
-	otherPayload := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(forged), "o-customer-1", "o-customer-2", 1)))
-	otherKey := &linkSigner{key: []byte("fedcba9876543210"), ttl: time.Hour, now: signer.now}
-
-	tests := []struct {
-		name    string
-		token   string
-		at      time.Time
-		want    string
-		wantErr error
-	}{
-		{"a fresh token gives its openid", token, t0, "o-customer-1", nil},
-		{"a token is valid until its expiry", token, t0.Add(time.Hour), "o-customer-1", nil},
-		{"after the expiry it is expired", token, t0.Add(time.Hour + time.Second), "", ErrExpiredToken},
-		{"another openid under the old signature is refused", otherPayload + "." + sig, t0, "", ErrBadToken},
-		{"a token signed with another key is refused", otherKey.Token("o-customer-1"), t0, "", ErrBadToken},
-		{"a token without signature is refused", payload, t0, "", ErrBadToken},
-		{"garbage is refused", "%%%.###", t0, "", ErrBadToken},
-		{"an oversized token is refused", strings.Repeat("a", 2000) + "." + sig, t0, "", ErrBadToken},
-		{"a forged expired token is bad, not expired", otherPayload + "." + sig, t0.Add(2 * time.Hour), "", ErrBadToken},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			now = tt.at
-			got, err := signer.Verify(tt.token)
-			if got != tt.want || !errors.Is(err, tt.wantErr) {
-				t.Errorf("Verify = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-	if strings.ContainsAny(token, "+/=?&#") {
-		t.Errorf("token %q is not URL-safe", token)
-	}
-}
-
-func TestLinkKeyDerivation(t *testing.T) {
-	derived := linkKey(Config{WeChatSecret: "wechat-secret"})
-	if string(derived) == "wechat-secret" || len(derived) != 32 {
-		t.Errorf("the WeChat secret must not be used as the key itself")
-	}
-	if string(linkKey(Config{WeChatSecret: "other"})) == string(derived) {
-		t.Error("different secrets give the same key")
-	}
-	if got := linkKey(Config{FeedbackLinkSecret: "explicit-secret-123", WeChatSecret: "wechat-secret"}); string(got) != "explicit-secret-123" {
-		t.Error("an explicit link secret must win")
-	}
-}
 
 func TestClassify(t *testing.T) {
 	dial := &url.Error{Op: "Post", URL: "https://api.weixin.qq.com", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -58,8 +59,8 @@ type Service struct {
 	// is the default one; nil otherwise.
 	waitNext *messageTemplate
 	names    *nicknames
-	limiter  *rate.Limiter // nil: no limit
-	links    *linkSigner   // nil: links go straight to Tucao
+	limiter  *rate.Limiter        // nil: no limit
+	links    *feedbacklink.Signer // nil: links go straight to Tucao
 	csp      string
 	suppress func(ctx context.Context, kind, openid string) bool
 
@@ -121,7 +122,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
 	if cfg.PublicURL != "" && cfg.TucaoProductID != "" {
-		s.links = &linkSigner{key: linkKey(cfg), ttl: cfg.FeedbackLinkTTL, now: s.now}
+		keys, err := feedbacklink.NewKeys(cfg.FeedbackLinkSecret, cfg.WeChatSecret)
+		if err != nil {
+			return nil, fmt.Errorf("notifier: %w", err)
+		}
+		s.links = feedbacklink.NewSigner(keys, cfg.FeedbackLinkTTL, s.now)
 	}
 	return s, nil
 }

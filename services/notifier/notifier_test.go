@@ -2,6 +2,9 @@ package notifier_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -83,6 +87,15 @@ func feedbackToken(text string) string {
 	return token
 }
 
+// oldFormatToken signs a token the way kefu did before pseudonyms, with
+// the openid in the payload: links like it are still in customers' chats.
+func oldFormatToken(openid string, expiry time.Time) string {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"o":%q,"e":%d}`, openid, expiry.Unix())))
+	mac := hmac.New(sha256.New, []byte(linkSecret))
+	mac.Write([]byte(payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
 func TestFeedbackLinkPage(t *testing.T) {
 	h := newHarness(t, harnessOptions{fakeClock: true})
 	cfg := linkConfig("p1")
@@ -93,14 +106,25 @@ func TestFeedbackLinkPage(t *testing.T) {
 	web := httptest.NewServer(mux)
 	defer web.Close()
 
-	link := p.svc.FeedbackURL("o-feedback-1")
+	const openid, otherOpenID = "o-feedback-1", "o-feedback-2"
+	keys, err := feedbacklink.NewKeys(linkSecret, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pseudonym := keys.Pseudonym(openid)
+	link := p.svc.FeedbackURL(openid)
 	token := strings.TrimPrefix(link, "https://kefu.example.com/feedback/")
 	if token == link || token == "" {
 		t.Fatalf("link %q is not under the public URL", link)
 	}
 	payload, sig, _ := strings.Cut(token, ".")
-	other := feedbackToken(p.svc.FeedbackURL("o-feedback-2"))
+	if decoded, _ := base64.RawURLEncoding.DecodeString(payload); strings.Contains(link, openid) || strings.Contains(string(decoded), openid) {
+		t.Errorf("the link reveals the openid: %s (payload %s)", link, decoded)
+	}
+	other := feedbackToken(p.svc.FeedbackURL(otherOpenID))
 	otherPayload, _, _ := strings.Cut(other, ".")
+	old := oldFormatToken(openid, h.clock.Now().Add(24*time.Hour))
+	oldPayload, _, _ := strings.Cut(old, ".")
 
 	get := func(method, path string) (int, string, http.Header) {
 		req, _ := http.NewRequest(method, web.URL+path, nil)
@@ -112,6 +136,8 @@ func TestFeedbackLinkPage(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body), resp.Header
 	}
+	form := []string{`action="https://support.qq.com/product/4242"`, `method="post"`, `name="openid" value="` + pseudonym + `"`,
+		`name="nickname" value="微信用户"`, `name="avatar" value="https://kefu.example.com/feedback/avatar.png"`, `.submit()`}
 	tests := []struct {
 		name    string
 		method  string
@@ -121,16 +147,20 @@ func TestFeedbackLinkPage(t *testing.T) {
 		want    []string
 		absent  []string
 	}{
-		{"a valid link posts the openid, nickname and avatar to Tucao", "GET", "/feedback/" + token, 0, 200,
-			[]string{`action="https://support.qq.com/product/4242"`, `method="post"`, `name="openid" value="o-feedback-1"`,
-				`name="nickname" value="微信用户"`, `name="avatar" value="https://kefu.example.com/feedback/avatar.png"`, `.submit()`}, nil},
-		{"another customer's openid under this signature is rejected", "GET", "/feedback/" + otherPayload + "." + sig, 0, 400,
-			[]string{"链接无效"}, []string{"o-feedback-2", "o-feedback-1", "<form"}},
+		{"a valid link posts the pseudonym, nickname and avatar to Tucao", "GET", "/feedback/" + token, 0, 200, form, nil},
+		{"a link issued before pseudonyms posts the pseudonym, not its openid", "GET", "/feedback/" + old, 0, 200, form, nil},
+		{"another customer's pseudonym under this signature is rejected", "GET", "/feedback/" + otherPayload + "." + sig, 0, 400,
+			[]string{"链接无效"}, []string{keys.Pseudonym(otherOpenID), pseudonym, "<form"}},
+		{"an old link's openid swapped under its signature is rejected", "GET", "/feedback/" + strings.Replace(old, oldPayload,
+			base64.RawURLEncoding.EncodeToString([]byte(`{"o":"`+otherOpenID+`","e":9999999999}`)), 1), 0, 400,
+			[]string{"链接无效"}, []string{keys.Pseudonym(otherOpenID), "<form"}},
 		{"a changed signature is rejected", "GET", "/feedback/" + payload + "." + strings.Repeat("A", len(sig)), 0, 400, []string{"链接无效"}, []string{"<form"}},
 		{"a link without signature is rejected", "GET", "/feedback/" + payload, 0, 400, nil, []string{"<form"}},
 		{"other methods are not allowed", "POST", "/feedback/" + token, 0, 405, nil, nil},
 		{"an expired link is gone, with the anonymous page offered", "GET", "/feedback/" + token, 25 * time.Hour, 410,
-			[]string{"链接已过期", `href="https://support.qq.com/product/4242"`}, []string{"o-feedback-1", "<form"}},
+			[]string{"链接已过期", `href="https://support.qq.com/product/4242"`}, []string{pseudonym, "<form"}},
+		// The clock is still 25 h on from the case before.
+		{"an expired old link is gone too", "GET", "/feedback/" + old, 0, 410, []string{"链接已过期"}, []string{pseudonym, "<form"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,9 +174,10 @@ func TestFeedbackLinkPage(t *testing.T) {
 					t.Errorf("page lacks %s:\n%s", w, body)
 				}
 			}
-			for _, a := range tt.absent {
+			// No page, whatever the token, shows an openid.
+			for _, a := range append(tt.absent, openid, otherOpenID) {
 				if strings.Contains(body, a) {
-					t.Errorf("page must not contain %s", a)
+					t.Errorf("page must not contain %s:\n%s", a, body)
 				}
 			}
 			if tt.method == "GET" && (header.Get("Referrer-Policy") != "no-referrer" || header.Get("Cache-Control") != "no-store" ||
