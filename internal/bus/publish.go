@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +12,15 @@ import (
 
 	"github.com/kefu-io/kefu/pkg/events"
 )
+
+// ErrTooLarge means an event (body and headers) exceeds what the NATS
+// server accepts in one message (its max_payload). Retrying cannot help:
+// callers refuse the input instead.
+var ErrTooLarge = errors.New("event too large for the bus")
+
+// MaxPayload is the largest message (body and headers) the connected NATS
+// server accepts; 0 before the first connection.
+func (b *Bus) MaxPayload() int64 { return b.NC.MaxPayload() }
 
 // Envelope is what is needed to publish one event besides its body.
 type Envelope struct {
@@ -71,9 +81,14 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 	for k, v := range env.Headers {
 		msg.Header[k] = []string{v}
 	}
+	// nats.go checks the size too, but not while reconnecting, when the
+	// message would be buffered and then cost the connection.
+	if max := b.NC.MaxPayload(); max > 0 && int64(len(data)+headerSize(msg.Header)) > max {
+		return Published{}, fmt.Errorf("publish %s: %d bytes of body: %w (max_payload %d)", subject, len(data), ErrTooLarge, max)
+	}
 	ack, err := b.JS.PublishMsg(ctx, msg)
 	if err != nil {
-		return Published{}, fmt.Errorf("publish %s: %w", subject, err)
+		return Published{}, fmt.Errorf("publish %s: %w", subject, tooLarge(err))
 	}
 	return Published{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
@@ -82,7 +97,30 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 func (b *Bus) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (Published, error) {
 	ack, err := b.JS.PublishMsg(ctx, msg, opts...)
 	if err != nil {
-		return Published{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
+		return Published{}, fmt.Errorf("publish %s: %w", msg.Subject, tooLarge(err))
 	}
 	return Published{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// headerSize is the encoded size of h as nats.go writes it (an upper
+// bound: values are trimmed when written).
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // ": " and CRLF
+		}
+	}
+	return n
+}
+
+// tooLarge adds ErrTooLarge to the errors that mean the message can never
+// be stored: the client's max_payload check, and a stream's max_msg_size.
+func tooLarge(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum) {
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	return err
 }

@@ -19,7 +19,16 @@ const (
 	BucketLocks    = "kefu_locks"    // one poller per source across replicas
 	BucketNotified = "kefu_notified" // notification idempotency
 	BucketState    = "kefu_state"    // services' learned state (estimator model)
+	// BucketCallbackSigs remembers, per callback signature, a hash of the
+	// body it carried, so that a plain-mode signature cannot carry another
+	// body on any replica. Entries live as long as the de-duplication
+	// window, which is more than twice the callbacks' freshness window.
+	BucketCallbackSigs = "kefu_callback_sigs"
 )
+
+// DuplicateWindow is the streams' de-duplication window. Callback
+// freshness windows must stay below half of it (see BucketCallbackSigs).
+func (b *Bus) DuplicateWindow() time.Duration { return b.cfg.DuplicateWindow }
 
 // StreamConfig is the configuration kefu gives a stream of the contract.
 func (b *Bus) StreamConfig(name string) (jetstream.StreamConfig, error) {
@@ -71,6 +80,12 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 		// Idempotency records must outlive any replay of the streams, and
 		// no longer.
 		cfg.TTL = b.cfg.StreamMaxAge
+	}
+	if bucket == BucketCallbackSigs {
+		// A signature is fresh for a window on either side of its
+		// timestamp, so it must be remembered for twice that; the
+		// de-duplication window is kept longer than that.
+		cfg.TTL = b.cfg.DuplicateWindow
 	}
 	var kv jetstream.KeyValue
 	err := retryStartup(ctx, func(ctx context.Context) error {
