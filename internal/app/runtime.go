@@ -20,6 +20,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/services/notifier"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -304,4 +305,9 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	res, err := p.Backfill(ctx, opts.from, opts.to)
 	fmt.Fprintf(stdout, "backfill %s..%s: %d posts read, %d published as created, %d as updated\n", opts.from, opts.to, res.Seen, res.Created, res.Updated)
 	return err
+}
+
+// apiTokens are the bearer tokens of every /api/ path.
+func (rt *runtime) apiTokens() httpedge.Tokens {
+	return httpedge.NewTokens(rt.cfg.AdminToken.Value(), rt.cfg.APIToken.Value())
 }

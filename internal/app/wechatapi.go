@@ -81,10 +81,12 @@ func buildRouter(ctx context.Context, rt *runtime) (*kfadmin.Router, error) {
 	return kfadmin.NewRouter(kfadmin.RouterConfig{Groups: kfadmin.NewGroups(kv), Agents: client, Logger: rt.log.Named("router")})
 }
 
-// buildAdmin mounts the admin HTTP API when KEFU_ADMIN_TOKEN is set.
+// buildAdmin mounts the admin HTTP API when KEFU_ADMIN_TOKEN or
+// KEFU_API_TOKEN is set (the read-only token may only GET).
 func buildAdmin(ctx context.Context, rt *runtime) (module, error) {
-	if rt.cfg.AdminToken == "" {
-		rt.log.Info("admin HTTP API off: KEFU_ADMIN_TOKEN is not set")
+	tokens := rt.apiTokens()
+	if !tokens.Configured() {
+		rt.log.Info("admin HTTP API off: neither KEFU_ADMIN_TOKEN nor KEFU_API_TOKEN is set")
 		return noopModule{}, nil
 	}
 	client, err := rt.wechatClient(ctx)
@@ -95,7 +97,7 @@ func buildAdmin(ctx context.Context, rt *runtime) (module, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := kfadmin.NewHTTPHandler(rt.cfg.AdminToken.Value(), kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, rt.log.Named("admin"))
+	h := kfadmin.NewHTTPHandler(tokens, kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, rt.log.Named("admin"))
 	rt.mux.Handle("/api/kf/", h)
 	return noopModule{}, nil
 }

@@ -89,8 +89,11 @@
 //
 // # HTTP API
 //
-// [NewHTTPHandler] serves, behind "Authorization: Bearer $KEFU_ADMIN_TOKEN"
-// (compared in constant time; missing or wrong → 401 with WWW-Authenticate):
+// [NewHTTPHandler] serves, behind "Authorization: Bearer <token>" (compared
+// in constant time; missing or wrong → 401 with WWW-Authenticate): the GETs
+// to $KEFU_ADMIN_TOKEN or the read-only $KEFU_API_TOKEN, the changes to
+// $KEFU_ADMIN_TOKEN only (403 for the read-only one); with neither token
+// configured nothing is served (404):
 //
 //	GET    /api/kf/accounts                          → {"kf_list":[…]}
 //	POST   /api/kf/accounts                          {kf_account, nickname, password?} → 201

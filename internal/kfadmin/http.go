@@ -3,18 +3,16 @@ package kfadmin
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
 
@@ -27,10 +25,11 @@ const (
 
 // NewHTTPHandler serves the admin API under /api/kf/ (see the package
 // documentation for the endpoints). Every request needs
-// "Authorization: Bearer <token>"; an empty token refuses every request, so
-// a misconfigured process never serves the API open (the app does not
-// mount it without KEFU_ADMIN_TOKEN).
-func NewHTTPHandler(token string, deps Deps, logger *zap.Logger) http.Handler {
+// "Authorization: Bearer <token>": the admin token for changes, the admin or
+// the read-only token for GET. With neither token configured nothing is
+// served (404). The application guards all of /api/ the same way; this
+// handler checks again so that it is never open wherever it is mounted.
+func NewHTTPHandler(tokens httpedge.Tokens, deps Deps, logger *zap.Logger) http.Handler {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -54,31 +53,10 @@ func NewHTTPHandler(token string, deps Deps, logger *zap.Logger) http.Handler {
 	mux.HandleFunc("PUT /api/kf/groups/{name}/keywords", h.setKeywords)
 	mux.HandleFunc("POST /api/kf/groups/{name}/members", h.addMembers)
 	mux.HandleFunc("DELETE /api/kf/groups/{name}/members/{account}", h.removeMember)
-	return bearerAuth(token, mux, logger)
-}
-
-// bearerAuth checks the bearer token in constant time. Both sides are
-// hashed first so that the comparison does not reveal the token's length.
-func bearerAuth(token string, next http.Handler, log *zap.Logger) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	if token == "" {
-		log.Warn("kf admin API has no token: every request is refused")
+	if !tokens.Configured() {
+		logger.Warn("kf admin API has no token: it is not served")
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || got == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="kefu-admin"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing bearer token"})
-			return
-		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if token == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="kefu-admin", error="invalid_token"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: "invalid bearer token"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return tokens.Guard(mux)
 }
 
 type httpAPI struct {

@@ -10,12 +10,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 )
 
-const adminToken = "s3cret-admin-token"
+const (
+	adminToken    = "s3cret-admin-token"
+	readOnlyToken = "s3cret-read-only-token"
+)
 
 type apiClient struct {
 	t    *testing.T
@@ -25,7 +29,7 @@ type apiClient struct {
 func newAPI(t *testing.T, deps kfadmin.Deps) *apiClient {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle("/api/kf/", kfadmin.NewHTTPHandler(adminToken, deps, nil))
+	mux.Handle("/api/kf/", kfadmin.NewHTTPHandler(httpedge.NewTokens(adminToken, readOnlyToken), deps, nil))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &apiClient{t: t, base: hs.URL}
@@ -85,22 +89,26 @@ func (c *apiClient) avatar(account string, size int) (int, map[string]any) {
 }
 
 func TestAdminAPIAuth(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	api := newAPI(t, e.deps())
 	tests := []struct {
-		name, header string
-		status       int
-		challenge    string
+		name, method, path, header string
+		status                     int
+		challenge                  string
 	}{
-		{"no Authorization header", "", 401, `Bearer realm="kefu-admin"`},
-		{"another scheme", "Basic " + adminToken, 401, `Bearer realm="kefu-admin"`},
-		{"a wrong token", "Bearer wrong", 401, `Bearer realm="kefu-admin", error="invalid_token"`},
-		{"a token that is a prefix of the right one", "Bearer " + adminToken[:5], 401, `Bearer realm="kefu-admin", error="invalid_token"`},
-		{"the right token", "Bearer " + adminToken, 200, ""},
+		{"no Authorization header", "GET", "/api/kf/online", "", 401, `Bearer realm="kefu"`},
+		{"another scheme", "GET", "/api/kf/online", "Basic " + adminToken, 401, `Bearer realm="kefu"`},
+		{"a wrong token", "GET", "/api/kf/online", "Bearer wrong", 401, `Bearer realm="kefu", error="invalid_token"`},
+		{"a token that is a prefix of the right one", "GET", "/api/kf/online", "Bearer " + adminToken[:5], 401, `Bearer realm="kefu", error="invalid_token"`},
+		{"the read-only token may not add an account", "POST", "/api/kf/accounts", "Bearer " + readOnlyToken, 403, `Bearer realm="kefu", error="insufficient_scope"`},
+		{"the read-only token may not create a group", "POST", "/api/kf/groups", "Bearer " + readOnlyToken, 403, `Bearer realm="kefu", error="insufficient_scope"`},
+		{"the read-only token may list accounts", "GET", "/api/kf/accounts", "Bearer " + readOnlyToken, 200, ""},
+		{"the admin token", "GET", "/api/kf/online", "Bearer " + adminToken, 200, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", api.base+"/api/kf/online", nil)
+			body := strings.NewReader(`{"kf_account":"mallory@test","nickname":"M","name":"g"}`)
+			req, _ := http.NewRequest(tt.method, api.base+tt.path, body)
 			if tt.header != "" {
 				req.Header.Set("Authorization", tt.header)
 			}
@@ -114,19 +122,25 @@ func TestAdminAPIAuth(t *testing.T) {
 			}
 		})
 	}
-	if e.fake.CallCount(wechattest.MethodKFOnlineList) != 1 {
-		t.Error("unauthenticated requests reached WeChat")
+	if n := e.fake.CallCount(wechattest.MethodKFOnlineList); n != 1 {
+		t.Errorf("getonlinekflist called %d times; only the admin token's request may reach WeChat", n)
+	}
+	if n := e.fake.CallCount(wechattest.MethodKFAdd); n != 0 {
+		t.Errorf("kfaccount/add called %d times by the read-only token", n)
+	}
+	if status, body := api.do("GET", "/api/kf/groups", nil); status != 200 || len(body["groups"].([]any)) != 0 {
+		t.Errorf("a group was created by the read-only token: %d %v", status, body)
 	}
 
 	// Without a token nothing is served, not even to an empty bearer.
-	open := httptest.NewServer(kfadmin.NewHTTPHandler("", e.deps(), nil))
+	open := httptest.NewServer(kfadmin.NewHTTPHandler(httpedge.NewTokens("", ""), e.deps(), nil))
 	defer open.Close()
-	for _, h := range []string{"", "Bearer ", "Bearer x"} {
+	for _, h := range []string{"", "Bearer ", "Bearer x", "Bearer " + adminToken} {
 		req, _ := http.NewRequest("GET", open.URL+"/api/kf/online", nil)
 		req.Header.Set("Authorization", h)
 		resp, _ := http.DefaultClient.Do(req)
 		resp.Body.Close()
-		if resp.StatusCode != 401 {
+		if resp.StatusCode != 404 {
 			t.Errorf("no token configured, Authorization %q: %d", h, resp.StatusCode)
 		}
 	}
