@@ -52,6 +52,10 @@ type Config struct {
 	// the signature: it is never logged, printed or put in an error.
 	Secret string
 	// HTTPClient sends the requests; default a client with a 15 s timeout.
+	// New uses a copy of it whose redirect policy refuses to leave the
+	// request's scheme and host (see ErrRedirect); the caller's client is
+	// not changed, and its own CheckRedirect still decides the redirects
+	// that stay.
 	HTTPClient *http.Client
 	// RequestsPerMinute is the budget of the limiter New creates when
 	// Limiter is nil; default 100, the service's limit per product.
@@ -153,7 +157,40 @@ func New(cfg Config) (*Client, error) {
 	if limiter == nil {
 		limiter = NewWindowLimiter(cfg.RequestsPerMinute, cfg.Clock)
 	}
+	cfg.HTTPClient = sameOriginRedirects(cfg.HTTPClient)
 	return &Client{cfg: cfg, base: base, limiter: limiter}, nil
+}
+
+// maxRedirects is net/http's own limit, kept when the caller's client has
+// no CheckRedirect of its own.
+const maxRedirects = 10
+
+// sameOriginRedirects returns a copy of hc that follows a redirect only to
+// the scheme and host of the original request. Every request carries
+// Signature and Timestamp, a credential the service accepts for minutes,
+// and http.Client copies such custom headers to the redirected request
+// whatever its host (it strips only Authorization, Cookie and their kin).
+// Stripping them and following would only earn a 401 from the other host,
+// so a redirect elsewhere is refused outright: the answer to it is a
+// configuration error (BaseURL should name the final host), not something
+// to work around. The copy leaves the caller's client as it was.
+func sameOriginRedirects(hc *http.Client) *http.Client {
+	wrapped := *hc
+	callers := hc.CheckRedirect
+	wrapped.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from := via[0].URL
+		if req.URL.Scheme != from.Scheme || !strings.EqualFold(req.URL.Host, from.Host) {
+			return fmt.Errorf("%w: %s://%s answered with a redirect to %s://%s", ErrRedirect, from.Scheme, from.Host, req.URL.Scheme, req.URL.Host)
+		}
+		if callers != nil {
+			return callers(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &wrapped
 }
 
 // ListOptions selects posts. The zero value asks for the newest page of the
@@ -420,6 +457,9 @@ func (c *Client) do(ctx context.Context, u *url.URL) (*Page, error) {
 
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrRedirect) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	defer resp.Body.Close()

@@ -343,3 +343,82 @@ func TestCancelledContextStopsRetrying(t *testing.T) {
 		t.Errorf("%d requests after cancel, want 1", n)
 	}
 }
+
+// TestRedirectsNeverCarryTheSignatureElsewhere: a server (or a proxy in
+// front of it) that redirects to another host must not receive the
+// product's signature there, with the default client or a caller's.
+func TestRedirectsNeverCarryTheSignatureElsewhere(t *testing.T) {
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, client := range []string{"default", "caller's", "caller's that allows every redirect"} {
+			t.Run(fmt.Sprintf("%d with the %s client", status, client), func(t *testing.T) {
+				elsewhere, other := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+					fmt.Fprint(w, pageJSON("", 1))
+				})
+				_, origin := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+					http.Redirect(w, r, other.URL+r.URL.RequestURI(), status)
+				})
+				var callers *http.Client
+				allowed := 0
+				switch client {
+				case "caller's":
+					callers = &http.Client{Timeout: time.Second}
+				case "caller's that allows every redirect":
+					callers = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { allowed++; return nil }}
+				}
+				c, _ := newTestClient(t, origin.URL, func(cfg *Config) { cfg.HTTPClient = callers })
+				_, err := c.ListPosts(context.Background(), ListOptions{Count: 10})
+				if got := elsewhere.seen(); len(got) != 0 {
+					t.Fatalf("the other host received %d requests (Signature %q, Timestamp %q)",
+						len(got), got[0].Header.Get("Signature"), got[0].Header.Get("Timestamp"))
+				}
+				if !errors.Is(err, ErrRedirect) || IsRetryable(err) {
+					t.Fatalf("err = %v; want a permanent ErrRedirect", err)
+				}
+				if strings.Contains(err.Error(), "tucao123") {
+					t.Fatalf("the error shows the secret: %v", err)
+				}
+				if allowed != 0 {
+					t.Errorf("the caller's policy was asked about a redirect to another host")
+				}
+				// The caller's client is wrapped, not changed.
+				switch client {
+				case "caller's":
+					if callers.CheckRedirect != nil {
+						t.Errorf("New set CheckRedirect on the caller's client")
+					}
+				case "caller's that allows every redirect":
+					if callers.CheckRedirect(nil, nil); allowed != 1 {
+						t.Errorf("the caller's client no longer has its own CheckRedirect")
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRedirectsOnTheSameHostAreFollowed: a redirect that stays on the
+// host (a moved path behind a proxy) keeps working, signed, and a caller's
+// policy still has its say.
+func TestRedirectsOnTheSameHostAreFollowed(t *testing.T) {
+	rec, srv := startRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.URL.Path == "/api/v1/1234/posts" {
+			http.Redirect(w, r, "/moved"+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			return
+		}
+		fmt.Fprint(w, pageJSON("", 7))
+	})
+	asked := 0
+	callers := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { asked++; return nil }}
+	c, _ := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = callers })
+	page, err := c.ListPosts(context.Background(), ListOptions{Count: 10})
+	if err != nil || len(page.Posts) != 1 {
+		t.Fatalf("page %+v, err %v", page, err)
+	}
+	reqs := rec.seen()
+	if len(reqs) != 2 || reqs[1].URL.Path != "/moved/api/v1/1234/posts" || reqs[1].Header.Get("Signature") == "" {
+		t.Fatalf("requests %d; the redirected one should be signed on the same host", len(reqs))
+	}
+	if asked != 1 {
+		t.Errorf("the caller's CheckRedirect was asked %d times, want 1", asked)
+	}
+}

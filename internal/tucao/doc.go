@@ -21,5 +21,8 @@
 // tells a caller which kind it holds after the retries are spent.
 //
 // The secret is only ever used to compute signatures: it appears in no
-// error, no URL and no String output.
+// error, no URL and no String output. A signature is not handed to anyone
+// else either: a redirect is followed only to the request's own scheme and
+// host, any other is refused with ErrRedirect (net/http would otherwise copy
+// the Signature and Timestamp headers to the new host).
 package tucao

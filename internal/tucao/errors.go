@@ -35,6 +35,11 @@ var (
 	// ErrTransport is wrapped when the request got no HTTP answer:
 	// connection errors and timeouts.
 	ErrTransport = errors.New("tucao: transport error")
+	// ErrRedirect is wrapped when the service (or a proxy in front of it)
+	// redirected a request to another scheme or host. The client does not
+	// follow, so the request's Signature never reaches that host; the
+	// error is permanent, since BaseURL names the wrong host.
+	ErrRedirect = errors.New("tucao: redirect to another host refused")
 )
 
 // APIError is an answer from the service that reports a failure: a non-zero
