@@ -2,12 +2,16 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -84,6 +88,7 @@ type TucaoPoller struct {
 	now     func() time.Time
 	metrics *tucaoMetrics
 	loop    *bus.Periodic
+	kicks   kickLimiter
 }
 
 // NewTucaoPoller builds a poller; Start runs it.
@@ -102,6 +107,7 @@ func NewTucaoPoller(cfg TucaoConfig, client PostLister, pub Publisher, cursors, 
 		cfg: cfg, client: client, pub: pub, cursors: cursors,
 		lease: bus.NewLease(locks, "tucao-poller-"+events.Token(cfg.ProductID), cfg.Holder, cfg.LeaseTTL),
 		log:   log, now: time.Now, metrics: newTucaoMetrics(reg),
+		kicks: kickLimiter{every: WebhookPollEvery},
 	}
 	p.loop = bus.NewPeriodic(cfg.Interval, func(ctx context.Context) {
 		if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
@@ -130,9 +136,6 @@ func (p *TucaoPoller) Stop(ctx context.Context) error {
 	}
 	return p.lease.Release(ctx)
 }
-
-// Kick asks for a poll now (a webhook arrived).
-func (p *TucaoPoller) Kick() { p.loop.Kick() }
 
 // PollResult says what one poll did.
 type PollResult struct {
@@ -295,10 +298,75 @@ func outcome(err error) string {
 	return "ok"
 }
 
+// Webhook limits. Tucao's pushes are a post with its newest reply, a few
+// KiB; the webhook is only a hint (below), so nothing larger is worth
+// reading from a stranger.
+const (
+	// WebhookPath is where the webhook is served when no secret path
+	// segment is configured.
+	WebhookPath = "/tucao/webhook"
+	// MaxWebhookBody is the largest webhook body accepted (64 KiB); a
+	// larger one is answered 413 and triggers nothing.
+	MaxWebhookBody = 64 << 10
+	// WebhookPollEvery is the least time between two polls triggered by
+	// webhooks. Anyone can post to the webhook, and without this a stranger
+	// could spend the product's whole request budget (100 a minute) on
+	// polls, starving the scheduled ones; a webhook inside the window adds
+	// nothing, as the poll already asked for (or the next scheduled one)
+	// reads the newest posts anyway.
+	WebhookPollEvery = 10 * time.Second
+)
+
+// webhookTypes are the webhook types Tucao documents: the only values of
+// the type label besides "other", so a stranger's random types cannot
+// create metric series.
+var webhookTypes = map[string]bool{"post.created": true, "reply.created": true, "webhook.test": true}
+
+func webhookTypeLabel(t string) string {
+	if webhookTypes[t] {
+		return t
+	}
+	return "other"
+}
+
+// Kick asks for a poll now (a webhook arrived), at most once every
+// WebhookPollEvery; it reports whether it did. A kick while a poll runs
+// asks for one more after it.
+func (p *TucaoPoller) Kick() bool {
+	if !p.kicks.allow(p.now()) {
+		p.metrics.kicks.WithLabelValues("throttled").Inc()
+		return false
+	}
+	p.metrics.kicks.WithLabelValues("polled").Inc()
+	p.loop.Kick()
+	return true
+}
+
+// kickLimiter lets one kick through per window; the others are dropped,
+// not deferred, so a flood costs at most one poll per window.
+type kickLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  time.Time
+}
+
+func (l *kickLimiter) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		return false
+	}
+	l.last = now
+	return true
+}
+
 // WebhookHandler accepts Tucao's webhook pushes (post.created,
 // reply.created, webhook.test). Tucao does not sign them, so the body is
-// only a hint: it triggers a poll through the signed API, which publishes
-// the same events polling would.
+// only a hint: it triggers a poll through the signed API (at most one per
+// WebhookPollEvery), which publishes the same events polling would, and
+// nothing of the body reaches the bus. A body over MaxWebhookBody is
+// answered 413, one that is not a JSON object with a "type" 400, a method
+// other than POST 405.
 func (p *TucaoPoller) WebhookHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -306,24 +374,28 @@ func (p *TucaoPoller) WebhookHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+		tooLarge := fmt.Sprintf("webhook body over %d bytes", MaxWebhookBody)
+		if r.ContentLength > MaxWebhookBody {
+			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxWebhookBody+1))
 		if err != nil {
 			http.Error(w, "cannot read body", http.StatusBadRequest)
 			return
 		}
-		if len(body) > 1<<20 {
-			http.Error(w, "body over 1048576 bytes", http.StatusRequestEntityTooLarge)
+		if len(body) > MaxWebhookBody {
+			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
 			return
 		}
 		var hook struct {
-			ID   json.RawMessage `json:"id"`
-			Type string          `json:"type"`
+			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(body, &hook); err != nil || hook.Type == "" {
 			http.Error(w, "malformed webhook JSON: want {\"id\",\"type\",\"payload\"}", http.StatusBadRequest)
 			return
 		}
-		p.metrics.webhooks.WithLabelValues(events.Token(hook.Type)).Inc()
+		p.metrics.webhooks.WithLabelValues(webhookTypeLabel(hook.Type)).Inc()
 		if hook.Type != "webhook.test" {
 			p.Kick()
 		}
@@ -332,18 +404,46 @@ func (p *TucaoPoller) WebhookHandler() http.Handler {
 	})
 }
 
+// RegisterWebhook serves the webhook on mux. Without a secret it is served
+// at WebhookPath. With one (KEFU_TUCAO_WEBHOOK_SECRET) it is served only at
+// WebhookPath/<secret>, and WebhookPath itself and every other segment
+// answer 404, as if nothing were there: a stranger who does not know the
+// URL cannot even make kefu poll. The segment is compared in constant time
+// (of digests, so not even its length leaks).
+func (p *TucaoPoller) RegisterWebhook(mux *http.ServeMux, secret string) {
+	if secret == "" {
+		mux.Handle(WebhookPath, p.WebhookHandler())
+		return
+	}
+	want := sha256.Sum256([]byte(secret))
+	hook := p.WebhookHandler()
+	// Registered explicitly so that ServeMux does not redirect
+	// /tucao/webhook to /tucao/webhook/, hinting that something is there.
+	mux.Handle(WebhookPath, http.NotFoundHandler())
+	mux.Handle(WebhookPath+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(strings.TrimPrefix(r.URL.Path, WebhookPath+"/")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			http.NotFound(w, r)
+			return
+		}
+		hook.ServeHTTP(w, r)
+	}))
+}
+
 type tucaoMetrics struct {
-	polls, posts, webhooks *prometheus.CounterVec
+	polls, posts, webhooks, kicks *prometheus.CounterVec
 }
 
 func newTucaoMetrics(reg prometheus.Registerer) *tucaoMetrics {
 	m := &tucaoMetrics{
 		polls:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_polls_total", Help: "Tucao polls by outcome (ok, error)."}, []string{"outcome"}),
 		posts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_posts_published_total", Help: "Tucao post versions published, by kind (created, updated)."}, []string{"kind"}),
-		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhooks_total", Help: "Tucao webhook pushes received, by type."}, []string{"type"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhooks_total", Help: "Tucao webhook pushes accepted, by type (post.created, reply.created, webhook.test, other)."}, []string{"type"}),
+		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhook_kicks_total",
+			Help: "Webhook pushes that asked for a poll, by result: polled, or throttled (within 10 s of the last one; the next poll covers it)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.polls, m.posts, m.webhooks)
+		reg.MustRegister(m.polls, m.posts, m.webhooks, m.kicks)
 	}
 	return m
 }

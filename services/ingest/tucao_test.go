@@ -3,13 +3,21 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -253,7 +261,7 @@ func TestTucaoWebhookTriggersAPoll(t *testing.T) {
 		{http.MethodPost, "{not json", 400},
 		{http.MethodPost, `{"id":1}`, 400},
 		{http.MethodGet, "", 405},
-		{http.MethodPost, `{"type":"post.created","x":"` + strings.Repeat("a", 1<<20) + `"}`, 413},
+		{http.MethodPost, `{"type":"post.created","x":"` + strings.Repeat("a", ingest.MaxWebhookBody) + `"}`, 413},
 	} {
 		req, _ := http.NewRequest(bad.method, hook.URL, bytes.NewBufferString(bad.body))
 		resp, err := http.DefaultClient.Do(req)
@@ -275,5 +283,358 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// webhookRig is a started poller with its webhook behind a real HTTP
+// server, a metrics registry, a fake clock for the kick limiter, and a gate
+// between the Tucao client and the fake Tucao that lets one request through
+// per token, so a test decides when each poll may finish.
+type webhookRig struct {
+	*tucaoHarness
+	poller *ingest.TucaoPoller
+	reg    *prometheus.Registry
+	clock  *tucao.FakeClock
+	gate   *webhookGate
+	hook   *httptest.Server
+}
+
+func newWebhookRig(t *testing.T, secret string) *webhookRig {
+	t.Helper()
+	h := newTucaoHarness(t)
+	h.fake.Generate(5, 11)
+	gate := newWebhookGate(t, h.fake.URL())
+	cfg := h.fake.ClientConfig()
+	cfg.BaseURL = gate.URL()
+	cfg.MaxRetries = -1
+	client, err := tucao.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "a", Interval: time.Hour},
+		client, h.bus, h.cursors, h.locks, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := tucao.NewFakeClock(time.Now())
+	p.SetClock(clock.Now)
+	mux := http.NewServeMux()
+	p.RegisterWebhook(mux, secret)
+	hook := httptest.NewServer(mux)
+	t.Cleanup(hook.Close)
+	r := &webhookRig{tucaoHarness: h, poller: p, reg: reg, clock: clock, gate: gate, hook: hook}
+
+	// The start-up poll: one request, the five posts published.
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	gate.allow(1)
+	waitFor(t, func() bool { return r.polls() == 1 })
+	if n := len(h.published()[events.SubjectPostCreated]); n != 5 || h.fake.RequestCount() != 1 {
+		t.Fatalf("start-up poll: %d posts published, %d requests; want 5, 1", n, h.fake.RequestCount())
+	}
+	return r
+}
+
+// push sends body to the webhook at path and returns the status.
+func (r *webhookRig) push(method, path, body string) int {
+	r.t.Helper()
+	return r.send(method, path, strings.NewReader(body))
+}
+
+// pushChunked is push without a Content-Length, so the handler learns the
+// size only by reading.
+func (r *webhookRig) pushChunked(method, path, body string) int {
+	r.t.Helper()
+	return r.send(method, path, io.MultiReader(strings.NewReader(body)))
+}
+
+func (r *webhookRig) send(method, path string, body io.Reader) int {
+	r.t.Helper()
+	req, err := http.NewRequest(method, r.hook.URL+path, body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// polls is the number of polls that finished (kefu_tucao_polls_total).
+func (r *webhookRig) polls() int {
+	return int(tucaoCounter(r.t, r.reg, "kefu_tucao_polls_total", "outcome", "ok"))
+}
+
+// kicks is kefu_tucao_webhook_kicks_total{result}.
+func (r *webhookRig) kicks(result string) int {
+	return int(tucaoCounter(r.t, r.reg, "kefu_tucao_webhook_kicks_total", "result", result))
+}
+
+// stopAndCount stops the poller (a poll held at the gate is cancelled
+// there, before the fake sees it) and returns how many polls reached the
+// gate and how many requests the fake Tucao answered.
+func (r *webhookRig) stopAndCount() (atGate, atFake int) {
+	r.t.Helper()
+	if err := r.poller.Stop(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	return r.gate.arrived(), r.fake.RequestCount()
+}
+
+func tucaoCounter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// tucaoSeries counts every series in the registry.
+func tucaoSeries(t *testing.T, reg *prometheus.Registry) int {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		n += len(f.GetMetric())
+	}
+	return n
+}
+
+// webhookGate is a reverse proxy that holds every request until the test
+// allows it through, and counts the requests that arrived.
+type webhookGate struct {
+	srv    *httptest.Server
+	tokens chan struct{}
+	mu     sync.Mutex
+	count  int
+}
+
+func newWebhookGate(t *testing.T, target string) *webhookGate {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &webhookGate{tokens: make(chan struct{}, 16)}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.count++
+		g.mu.Unlock()
+		select {
+		case <-g.tokens:
+			proxy.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *webhookGate) URL() string { return g.srv.URL }
+func (g *webhookGate) allow(n int) {
+	for range n {
+		g.tokens <- struct{}{}
+	}
+}
+func (g *webhookGate) arrived() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.count
+}
+
+func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
+	r := newWebhookRig(t, "")
+	start := r.clock.Now()
+
+	// The first webhook asks for a poll, which the gate holds while the
+	// flood arrives: had the flood asked for more, the poll loop would
+	// owe another one the moment this one ends.
+	if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
+		t.Fatalf("first webhook: %d", code)
+	}
+	waitFor(t, func() bool { return r.gate.arrived() == 2 })
+	for i := 1; i < 300; i++ {
+		r.clock.Advance(3 * time.Millisecond) // 300 webhooks inside one second
+		if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
+			t.Fatalf("webhook %d: %d; a throttled webhook is still a success for Tucao", i, code)
+		}
+	}
+	if r.clock.Now().Sub(start) >= time.Second {
+		t.Fatal("the flood took longer than a second of the poller's clock")
+	}
+	if polled, throttled := r.kicks("polled"), r.kicks("throttled"); polled != 1 || throttled != 299 {
+		t.Fatalf("kicks: %d polled, %d throttled; want 1, 299", polled, throttled)
+	}
+	r.gate.allow(1)
+	waitFor(t, func() bool { return r.polls() == 2 })
+	if n := r.fake.RequestCount(); n != 2 {
+		t.Fatalf("the fake Tucao saw %d requests after the flood, want 2 (start-up and one poll)", n)
+	}
+
+	// Ten seconds after the first webhook, the next one polls again, and
+	// picks up a post written meanwhile: that poll is the only one after
+	// the flood's.
+	post := r.fake.AddPost(tucaotest.PostInput{Content: "十秒后", OpenID: "o-later"})
+	r.clock.Set(start.Add(ingest.WebhookPollEvery))
+	if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"2","type":"reply.created"}`); code != 200 {
+		t.Fatalf("webhook after 10 s: %d", code)
+	}
+	if polled := r.kicks("polled"); polled != 2 {
+		t.Fatalf("the webhook 10 s later did not ask for a poll (%d polled)", polled)
+	}
+	waitFor(t, func() bool { return r.gate.arrived() == 3 })
+	r.gate.allow(1)
+	waitFor(t, func() bool { return r.polls() == 3 })
+	created := r.published()[events.SubjectPostCreated]
+	if len(created) != 6 || created[5].ID != post.ID {
+		t.Fatalf("%d posts published, want the 5 of the start-up poll and then %s", len(created), post.ID)
+	}
+	if atGate, atFake := r.stopAndCount(); atGate != 3 || atFake != 3 {
+		t.Fatalf("%d polls started, %d reached the fake Tucao; want 3 and 3", atGate, atFake)
+	}
+}
+
+func TestTucaoWebhookTypesCreateNoMetricSeries(t *testing.T) {
+	r := newWebhookRig(t, "")
+	// Every series the closed sets allow for these requests exists after
+	// two webhooks of unknown types (polled, then throttled). The first is
+	// exactly as large as a webhook may be, without a Content-Length.
+	first := `{"type":"warm-up-1"}`
+	first += strings.Repeat(" ", ingest.MaxWebhookBody-len(first))
+	if code := r.pushChunked(http.MethodPost, "/tucao/webhook", first); code != 200 {
+		t.Fatalf("a webhook of exactly %d bytes: %d", ingest.MaxWebhookBody, code)
+	}
+	if code := r.push(http.MethodPost, "/tucao/webhook", `{"type":"warm-up-2"}`); code != 200 {
+		t.Fatalf("warm-up-2: %d", code)
+	}
+	before := tucaoSeries(t, r.reg)
+
+	rng := rand.New(rand.NewPCG(14, 300))
+	alphabet := []rune("abcxyz.-_0123吐槽é\u2028")
+	for i := range 300 {
+		// Random types, ASCII and not; every tenth just under the body limit.
+		var typ string
+		if i%10 == 0 {
+			typ = strconv.Itoa(i) + strings.Repeat("t", ingest.MaxWebhookBody-64)
+		} else {
+			var b strings.Builder
+			for range 1 + rng.IntN(8000) { // at most 6 bytes each in JSON
+				b.WriteRune(alphabet[rng.IntN(len(alphabet))])
+			}
+			typ = b.String()
+		}
+		body, _ := json.Marshal(map[string]string{"id": strconv.Itoa(i), "type": typ})
+		if code := r.push(http.MethodPost, "/tucao/webhook", string(body)); code != 200 {
+			t.Fatalf("webhook %d (%d bytes): %d", i, len(body), code)
+		}
+	}
+	if after := tucaoSeries(t, r.reg); after != before {
+		t.Fatalf("300 random webhook types took the registry from %d to %d series", before, after)
+	}
+	if n := tucaoCounter(t, r.reg, "kefu_tucao_webhooks_total", "type", "other"); n != 302 {
+		t.Fatalf("kefu_tucao_webhooks_total{type=\"other\"} = %v, want 302", n)
+	}
+	for _, typ := range []string{"post.created", "reply.created", "webhook.test"} {
+		if code := r.push(http.MethodPost, "/tucao/webhook", `{"type":"`+typ+`"}`); code != 200 {
+			t.Fatalf("%s: %d", typ, code)
+		}
+		if n := tucaoCounter(t, r.reg, "kefu_tucao_webhooks_total", "type", typ); n != 1 {
+			t.Errorf("kefu_tucao_webhooks_total{type=%q} = %v, want 1", typ, n)
+		}
+	}
+	// The webhooks themselves publish nothing: only the start-up poll's posts.
+	r.gate.allow(1) // the one poll the first warm-up asked for
+	waitFor(t, func() bool { return r.polls() == 2 })
+	if n := len(r.published()[events.SubjectPostCreated]); n != 5 {
+		t.Fatalf("%d posts in the stream, want the 5 of the start-up poll", n)
+	}
+}
+
+func TestTucaoWebhookRefusalsTriggerNothing(t *testing.T) {
+	const secret = "s3cret-path-segment_0123"
+	oversize := `{"type":"post.created","x":"` + strings.Repeat("a", ingest.MaxWebhookBody) + `"}`
+	justOver := `{"type":"post.created"}`
+	justOver += strings.Repeat(" ", ingest.MaxWebhookBody+1-len(justOver))
+	tests := []struct {
+		name, secret, method, path, body string
+		want                             int
+		chunked                          bool
+	}{
+		{"a body over 64 KiB is refused", "", http.MethodPost, "/tucao/webhook", oversize, 413, false},
+		{"a body one byte over 64 KiB is refused", "", http.MethodPost, "/tucao/webhook", justOver, 413, false},
+		{"a body over 64 KiB without a Content-Length is refused", "", http.MethodPost, "/tucao/webhook", justOver, 413, true},
+		{"malformed JSON is refused", "", http.MethodPost, "/tucao/webhook", "{not json", 400, false},
+		{"a webhook without a type is refused", "", http.MethodPost, "/tucao/webhook", `{"id":1}`, 400, false},
+		{"GET is not a webhook", "", http.MethodGet, "/tucao/webhook", "", 405, false},
+		{"with a secret the plain path is not served", secret, http.MethodPost, "/tucao/webhook", `{"type":"post.created"}`, 404, false},
+		{"with a secret the plain path with a slash is not served", secret, http.MethodPost, "/tucao/webhook/", `{"type":"post.created"}`, 404, false},
+		{"a wrong secret is not served", secret, http.MethodPost, "/tucao/webhook/s3cret-path-segment_0124", `{"type":"post.created"}`, 404, false},
+		{"a prefix of the secret is not served", secret, http.MethodPost, "/tucao/webhook/s3cret-path", `{"type":"post.created"}`, 404, false},
+		{"the secret with more path is not served", secret, http.MethodPost, "/tucao/webhook/" + secret + "/x", `{"type":"post.created"}`, 404, false},
+		{"a wrong secret says 404 to any method", secret, http.MethodGet, "/tucao/webhook/nope", "", 404, false},
+		{"the right secret still checks the method", secret, http.MethodGet, "/tucao/webhook/" + secret, "", 405, false},
+		{"the right secret still checks the size", secret, http.MethodPost, "/tucao/webhook/" + secret, oversize, 413, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newWebhookRig(t, tt.secret)
+			before := tucaoSeries(t, r.reg)
+			send := r.push
+			if tt.chunked {
+				send = r.pushChunked
+			}
+			if code := send(tt.method, tt.path, tt.body); code != tt.want {
+				t.Fatalf("%s %s: %d, want %d", tt.method, tt.path, code, tt.want)
+			}
+			if after := tucaoSeries(t, r.reg); after != before {
+				t.Errorf("a refused webhook took the registry from %d to %d series", before, after)
+			}
+			// The refusal asked for no poll: the limiter is untouched, so
+			// the valid webhook that follows asks for one, and that poll
+			// is the only one after the start-up poll.
+			post := r.fake.AddPost(tucaotest.PostInput{Content: "哨兵", OpenID: "o-sentinel"})
+			path := "/tucao/webhook"
+			if tt.secret != "" {
+				path += "/" + tt.secret
+			}
+			if code := r.push(http.MethodPost, path, `{"type":"post.created"}`); code != 200 {
+				t.Fatalf("the valid webhook after it: %d", code)
+			}
+			if polled, throttled := r.kicks("polled"), r.kicks("throttled"); polled != 1 || throttled != 0 {
+				t.Fatalf("kicks: %d polled, %d throttled; want 1, 0", polled, throttled)
+			}
+			r.gate.allow(1)
+			waitFor(t, func() bool { return r.polls() == 2 })
+			created := r.published()[events.SubjectPostCreated]
+			if len(created) != 6 || created[5].ID != post.ID {
+				t.Fatalf("%d posts published, want the start-up poll's 5 and then the sentinel", len(created))
+			}
+			if atGate, atFake := r.stopAndCount(); atGate != 2 || atFake != 2 {
+				t.Fatalf("%d polls started, %d reached the fake; want 2, 2", atGate, atFake)
+			}
+		})
 	}
 }
