@@ -69,8 +69,7 @@ func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // the embedded server of a running `kefu all` on KEFU_NATS_LISTEN, else
 // an embedded server started on KEFU_DATA_DIR for the duration of the command.
 func openCLIBus(ctx context.Context, cfg config.Config) (*bus.Bus, error) {
-	bc := bus.Config{URLs: cfg.NATSURLs, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir, Replicas: cfg.NATSReplicas,
-		StreamMaxAge: cfg.StreamMaxAge, Name: "kefu-cli", Logger: zap.NewNop()}
+	bc := busConfig(cfg, "kefu-cli", zap.NewNop(), nil)
 	if len(bc.URLs) == 0 {
 		if conn, err := net.DialTimeout("tcp", cfg.NATSListen, 500*time.Millisecond); err == nil {
 			conn.Close()

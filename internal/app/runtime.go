@@ -156,11 +156,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		rt.httpURL = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
 	}
 
-	b, err := bus.Open(ctx, bus.Config{
-		URLs: cfg.NATSURLs, Listen: cfg.NATSListen, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir,
-		Replicas: cfg.NATSReplicas, StreamMaxAge: cfg.StreamMaxAge, Name: "kefu-" + r.name,
-		Logger: log, Registerer: rt.registry,
-	})
+	b, err := bus.Open(ctx, busConfig(cfg, "kefu-"+r.name, log, rt.registry))
 	if err != nil {
 		return err
 	}
@@ -290,8 +286,7 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	if err != nil {
 		return err
 	}
-	b, err := bus.Open(ctx, bus.Config{URLs: cfg.NATSURLs, Listen: cfg.NATSListen, CredsFile: cfg.NATSCreds, DataDir: cfg.DataDir,
-		Replicas: cfg.NATSReplicas, StreamMaxAge: cfg.StreamMaxAge, Name: "kefu-backfill", Logger: log})
+	b, err := bus.Open(ctx, busConfig(cfg, "kefu-backfill", log, nil))
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -35,6 +36,15 @@ type Config struct {
 	Listen string
 	// CredsFile is a NATS credentials file (external servers).
 	CredsFile string
+	// User and Password, or NKeySeed (a user seed, "SU…"), are the
+	// credentials kefu connects with; at most one of these and CredsFile.
+	// With no URLs the embedded server requires the same credentials of
+	// every client, so that nobody who merely reaches its port can read the
+	// events or the WeChat access token in kefu_token. They never appear in
+	// a log line or an error.
+	User     string
+	Password string
+	NKeySeed string
 	// DataDir holds the embedded server's JetStream store (DataDir/jetstream).
 	DataDir string
 	// Replicas of streams and KV buckets: 1 embedded, 3 in a cluster.
@@ -97,10 +107,14 @@ type Bus struct {
 // Open connects to cfg.URLs, or starts the embedded server and connects to it.
 func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	cfg.setDefaults()
+	auth, err := cfg.credentials()
+	if err != nil {
+		return nil, err
+	}
 	b := &Bus{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
 	url := strings.Join(cfg.URLs, ",")
 	if len(cfg.URLs) == 0 {
-		srv, err := startEmbedded(cfg)
+		srv, err := startEmbedded(cfg, auth)
 		if err != nil {
 			return nil, err
 		}
@@ -121,9 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 			b.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
+	opts = append(opts, auth.options...)
 	b.url, b.opts = url, opts
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -155,18 +167,84 @@ func waitConnected(ctx context.Context, nc *nats.Conn) error {
 	}
 	for !nc.IsConnected() {
 		if time.Now().After(deadline) {
-			return errors.New("no server answered within 10s")
+			return withLastError(errors.New("no server answered within 10s"), nc)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return withLastError(ctx.Err(), nc)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	return nil
 }
 
-func startEmbedded(cfg Config) (*server.Server, error) {
+// credentials are how kefu authenticates: the client options, and what
+// an embedded server requires.
+type credentials struct {
+	options []nats.Option
+	users   []*server.User
+	nkeys   []*server.NkeyUser
+}
+
+// credentials checks the configured credentials. Errors name the variable
+// at fault and never quote a value.
+func (c *Config) credentials() (credentials, error) {
+	var cr credentials
+	set := 0
+	for _, v := range []string{c.CredsFile, c.User + c.Password, c.NKeySeed} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return cr, errors.New("set one of KEFU_NATS_CREDS, KEFU_NATS_USER (with KEFU_NATS_PASSWORD) and KEFU_NATS_NKEY_SEED, not several")
+	}
+	switch {
+	case c.CredsFile != "":
+		cr.options = append(cr.options, nats.UserCredentials(c.CredsFile))
+	case c.User != "" || c.Password != "":
+		if c.User == "" || c.Password == "" {
+			return cr, errors.New("KEFU_NATS_USER and KEFU_NATS_PASSWORD go together: set both or neither")
+		}
+		cr.options = append(cr.options, nats.UserInfo(c.User, c.Password))
+		// No Permissions: kefu's own user may do everything.
+		cr.users = []*server.User{{Username: c.User, Password: c.Password}}
+	case c.NKeySeed != "":
+		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(c.NKeySeed)))
+		if err != nil {
+			return cr, errors.New("KEFU_NATS_NKEY_SEED is not a valid nkey seed (want a user seed, SU…, e.g. from `nk -gen user`)")
+		}
+		pub, err := kp.PublicKey()
+		if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+			return cr, errors.New("KEFU_NATS_NKEY_SEED is not the seed of a user nkey (want SU…, e.g. from `nk -gen user`)")
+		}
+		cr.options = append(cr.options, nats.Nkey(pub, kp.Sign))
+		cr.nkeys = []*server.NkeyUser{{Nkey: pub}}
+	}
+	return cr, nil
+}
+
+// isLoopback reports whether host (of KEFU_NATS_LISTEN) is reachable only
+// from this machine. "" and 0.0.0.0 are every interface.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// withLastError adds why the last connection attempt failed (a refused
+// password reads "authorization violation", not just a timeout). The
+// server's errors name no credentials.
+func withLastError(err error, nc *nats.Conn) error {
+	if last := nc.LastError(); last != nil {
+		return fmt.Errorf("%w (last error: %w)", err, last)
+	}
+	return err
+}
+
+func startEmbedded(cfg Config, auth credentials) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("KEFU_NATS_LISTEN %q: %w", cfg.Listen, err)
@@ -189,6 +267,10 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create KEFU_DATA_DIR: %w", err)
 	}
+	if len(auth.users) == 0 && len(auth.nkeys) == 0 && !isLoopback(host) {
+		cfg.Logger.Warn("embedded NATS listens beyond this machine without credentials: whoever reaches the port can read every event and the WeChat access token in kefu_token, and publish forged events; set KEFU_NATS_USER and KEFU_NATS_PASSWORD (or KEFU_NATS_NKEY_SEED), or listen on 127.0.0.1",
+			zap.String("listen", cfg.Listen))
+	}
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "kefu-embedded",
 		Host:       host,
@@ -197,6 +279,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		StoreDir:   storeDir,
 		NoSigs:     true,
 		NoLog:      true,
+		// With credentials configured, every client must present them.
+		Users: auth.users,
+		Nkeys: auth.nkeys,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
