@@ -442,6 +442,21 @@ func newTucaoMetrics(reg prometheus.Registerer) *tucaoMetrics {
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhook_kicks_total",
 			Help: "Webhook pushes that asked for a poll, by result: polled, or throttled (within 10 s of the last one; the next poll covers it)."}, []string{"result"}),
 	}
+	// Every series exists from the start, so that no request, however
+	// strange, adds one (and dashboards see zeros rather than gaps).
+	for _, o := range []string{"ok", "error"} {
+		m.polls.WithLabelValues(o)
+	}
+	for _, k := range []string{"created", "updated"} {
+		m.posts.WithLabelValues(k)
+	}
+	for t := range webhookTypes {
+		m.webhooks.WithLabelValues(t)
+	}
+	m.webhooks.WithLabelValues("other")
+	for _, r := range []string{"polled", "throttled"} {
+		m.kicks.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.polls, m.posts, m.webhooks, m.kicks)
 	}

@@ -519,18 +519,17 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 
 func TestTucaoWebhookTypesCreateNoMetricSeries(t *testing.T) {
 	r := newWebhookRig(t, "")
-	// Every series the closed sets allow for these requests exists after
-	// two webhooks of unknown types (polled, then throttled). The first is
-	// exactly as large as a webhook may be, without a Content-Length.
-	first := `{"type":"warm-up-1"}`
+	before := tucaoSeries(t, r.reg)
+	// A webhook of exactly the largest size, without a Content-Length, is
+	// accepted (and asks for the poll the gate holds below).
+	first := `{"type":"other-1"}`
 	first += strings.Repeat(" ", ingest.MaxWebhookBody-len(first))
 	if code := r.pushChunked(http.MethodPost, "/tucao/webhook", first); code != 200 {
 		t.Fatalf("a webhook of exactly %d bytes: %d", ingest.MaxWebhookBody, code)
 	}
-	if code := r.push(http.MethodPost, "/tucao/webhook", `{"type":"warm-up-2"}`); code != 200 {
-		t.Fatalf("warm-up-2: %d", code)
+	if code := r.push(http.MethodPost, "/tucao/webhook", `{"type":"other-2"}`); code != 200 {
+		t.Fatalf("other-2: %d", code)
 	}
-	before := tucaoSeries(t, r.reg)
 
 	rng := rand.New(rand.NewPCG(14, 300))
 	alphabet := []rune("abcxyz.-_0123吐槽é\u2028")
@@ -561,15 +560,21 @@ func TestTucaoWebhookTypesCreateNoMetricSeries(t *testing.T) {
 		if code := r.push(http.MethodPost, "/tucao/webhook", `{"type":"`+typ+`"}`); code != 200 {
 			t.Fatalf("%s: %d", typ, code)
 		}
+		if after := tucaoSeries(t, r.reg); after != before {
+			t.Fatalf("a %s webhook took the registry from %d to %d series", typ, before, after)
+		}
 		if n := tucaoCounter(t, r.reg, "kefu_tucao_webhooks_total", "type", typ); n != 1 {
 			t.Errorf("kefu_tucao_webhooks_total{type=%q} = %v, want 1", typ, n)
 		}
 	}
 	// The webhooks themselves publish nothing: only the start-up poll's posts.
-	r.gate.allow(1) // the one poll the first warm-up asked for
+	r.gate.allow(1) // the one poll the first webhook asked for
 	waitFor(t, func() bool { return r.polls() == 2 })
 	if n := len(r.published()[events.SubjectPostCreated]); n != 5 {
 		t.Fatalf("%d posts in the stream, want the 5 of the start-up poll", n)
+	}
+	if atGate, atFake := r.stopAndCount(); atGate != 2 || atFake != 2 {
+		t.Fatalf("%d polls started, %d reached the fake; want 2, 2", atGate, atFake)
 	}
 }
 
