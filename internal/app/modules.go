@@ -153,7 +153,15 @@ func buildTucao(ctx context.Context, rt *runtime) (module, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt.mux.Handle("/tucao/webhook", p.WebhookHandler())
+	secret := rt.cfg.TucaoWebhookSecret.Value()
+	p.RegisterWebhook(rt.mux, secret)
+	// Say which form is served (a webhook still posted to the plain path
+	// after the secret was set is answered 404), never the secret itself.
+	if secret != "" {
+		rt.log.Info("tucao webhook served at " + ingest.WebhookPath + "/<KEFU_TUCAO_WEBHOOK_SECRET> only; " + ingest.WebhookPath + " answers 404")
+	} else {
+		rt.log.Info("tucao webhook served at " + ingest.WebhookPath + " (KEFU_TUCAO_WEBHOOK_SECRET unset: anyone can make kefu poll, at most once every 10 s)")
+	}
 	return p, nil
 }
 
