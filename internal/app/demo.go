@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -45,6 +48,9 @@ type demoEnv struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	sub      *nats.Subscription
+	// adminToken and apiToken are the tokens the demo made up (empty when
+	// the user set their own, which the demo does not print).
+	adminToken, apiToken string
 }
 
 // prepareDemo starts the simulated services and fills the settings a
@@ -68,6 +74,16 @@ func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 	if len(cfg.NATSURLs) == 0 && !portFree(cfg.NATSListen) {
 		cfg.NATSListen = "127.0.0.1:0"
 	}
+	// /api/ is never served open: without tokens the demo makes up its own
+	// and prints them, so the queue and feedback APIs can be tried at once.
+	if cfg.AdminToken == "" {
+		d.adminToken = randomToken()
+		cfg.AdminToken = config.Secret(d.adminToken)
+	}
+	if cfg.APIToken == "" {
+		d.apiToken = randomToken()
+		cfg.APIToken = config.Secret(d.apiToken)
+	}
 
 	fake, err := wechattest.New(wechattest.Config{
 		AppID: demoAppID, AppSecret: demoAppSecret, Token: demoToken, EncodingAESKey: demoAESKey,
@@ -83,7 +99,7 @@ func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 		d.Close()
 		return nil, err
 	}
-	d.wechatHS = &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
+	d.wechatHS = httpedge.NewServer(fake)
 	go d.wechatHS.Serve(d.wechatLn)
 
 	d.tucao = tucaotest.New(tucaotest.Options{})
@@ -99,6 +115,13 @@ func prepareDemo(cfg *config.Config) (*demoEnv, error) {
 		cfg.StaleAfter = time.Minute
 	}
 	return d, nil
+}
+
+// randomToken is 256 random bits, URL-safe.
+func randomToken() string {
+	b := make([]byte, 32)
+	crand.Read(b) // never fails (crypto/rand panics rather than return an error)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func portFree(addr string) bool {
@@ -129,8 +152,18 @@ func (d *demoEnv) Close() {
 
 func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error {
 	out := rt.stdout
+	adminToken, apiToken, curlToken := d.adminToken, d.apiToken, d.apiToken
+	if adminToken == "" {
+		adminToken = "(your KEFU_ADMIN_TOKEN)"
+	}
+	if apiToken == "" {
+		apiToken, curlToken = "(your KEFU_API_TOKEN)", "$KEFU_API_TOKEN"
+	}
 	fmt.Fprintf(out, `kefu demo is running.
-  kefu HTTP        %s  (/readyz, /metrics, /wechat/callback)
+  kefu HTTP        %s  (/readyz, /metrics, /wechat/callback, /api/…)
+  API tokens       read-only (GET)     %s
+                   admin (any method)  %s
+    try:           curl -H "Authorization: Bearer %s" %s/api/kf/queue
   NATS             %s
     watch it:      nats --server %s sub 'kefu.>'
   simulated WeChat %s  (state: /_control/state)
@@ -140,7 +173,7 @@ Customers arrive, wait in the 多客服 queue (some give up, some say 不等了)
 closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
-`, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
+`, httpURL, apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
 	sub, err := rt.bus.NC.Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err

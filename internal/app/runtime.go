@@ -39,6 +39,13 @@ type readyChecker interface {
 	Ready(ctx context.Context) error
 }
 
+// warner is a module running in a mode an operator should know about (say,
+// plaintext callbacks accepted during a migration); /readyz lists its
+// warnings to a caller with a token.
+type warner interface {
+	Warnings() []string
+}
+
 // runtime is what modules are built from.
 type runtime struct {
 	role     role
@@ -50,6 +57,7 @@ type runtime struct {
 	stdout   io.Writer
 	draining atomic.Bool
 	checks   []readyChecker
+	warners  []warner
 	// demo is set by `kefu demo`.
 	demo *demoEnv
 	// wechat is the shared API client, built on first use.
@@ -146,11 +154,20 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	rt := &runtime{role: r, cfg: cfg, log: log, registry: prometheus.NewRegistry(), mux: http.NewServeMux(), stdout: stdout, demo: demo}
 	rt.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	listener, err := rt.listen()
+	listener, err := rt.listen("KEFU_HTTP_ADDR", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	defer listener.Close()
+	// /metrics on its own address keeps it off the port the internet
+	// reaches; opened now so a busy port fails before anything starts.
+	var metricsListener net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsListener, err = rt.listen("KEFU_METRICS_ADDR", cfg.MetricsAddr); err != nil {
+			return err
+		}
+		defer metricsListener.Close()
+	}
 	rt.httpURL = "http://" + listener.Addr().String()
 	if tcp, ok := listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		rt.httpURL = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
@@ -198,15 +215,32 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		if rc, ok := m.(readyChecker); ok {
 			rt.checks = append(rt.checks, rc)
 		}
+		if wm, ok := m.(warner); ok {
+			rt.warners = append(rt.warners, wm)
+		}
 		started = append(started, m)
 	}
 
 	rt.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	rt.mux.HandleFunc("/readyz", rt.readyz)
-	rt.mux.Handle("/metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{Registry: rt.registry}))
-	srv := &http.Server{Handler: rt.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(listener) }()
+	metrics := promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{Registry: rt.registry})
+	// Every listener gets the same limits (httpedge.NewServer); the main
+	// one serves rt.mux behind the edge (tokens, rate limit).
+	servers := []*http.Server{httpedge.NewServer(rt.edge())}
+	listeners := []net.Listener{listener}
+	if metricsListener != nil {
+		mm := http.NewServeMux()
+		mm.Handle("/metrics", metrics)
+		servers = append(servers, httpedge.NewServer(mm))
+		listeners = append(listeners, metricsListener)
+		log.Info("metrics served on their own address", zap.String("addr", metricsListener.Addr().String()))
+	} else {
+		rt.mux.Handle("/metrics", metrics)
+	}
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { serveErr <- srv.Serve(listeners[i]) }()
+	}
 	httpURL := rt.httpURL
 	log.Info("kefu started", zap.String("role", r.name), zap.String("version", version()),
 		zap.String("http", httpURL), zap.String("nats", b.ClientURL()))
@@ -220,6 +254,9 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
+		for _, srv := range servers {
+			srv.Close()
+		}
 		stopAll()
 		return fmt.Errorf("http server: %w", err)
 	}
@@ -229,8 +266,10 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	rt.draining.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", zap.Error(err))
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", zap.Error(err))
+		}
 	}
 	if demo != nil {
 		demo.stop()
@@ -243,37 +282,66 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	return nil
 }
 
-// listen opens the HTTP listener. `kefu demo` falls back to a free port
-// when the configured one is busy; other roles fail clearly.
-func (rt *runtime) listen() (net.Listener, error) {
-	l, err := net.Listen("tcp", rt.cfg.HTTPAddr)
+// listen opens a listener on addr (the value of the variable name). `kefu
+// demo` falls back to a free port when the configured one is busy; other
+// roles fail clearly.
+func (rt *runtime) listen(name, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
 	if err == nil {
 		return l, nil
 	}
 	if rt.demo == nil {
-		return nil, fmt.Errorf("KEFU_HTTP_ADDR %s: %w", rt.cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("%s %s: %w", name, addr, err)
 	}
 	return net.Listen("tcp", "127.0.0.1:0")
 }
 
+// readyz answers "ready" or "not ready" (503). The reason — an error from
+// NATS or a database, which may name hosts and users — and the modules'
+// warnings are shown only to a caller with the admin or the read-only token;
+// probes need only the status code.
 func (rt *runtime) readyz(w http.ResponseWriter, r *http.Request) {
+	detail := rt.apiTokens().Authorize(r) != httpedge.NoAccess
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	notReady := func(reason string) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		if !detail {
+			io.WriteString(w, "not ready\n")
+			return
+		}
+		io.WriteString(w, "not ready: "+strings.ReplaceAll(reason, "\n", "; ")+"\n")
+		rt.writeWarnings(w)
+	}
 	if rt.draining.Load() {
-		http.Error(w, "draining", http.StatusServiceUnavailable)
+		notReady("draining")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := rt.bus.Ready(ctx); err != nil {
-		http.Error(w, "nats: "+err.Error(), http.StatusServiceUnavailable)
+		notReady("nats: " + err.Error())
 		return
 	}
 	for _, c := range rt.checks {
 		if err := c.Ready(ctx); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			notReady(err.Error())
 			return
 		}
 	}
 	io.WriteString(w, "ready\n")
+	if detail {
+		rt.writeWarnings(w)
+	}
+}
+
+func (rt *runtime) writeWarnings(w io.Writer) {
+	for _, m := range rt.warners {
+		for _, msg := range m.Warnings() {
+			io.WriteString(w, "warning: "+strings.ReplaceAll(msg, "\n", "; ")+"\n")
+		}
+	}
 }
 
 // runBackfill is `kefu ingest --tucao-backfill`: publish a window of Tucao
