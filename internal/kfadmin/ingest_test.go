@@ -61,7 +61,7 @@ func TestIngestTransfersToTheRoutedAgent(t *testing.T) {
 	}
 
 	svc, err := ingest.New(ingest.Config{AppID: testAppID, Token: testToken, Transfer: true},
-		ingest.Deps{Publisher: b, Router: router})
+		ingest.Deps{Publisher: b, Router: router, Now: e.clock.Now}) // the fake WeChat signs with its clock
 	if err != nil {
 		t.Fatal(err)
 	}

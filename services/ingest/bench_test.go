@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -42,7 +43,7 @@ type signedCallback struct {
 
 func benchmarkHandler(b *testing.B, mode wechat.Mode) {
 	srv := natstest.Run(b, nil)
-	bs, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
+	bs, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +51,13 @@ func benchmarkHandler(b *testing.B, mode wechat.Mode) {
 	if err := bs.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
 		b.Fatal(err)
 	}
-	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: aesKey}, ingest.Deps{Publisher: bs})
+	// Plain mode is an account without the key (and with the replay
+	// guard); safe mode one with it.
+	key := aesKey
+	if mode == wechat.ModePlain {
+		key = ""
+	}
+	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: key}, ingest.Deps{Publisher: bs})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,13 +67,14 @@ func benchmarkHandler(b *testing.B, mode wechat.Mode) {
 	}
 
 	// Signing is the sender's work: done before the clock starts.
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	reqs := make([]signedCallback, b.N)
 	for i := range reqs {
 		plain := fmt.Sprintf("<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>"+
 			"<FromUserName><![CDATA[o-customer-%04d]]></FromUserName><CreateTime>1795600800</CreateTime>"+
 			"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好，我想问一下订单 %d 的物流]]></Content>"+
 			"<MsgId>%d</MsgId></xml>", i%1000, i, 6054768590064713728+int64(i))
-		q, body, err := codec.SignCallback(mode, []byte(plain), "o-customer", "1795600800", fmt.Sprintf("n%d", i))
+		q, body, err := codec.SignCallback(mode, []byte(plain), "o-customer", ts, fmt.Sprintf("n%d", i))
 		if err != nil {
 			b.Fatal(err)
 		}

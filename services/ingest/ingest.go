@@ -4,6 +4,46 @@
 // is never lost, and one that could not be stored gets a 503 so WeChat
 // retries it. Retries of a stored callback are dropped by JetStream's
 // de-duplication (Nats-Msg-Id) and answered "success" again.
+//
+// # What a callback must prove
+//
+// The callback URL faces the internet, and anyone who once saw one (proxy
+// access logs keep query strings) holds a valid signature. So:
+//
+//   - With an EncodingAESKey (Config.AESKey, KEFU_WECHAT_AES_KEY) only
+//     encrypted bodies are accepted: msg_signature covers the <Encrypt>
+//     value, while the plain signature covers only timestamp and nonce.
+//     WeChat's compat and safe modes both send <Encrypt>. While an account
+//     is being switched from plain mode, Config.AllowPlaintext
+//     (KEFU_WECHAT_ALLOW_PLAINTEXT) accepts plaintext too, with a warning
+//     at start-up and in [Service.Warnings].
+//   - timestamp must be within Config.Window (KEFU_WECHAT_CALLBACK_WINDOW,
+//     default 5m) of the clock, for POST and for GET URL verification;
+//     otherwise 401. The window stays below half of JetStream's
+//     de-duplication window (New refuses a configuration where it does
+//     not), so a replayed callback is either a duplicate or refused.
+//   - Whenever a plaintext body is accepted (plain mode, or the migration
+//     setting) a signature carries one body only: the first use of a
+//     timestamp/nonce signature stores the SHA-256 of its message in the
+//     kefu_callback_sigs bucket, shared by every replica; the same
+//     signature with another body is refused with 401, the same body again
+//     (WeChat's retries) is answered "success" and de-duplicated. When the
+//     bucket cannot be reached the answer is 503, so WeChat retries.
+//   - Optionally (Config.IPAllowlist, KEFU_WECHAT_IP_ALLOWLIST) callbacks
+//     are accepted only from the addresses cgi-bin/getcallbackip lists,
+//     refreshed hourly in the background; 403 otherwise, and 503 until a
+//     first list is known. The client address comes from Config.ClientIP
+//     (trusted proxy headers, KEFU_TRUSTED_PROXIES).
+//
+// # Bounds
+//
+// Everything a sender controls is bounded before it reaches the bus, a
+// metric or a log: the body (Config.MaxBody, at most the bus's max
+// payload), the subject token of MsgType and Event (events.SubjectToken:
+// a plain name of up to 64 characters, else "other"), the event id
+// (events.MaxIDLength) and the metric labels (known message types and
+// events, else "other"). An event larger than the bus accepts is refused
+// with 413, never answered 503 for ever.
 package ingest
 
 import (
@@ -14,9 +54,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -30,15 +73,35 @@ type Config struct {
 	AppID  string
 	Token  string
 	AESKey string // empty: plain mode only
+	// AllowPlaintext, with AESKey set, still accepts plaintext callbacks
+	// signed by signature alone: only while the account is switched from
+	// plain mode (KEFU_WECHAT_ALLOW_PLAINTEXT).
+	AllowPlaintext bool
+	// Window is how far timestamp may be from the clock, either way
+	// (default 5m, KEFU_WECHAT_CALLBACK_WINDOW). It must stay below half the
+	// bus's de-duplication window; left zero, it is shortened to fit one.
+	Window time.Duration
 	// Transfer answers customer messages with transfer_customer_service so
 	// they enter the 多客服 queue.
 	Transfer bool
-	// MaxBody is the largest callback body accepted (default 1 MiB).
+	// MaxBody is the largest callback body accepted (default 1 MiB, or the
+	// bus's max payload when that is smaller).
 	MaxBody int64
 	// PublishTimeout bounds the wait for JetStream's ack; it stays below
 	// WeChat's 5 s so a slow bus yields a 503 WeChat retries, not a timeout.
 	PublishTimeout time.Duration
+	// IPAllowlist accepts callbacks only from the addresses WeChat's
+	// getcallbackip lists (Deps.CallbackIPs), refreshed every IPRefresh
+	// (default 1h) by Start.
+	IPAllowlist bool
+	IPRefresh   time.Duration
+	// ClientIP is the address a request came from; nil: its TCP peer.
+	// Behind a reverse proxy, pass one that honours trusted proxy headers.
+	ClientIP func(*http.Request) netip.Addr
 }
+
+// DefaultWindow is the default freshness window of callback timestamps.
+const DefaultWindow = 5 * time.Minute
 
 func (c *Config) setDefaults() {
 	if c.MaxBody <= 0 {
@@ -46,6 +109,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 4 * time.Second
+	}
+	if c.IPRefresh <= 0 {
+		c.IPRefresh = time.Hour
+	}
+	if c.ClientIP == nil {
+		c.ClientIP = peerIP
 	}
 }
 
@@ -56,6 +125,8 @@ func (c Config) Validate() error {
 		return errors.New("ingest: AppID (KEFU_WECHAT_APPID) is required")
 	case c.Token == "":
 		return errors.New("ingest: Token (KEFU_WECHAT_TOKEN) is required")
+	case c.Window < 0:
+		return errors.New("ingest: Window (KEFU_WECHAT_CALLBACK_WINDOW) must not be negative")
 	}
 	return nil
 }
@@ -77,27 +148,53 @@ type Gate interface {
 	HoldTransfer(ctx context.Context, openid, content string) bool
 }
 
+// CallbackIPSource lists WeChat's callback addresses (wechat.Client).
+type CallbackIPSource interface {
+	GetCallbackIP(ctx context.Context) ([]string, error)
+}
+
 // Deps are the service's collaborators.
 type Deps struct {
-	Publisher  Publisher
-	Router     Router // optional
-	Gate       Gate   // optional
-	Logger     *zap.Logger
-	Registerer prometheus.Registerer // optional
-	Now        func() time.Time      // optional
+	Publisher Publisher
+	Router    Router // optional
+	Gate      Gate   // optional
+	// Signatures is the kefu_callback_sigs bucket, needed whenever
+	// plaintext bodies are accepted. Nil: opened through the Publisher when
+	// it is a *bus.Bus.
+	Signatures jetstream.KeyValue
+	// CallbackIPs is required with Config.IPAllowlist.
+	CallbackIPs CallbackIPSource
+	Logger      *zap.Logger
+	Registerer  prometheus.Registerer // optional
+	Now         func() time.Time      // optional
 }
+
+// The Publisher may tell its limits; *bus.Bus does.
+type (
+	maxPayloader      interface{ MaxPayload() int64 }
+	duplicateWindower interface{ DuplicateWindow() time.Duration }
+	keyValuer         interface {
+		KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
+	}
+)
 
 // Service is the WeChat callback endpoint.
 type Service struct {
-	cfg     Config
-	codec   *wechat.Codec
-	pub     Publisher
-	router  Router
-	gate    Gate
-	log     *zap.Logger
-	now     func() time.Time
-	source  string
-	metrics *metrics
+	cfg      Config
+	codec    *wechat.Codec
+	pub      Publisher
+	router   Router
+	gate     Gate
+	log      *zap.Logger
+	now      func() time.Time
+	source   string
+	metrics  *metrics
+	warnings []string
+	// sigs guards plaintext signatures; nil when only encrypted bodies
+	// are accepted.
+	sigs *sigGuard
+	// ips is the callback allow-list; nil when off.
+	ips *ipAllowlist
 }
 
 // New checks the configuration and builds the service.
@@ -113,6 +210,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: KEFU_WECHAT_AES_KEY: %w", err)
 	}
+	codec.RequireEncrypted = cfg.AESKey != "" && !cfg.AllowPlaintext
+	if mp, ok := deps.Publisher.(maxPayloader); ok {
+		// A body over the bus's limit can never become an event: refuse it
+		// at the door.
+		if max := mp.MaxPayload(); max > 0 && cfg.MaxBody > max {
+			cfg.MaxBody = max
+		}
+	}
+	if err := fitWindow(&cfg, deps.Publisher); err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: cfg, codec: codec, pub: deps.Publisher, router: deps.Router, gate: deps.Gate, log: deps.Logger,
 		now: deps.Now, source: "kefu/ingest/" + cfg.AppID, metrics: newMetrics(deps.Registerer)}
 	if s.log == nil {
@@ -121,8 +229,75 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if !codec.RequireEncrypted {
+		kv := deps.Signatures
+		if kv == nil {
+			kvr, ok := deps.Publisher.(keyValuer)
+			if !ok {
+				return nil, errors.New("ingest: plaintext callbacks are accepted, so Deps.Signatures (the kefu_callback_sigs bucket) is required")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			kv, err = kvr.KeyValue(ctx, bus.BucketCallbackSigs)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("ingest: %w", err)
+			}
+		}
+		s.sigs = &sigGuard{kv: kv}
+	}
+	if cfg.IPAllowlist {
+		if deps.CallbackIPs == nil {
+			return nil, errors.New("ingest: the IP allow-list (KEFU_WECHAT_IP_ALLOWLIST) needs Deps.CallbackIPs")
+		}
+		s.ips = &ipAllowlist{src: deps.CallbackIPs}
+	}
+	switch {
+	case cfg.AESKey == "":
+		s.warnings = append(s.warnings, "plain mode: KEFU_WECHAT_AES_KEY is not set, so callback bodies are not authenticated "+
+			"(the signature covers only timestamp and nonce); switch the account to safe mode and set the key")
+	case cfg.AllowPlaintext:
+		s.warnings = append(s.warnings, "KEFU_WECHAT_ALLOW_PLAINTEXT is on: plaintext callbacks signed without the body are accepted "+
+			"beside encrypted ones; turn it off once the account is in compat or safe mode")
+	}
+	for _, w := range s.warnings {
+		s.log.Warn(w)
+	}
 	return s, nil
 }
+
+// fitWindow sets the freshness window and checks it against the bus's
+// de-duplication window: a replay must be either a duplicate or stale.
+// Twice the window, because a timestamp is fresh from Window before the
+// clock to Window after it.
+func fitWindow(cfg *Config, pub Publisher) error {
+	dw, ok := pub.(duplicateWindower)
+	if !ok || dw.DuplicateWindow() <= 0 {
+		if cfg.Window == 0 {
+			cfg.Window = DefaultWindow
+		}
+		return nil
+	}
+	dup := dw.DuplicateWindow()
+	if cfg.Window == 0 {
+		// A bus opened with a short de-duplication window (tests, tools)
+		// gets a shorter window rather than a gap.
+		cfg.Window = min(DefaultWindow, (dup-time.Second)/2)
+	}
+	if 2*cfg.Window >= dup {
+		return fmt.Errorf("ingest: the callback window (KEFU_WECHAT_CALLBACK_WINDOW, %s) must be less than half the de-duplication window (%s)", cfg.Window, dup)
+	}
+	return nil
+}
+
+// Warnings are one-line notes about an unsafe configuration (no secrets),
+// also logged at start-up; /readyz shows them to token holders.
+func (s *Service) Warnings() []string { return append([]string(nil), s.warnings...) }
+
+// Window is the freshness window in effect.
+func (s *Service) Window() time.Duration { return s.cfg.Window }
+
+// MaxBody is the body limit in effect.
+func (s *Service) MaxBody() int64 { return s.cfg.MaxBody }
 
 // Routes registers the callback endpoint.
 func (s *Service) Routes(mux *http.ServeMux) {
@@ -138,15 +313,29 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.callback(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		s.reject(w, "method", http.StatusMethodNotAllowed, "method not allowed")
+		s.reject(w, reasonMethod, http.StatusMethodNotAllowed, "method not allowed")
 	}
 }
 
 func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
-	echo, err := s.codec.VerifyURL(r.URL.Query())
+	if !s.allowedSource(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	if !s.fresh(w, q) {
+		return
+	}
+	echo, err := s.codec.VerifyURL(q)
 	if err != nil {
 		s.rejectErr(w, err)
 		return
+	}
+	if s.sigs != nil {
+		// A verification URL holds a signature a POST could reuse; it is
+		// spent on the verification.
+		if !s.spendSignature(w, r.Context(), q, []byte("GET\n"+echo)) {
+			return
+		}
 	}
 	s.metrics.verified.Inc()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -155,16 +344,22 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
+	if !s.allowedSource(w, r) {
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBody+1))
 	if err != nil {
-		s.reject(w, "read", http.StatusBadRequest, "cannot read body")
+		s.reject(w, reasonRead, http.StatusBadRequest, "cannot read body")
 		return
 	}
 	if int64(len(body)) > s.cfg.MaxBody {
-		s.reject(w, "too_large", http.StatusRequestEntityTooLarge, "body over "+strconv.FormatInt(s.cfg.MaxBody, 10)+" bytes")
+		s.reject(w, reasonTooLarge, http.StatusRequestEntityTooLarge, "body over "+strconv.FormatInt(s.cfg.MaxBody, 10)+" bytes")
 		return
 	}
 	q := r.URL.Query()
+	if !s.fresh(w, q) {
+		return
+	}
 	plain, encrypted, err := s.codec.Open(q, body)
 	if err != nil {
 		s.rejectErr(w, err)
@@ -175,6 +370,12 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.rejectErr(w, err)
 		return
 	}
+	// In plain mode the message is what the signature fails to cover; with
+	// the migration setting an encrypted callback spends its timestamp and
+	// nonce too, or its URL would sign a forged plaintext body.
+	if s.sigs != nil && !s.spendSignature(w, r.Context(), q, plain) {
+		return
+	}
 	ev, id := Event(cb, s.cfg.AppID, received)
 	kind := kindOf(cb)
 
@@ -183,10 +384,16 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	pub, err := s.pub.Publish(ctx, ev, bus.Envelope{ID: id, Source: s.source, Time: received})
 	cancel()
 	s.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+	if errors.Is(err, bus.ErrTooLarge) {
+		// Retrying cannot make it fit: refuse it, so WeChat stops.
+		s.metrics.callbacks.WithLabelValues(kind, "too_large").Inc()
+		s.log.Warn("callback refused: its event is larger than the bus accepts", zap.String("kind", kind), zap.Int("body_bytes", len(body)))
+		s.reject(w, reasonEventTooLarge, http.StatusRequestEntityTooLarge, "event too large for the bus")
+		return
+	}
 	if err != nil {
 		s.metrics.callbacks.WithLabelValues(kind, "publish_failed").Inc()
-		s.log.Error("publish callback failed; answering 503 so WeChat retries",
-			zap.Error(err), zap.String("event_id", id), zap.String("kind", kind))
+		s.log.Error("publish callback failed; answering 503 so WeChat retries", zap.Error(err), zap.String("kind", kind))
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -217,6 +424,43 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	w.Write(reply)
 }
 
+// fresh checks timestamp against the freshness window, answering 401
+// when it is missing or outside it.
+func (s *Service) fresh(w http.ResponseWriter, q url.Values) bool {
+	ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64)
+	if err == nil {
+		now := s.now().Unix()
+		window := int64(s.cfg.Window / time.Second)
+		if ts >= now-window && ts <= now+window {
+			return true
+		}
+	}
+	s.reject(w, reasonStale, http.StatusUnauthorized, "timestamp missing or outside the freshness window")
+	return false
+}
+
+// spendSignature records that the request's signature carried message;
+// it answers 401 when the signature was already used with another one, and
+// 503 when the record cannot be made.
+func (s *Service) spendSignature(w http.ResponseWriter, ctx context.Context, q url.Values, message []byte) bool {
+	// The key is computed, not copied from the query: it is the one
+	// canonical form of what the signature authenticates.
+	key := wechat.Signature(s.cfg.Token, q.Get("timestamp"), q.Get("nonce"))
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	err := s.sigs.spend(ctx, key, message)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errSignatureReused):
+		s.reject(w, reasonReplayedSignature, http.StatusUnauthorized, "signature already used with another body")
+	default:
+		s.log.Error("callback signature store unavailable; answering 503 so WeChat retries", zap.Error(err))
+		s.reject(w, reasonSignatureStore, http.StatusServiceUnavailable, "temporarily unavailable")
+	}
+	return false
+}
+
 // reply is the passive reply to a callback, nil for "success".
 func (s *Service) reply(ctx context.Context, cb *wechat.Callback) []byte {
 	if !s.cfg.Transfer || cb.MsgType == "event" {
@@ -232,26 +476,19 @@ func (s *Service) reply(ctx context.Context, cb *wechat.Callback) []byte {
 	return wechat.TransferCustomerServiceReply(cb.FromUserName, cb.ToUserName, s.now().Unix(), kf)
 }
 
-func kindOf(cb *wechat.Callback) string {
-	if cb.MsgType == "event" {
-		return "event." + events.Token(cb.Event)
-	}
-	return "message." + events.Token(cb.MsgType)
-}
-
 func (s *Service) rejectErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, wechat.ErrBadSignature):
-		s.reject(w, "signature", http.StatusUnauthorized, "bad signature")
+		s.reject(w, reasonSignature, http.StatusUnauthorized, "bad signature")
 	case errors.Is(err, wechat.ErrAppIDMismatch):
-		s.reject(w, "appid", http.StatusUnauthorized, "payload is not for this account")
+		s.reject(w, reasonAppID, http.StatusUnauthorized, "payload is not for this account")
 	case errors.Is(err, wechat.ErrNoAESKey):
-		s.reject(w, "no_aes_key", http.StatusBadRequest, "encrypted callback but KEFU_WECHAT_AES_KEY is not set")
+		s.reject(w, reasonNoAESKey, http.StatusBadRequest, "encrypted callback but KEFU_WECHAT_AES_KEY is not set")
 	case errors.Is(err, wechat.ErrMalformed):
-		s.reject(w, "malformed", http.StatusBadRequest, "malformed callback")
+		s.reject(w, reasonMalformed, http.StatusBadRequest, "malformed callback")
 	default:
 		s.log.Error("callback rejected", zap.Error(err))
-		s.reject(w, "invalid", http.StatusBadRequest, "invalid callback")
+		s.reject(w, reasonInvalid, http.StatusBadRequest, "invalid callback")
 	}
 }
 

@@ -12,12 +12,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -36,15 +39,36 @@ type harness struct {
 	t      *testing.T
 	srv    *server.Server
 	bus    *bus.Bus
+	svc    *ingest.Service
 	http   *httptest.Server
 	codec  *wechat.Codec
 	stream jetstream.Stream
+	reg    *prometheus.Registry
 }
 
-func newHarness(t *testing.T, opts *server.Options, transfer bool) *harness {
+// setup is how a test harness differs from the default: an account in
+// compat or safe mode (EncodingAESKey set, encrypted bodies only).
+type setup struct {
+	nats *server.Options // nil: a fresh server
+	// srv reuses a running server: a second replica.
+	srv       *server.Server
+	transfer  bool
+	plainMode bool // no EncodingAESKey
+	migration bool // AllowPlaintext
+	edit      func(*ingest.Config, *ingest.Deps)
+}
+
+// dupWindow is what internal/app gives the streams for the default
+// five-minute callback window.
+const dupWindow = 2*ingest.DefaultWindow + time.Minute
+
+func newHarness(t *testing.T, opts setup) *harness {
 	t.Helper()
-	srv := natstest.Run(t, opts)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
+	srv := opts.srv
+	if srv == nil {
+		srv = natstest.Run(t, opts.nats)
+	}
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +76,17 @@ func newHarness(t *testing.T, opts *server.Options, transfer bool) *harness {
 	if err := b.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: aesKey, Transfer: transfer, PublishTimeout: time.Second},
-		ingest.Deps{Publisher: b})
+	key := aesKey
+	if opts.plainMode {
+		key = ""
+	}
+	reg := prometheus.NewRegistry()
+	cfg := ingest.Config{AppID: appID, Token: token, AESKey: key, AllowPlaintext: opts.migration, Transfer: opts.transfer, PublishTimeout: time.Second}
+	deps := ingest.Deps{Publisher: b, Registerer: reg}
+	if opts.edit != nil {
+		opts.edit(&cfg, &deps)
+	}
+	svc, err := ingest.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +102,30 @@ func newHarness(t *testing.T, opts *server.Options, transfer bool) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, srv: srv, bus: b, http: hs, codec: codec, stream: stream}
+	return &harness{t: t, srv: srv, bus: b, svc: svc, http: hs, codec: codec, stream: stream, reg: reg}
+}
+
+var nonces atomic.Int64
+
+// sign signs plain as WeChat does now, with a nonce of its own.
+func (h *harness) sign(mode wechat.Mode, plain []byte) (url.Values, []byte) {
+	h.t.Helper()
+	return h.signAt(mode, plain, time.Now())
+}
+
+func (h *harness) signAt(mode wechat.Mode, plain []byte, at time.Time) (url.Values, []byte) {
+	h.t.Helper()
+	q, body, err := h.codec.SignCallback(mode, plain, "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+		strconv.FormatInt(at.Unix(), 10), strconv.FormatInt(1320562132+nonces.Add(1), 10))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return q, body
 }
 
 func (h *harness) post(mode wechat.Mode, plain []byte) *http.Response {
 	h.t.Helper()
-	q, body, err := h.codec.SignCallback(mode, plain, "oyORnuP8q7ou2gfYjqLzSIWZf0rs", "1409735669", "1320562132")
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	q, body := h.sign(mode, plain)
 	return h.postRaw(q, body)
 }
 
@@ -119,7 +167,9 @@ func readBody(t *testing.T, resp *http.Response) string {
 // Every message type and event of the official docs, in every encryption
 // mode, lands on its subject with its fields, its headers and its raw XML.
 func TestEveryCallbackKindLandsOnItsSubject(t *testing.T) {
-	h := newHarness(t, nil, false)
+	h := newHarness(t, setup{})
+	// Plain mode is another account configuration: no EncodingAESKey.
+	hPlain := newHarness(t, setup{srv: h.srv, plainMode: true})
 	files, _ := filepath.Glob("../../internal/wechat/testdata/callbacks/*.xml")
 	if len(files) < 20 {
 		t.Fatalf("only %d callback samples found", len(files))
@@ -140,8 +190,12 @@ func TestEveryCallbackKindLandsOnItsSubject(t *testing.T) {
 		wantEvent, wantID := ingest.Event(cb, appID, time.Now())
 		mode := []wechat.Mode{wechat.ModePlain, wechat.ModeCompat, wechat.ModeSafe}[i%3]
 		t.Run(filepath.Base(file)+"/"+mode.String(), func(t *testing.T) {
+			send := h
+			if mode == wechat.ModePlain {
+				send = hPlain
+			}
 			before := h.count()
-			resp := h.post(mode, plain)
+			resp := send.post(mode, plain)
 			if body := readBody(t, resp); resp.StatusCode != 200 || body != "success" {
 				t.Fatalf("answer %d %q", resp.StatusCode, body)
 			}
@@ -201,7 +255,7 @@ func sourceOf(ev events.Event) events.WeChatSource {
 const kfSwitch = `<xml><ToUserName><![CDATA[touser]]></ToUserName><FromUserName><![CDATA[fromuser]]></FromUserName><CreateTime>1399197672</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_switch_session]]></Event><FromKfAccount><![CDATA[test1@test]]></FromKfAccount><ToKfAccount><![CDATA[test2@test]]></ToKfAccount></xml>`
 
 func TestSessionEventsCarryTheirFields(t *testing.T) {
-	h := newHarness(t, nil, false)
+	h := newHarness(t, setup{})
 	readBody(t, h.post(wechat.ModeSafe, []byte(kfSwitch)))
 	m := h.last()
 	ev, err := events.Decode[events.SessionSwitched](m.Data)
@@ -218,9 +272,10 @@ func TestSessionEventsCarryTheirFields(t *testing.T) {
 }
 
 func TestDuplicateCallbacksArePublishedOnce(t *testing.T) {
-	h := newHarness(t, nil, false)
+	h := newHarness(t, setup{})
+	q, body := h.sign(wechat.ModeSafe, []byte(kfSwitch))
 	for i := 0; i < 4; i++ { // WeChat's first try and three retries
-		resp := h.post(wechat.ModeSafe, []byte(kfSwitch))
+		resp := h.postRaw(q, body)
 		if body := readBody(t, resp); resp.StatusCode != 200 || body != "success" {
 			t.Fatalf("try %d: %d %q", i, resp.StatusCode, body)
 		}
@@ -231,34 +286,39 @@ func TestDuplicateCallbacksArePublishedOnce(t *testing.T) {
 }
 
 func TestBadInputIsRejectedAndNeverPublished(t *testing.T) {
-	h := newHarness(t, nil, false)
+	h := newHarness(t, setup{})
+	hPlain := newHarness(t, setup{srv: h.srv, plainMode: true})
 	other, _ := wechat.NewCodec(token, "wxOTHERAPPID000000", aesKey)
 	good := []byte(kfSwitch)
+	now := strconv.FormatInt(time.Now().Unix(), 10)
 	tests := []struct {
 		name   string
 		do     func() *http.Response
 		status int
 	}{
 		{"bad signature is 401", func() *http.Response {
-			q, body, _ := h.codec.SignCallback(wechat.ModePlain, good, "o", "1", "2")
+			q, body := hPlain.sign(wechat.ModePlain, good)
 			q.Set("signature", strings.Repeat("0", 40))
-			return h.postRaw(q, body)
+			return hPlain.postRaw(q, body)
 		}, 401},
 		{"bad msg_signature is 401", func() *http.Response {
-			q, body, _ := h.codec.SignCallback(wechat.ModeSafe, good, "o", "1", "2")
+			q, body := h.sign(wechat.ModeSafe, good)
 			q.Set("msg_signature", strings.Repeat("0", 40))
 			return h.postRaw(q, body)
 		}, 401},
-		{"missing signature is 401", func() *http.Response { return h.postRaw(url.Values{}, good) }, 401},
-		{"malformed XML is 400", func() *http.Response { return h.post(wechat.ModePlain, []byte("<xml><ToUserName>")) }, 400},
-		{"XML without required fields is 400", func() *http.Response { return h.post(wechat.ModePlain, []byte("<xml><Content>x</Content></xml>")) }, 400},
+		{"missing signature is 401", func() *http.Response { return hPlain.postRaw(url.Values{"timestamp": {now}}, good) }, 401},
+		{"malformed XML is 400", func() *http.Response { return hPlain.post(wechat.ModePlain, []byte("<xml><ToUserName>")) }, 400},
+		{"XML without required fields is 400", func() *http.Response { return hPlain.post(wechat.ModePlain, []byte("<xml><Content>x</Content></xml>")) }, 400},
+		{"encrypted XML without required fields is 400", func() *http.Response {
+			return h.post(wechat.ModeSafe, []byte("<xml><ToUserName>gh_1</ToUserName><Content>x</Content></xml>"))
+		}, 400},
 		{"body over 1 MiB is 413", func() *http.Response {
 			big := append([]byte("<xml><Content>"), bytes.Repeat([]byte("a"), 1<<20)...)
-			q, _, _ := h.codec.SignCallback(wechat.ModePlain, good, "o", "1", "2")
-			return h.postRaw(q, append(big, "</Content></xml>"...))
+			q, _ := hPlain.sign(wechat.ModePlain, good)
+			return hPlain.postRaw(q, append(big, "</Content></xml>"...))
 		}, 413},
 		{"payload sealed for another appid is 401", func() *http.Response {
-			q, body, _ := other.SignCallback(wechat.ModeSafe, good, "o", "1", "2")
+			q, body, _ := other.SignCallback(wechat.ModeSafe, good, "o", now, "2")
 			return h.postRaw(q, body)
 		}, 401},
 		{"wrong method is 405", func() *http.Response {
@@ -282,9 +342,10 @@ func TestBadInputIsRejectedAndNeverPublished(t *testing.T) {
 }
 
 func TestURLVerification(t *testing.T) {
-	h := newHarness(t, nil, false)
-	q := url.Values{"timestamp": {"1409735669"}, "nonce": {"1320562132"}, "echostr": {"hello-echo"},
-		"signature": {wechat.Signature(token, "1409735669", "1320562132")}}
+	h := newHarness(t, setup{})
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	q := url.Values{"timestamp": {now}, "nonce": {"1320562132"}, "echostr": {"hello-echo"},
+		"signature": {wechat.Signature(token, now, "1320562132")}}
 	resp, _ := http.Get(h.http.URL + "/wechat/callback?" + q.Encode())
 	if body := readBody(t, resp); resp.StatusCode != 200 || body != "hello-echo" {
 		t.Fatalf("plain verification: %d %q", resp.StatusCode, body)
@@ -297,7 +358,9 @@ func TestURLVerification(t *testing.T) {
 }
 
 func TestCustomerMessagesAreTransferredToTheQueue(t *testing.T) {
-	h := newHarness(t, nil, true)
+	// The migration setting accepts both forms, and each gets its own
+	// form of reply.
+	h := newHarness(t, setup{transfer: true, migration: true})
 	text := `<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><FromUserName><![CDATA[oCustomer]]></FromUserName><CreateTime>1409735668</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[人工客服]]></Content><MsgId>6054768590064713728</MsgId></xml>`
 	resp := h.post(wechat.ModePlain, []byte(text))
 	body := readBody(t, resp)
@@ -325,11 +388,11 @@ func TestCustomerMessagesAreTransferredToTheQueue(t *testing.T) {
 func TestNATSDownAnswers503AndRecoversWithoutRestart(t *testing.T) {
 	opts := natstest.Options(t)
 	opts.Port = freePort(t)
-	h := newHarness(t, opts, false)
+	h := newHarness(t, setup{nats: opts})
 	h.srv.Shutdown()
 	h.srv.WaitForShutdown()
 
-	resp := h.post(wechat.ModePlain, []byte(kfSwitch))
+	resp := h.post(wechat.ModeSafe, []byte(kfSwitch))
 	if body := readBody(t, resp); resp.StatusCode != 503 || body == "success" {
 		t.Fatalf("with NATS down: %d %q; want 503 and no success", resp.StatusCode, body)
 	}
@@ -337,7 +400,7 @@ func TestNATSDownAnswers503AndRecoversWithoutRestart(t *testing.T) {
 	restarted := natstest.Run(t, opts) // same port, same store
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp = h.post(wechat.ModePlain, []byte(kfSwitch))
+		resp = h.post(wechat.ModeSafe, []byte(kfSwitch))
 		if readBody(t, resp); resp.StatusCode == 200 {
 			break
 		}
@@ -376,7 +439,7 @@ func (h *holdAll) HoldTransfer(_ context.Context, openid, content string) bool {
 
 func TestAGateCanHoldATransfer(t *testing.T) {
 	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +455,7 @@ func TestAGateCanHoldATransfer(t *testing.T) {
 	codec, _ := wechat.NewCodec(token, appID, "")
 	for i, text := range []string{"不等了", "还在吗"} {
 		plain := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oLeaving]]></FromUserName><CreateTime>1409735668</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>`, text, 100+i)
-		q, body, _ := codec.SignCallback(wechat.ModePlain, []byte(plain), "oLeaving", "1", "2")
+		q, body, _ := codec.SignCallback(wechat.ModePlain, []byte(plain), "oLeaving", strconv.FormatInt(time.Now().Unix(), 10), strconv.Itoa(i))
 		resp, err := http.Post(hs.URL+"?"+q.Encode(), "text/xml", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
