@@ -166,6 +166,8 @@ func TestAPIAnswersOnlyToItsTokens(t *testing.T) {
 	metricsAddr := freeAddr(t)
 	r := startAll(t, map[string]string{
 		"KEFU_ADMIN_TOKEN": testAdmin, "KEFU_API_TOKEN": testReadOnly, "KEFU_METRICS_ADDR": metricsAddr,
+		// A migration setting whose warning /readyz shows to token holders.
+		"KEFU_WECHAT_ALLOW_PLAINTEXT": "true",
 	})
 	lastByte := func(s string) string { return s[:len(s)-1] + string(s[len(s)-1]^1) }
 	served := func(resp *http.Response) bool {
@@ -250,8 +252,9 @@ func TestAPIAnswersOnlyToItsTokens(t *testing.T) {
 	if resp, body := request(t, nil, "GET", r.base+"/readyz", "Bearer wrong", "", nil); resp.StatusCode != 200 || body != "ready\n" {
 		t.Errorf("/readyz with a wrong token: %d %q", resp.StatusCode, body)
 	}
-	if resp, body := request(t, nil, "GET", r.base+"/readyz", "Bearer "+testReadOnly, "", nil); resp.StatusCode != 200 || !strings.HasPrefix(body, "ready\n") {
-		t.Errorf("/readyz with the read-only token: %d %q", resp.StatusCode, body)
+	if resp, body := request(t, nil, "GET", r.base+"/readyz", "Bearer "+testReadOnly, "", nil); resp.StatusCode != 200 ||
+		!strings.HasPrefix(body, "ready\nwarning: ") || !strings.Contains(body, "KEFU_WECHAT_ALLOW_PLAINTEXT") {
+		t.Errorf("/readyz with the read-only token: %d %q; want ready and ingest's plaintext warning", resp.StatusCode, body)
 	}
 
 	// Both listeners close a connection whose headers never end, and
