@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -23,8 +25,11 @@ func busConfig(cfg config.Config, name string, log *zap.Logger, reg prometheus.R
 		DataDir:      cfg.DataDir,
 		Replicas:     cfg.NATSReplicas,
 		StreamMaxAge: cfg.StreamMaxAge,
-		Name:         name,
-		Logger:       log,
-		Registerer:   reg,
+		// A replayed callback must be a duplicate or stale: the window
+		// outlives a timestamp's freshness on both sides (ingest.New checks).
+		DuplicateWindow: 2*cfg.CallbackWindow + time.Minute,
+		Name:            name,
+		Logger:          log,
+		Registerer:      reg,
 	}
 }

@@ -2,13 +2,17 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/netip"
 	"os"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/tucao"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/estimator"
@@ -72,10 +76,17 @@ type noopModule struct{}
 func (noopModule) Start(context.Context) error { return nil }
 func (noopModule) Stop(context.Context) error  { return nil }
 
-// ingestModule runs the keyword router beside the callback handler.
-type ingestModule struct{ router *kfadmin.Router }
+// ingestModule runs the keyword router and the callback IP allow-list
+// refresher beside the callback handler.
+type ingestModule struct {
+	svc    *ingest.Service
+	router *kfadmin.Router
+}
 
 func (m ingestModule) Start(ctx context.Context) error {
+	if err := m.svc.Start(ctx); err != nil {
+		return err
+	}
 	if m.router == nil {
 		return nil
 	}
@@ -83,11 +94,18 @@ func (m ingestModule) Start(ctx context.Context) error {
 }
 
 func (m ingestModule) Stop(ctx context.Context) error {
-	if m.router == nil {
-		return nil
+	err := m.svc.Stop(ctx)
+	if m.router != nil {
+		if rerr := m.router.Stop(ctx); err == nil {
+			err = rerr
+		}
 	}
-	return m.router.Stop(ctx)
+	return err
 }
+
+// Warnings are the callback endpoint's notes about an unsafe
+// configuration (plain mode, the plaintext migration setting).
+func (m ingestModule) Warnings() []string { return m.svc.Warnings() }
 
 func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 	if err := rt.bus.EnsureStreams(ctx, events.StreamWeChat); err != nil {
@@ -113,16 +131,43 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 		}
 		deps.Gate = leaveGate{leave: leave, states: states}
 	}
+	if rt.cfg.WeChatIPAllowlist {
+		// getcallbackip is an API call. A missing setting must stop the
+		// role, not quietly drop the callback endpoint as a lenient role
+		// drops an unconfigured integration: hence no *MissingError here.
+		if rt.cfg.WeChatSecret == "" {
+			return nil, errors.New("KEFU_WECHAT_IP_ALLOWLIST needs KEFU_WECHAT_SECRET: the allow-list is fetched with cgi-bin/getcallbackip")
+		}
+		client, err := rt.wechatClient(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("KEFU_WECHAT_IP_ALLOWLIST: %v", err)
+		}
+		deps.CallbackIPs = client
+	}
+	if rt.cfg.WeChatAESKey == "" || rt.cfg.WeChatAllowPlaintext {
+		// Plaintext is accepted: its signatures are spent across replicas.
+		sigs, err := rt.bus.KeyValue(ctx, bus.BucketCallbackSigs)
+		if err != nil {
+			return nil, err
+		}
+		deps.Signatures = sigs
+	}
+	trusted := rt.cfg.TrustedProxies
 	svc, err := ingest.New(ingest.Config{
-		AppID:    rt.cfg.WeChatAppID,
-		Token:    rt.cfg.WeChatToken.Value(),
-		AESKey:   rt.cfg.WeChatAESKey.Value(),
-		Transfer: rt.cfg.WeChatTransfer,
+		AppID:          rt.cfg.WeChatAppID,
+		Token:          rt.cfg.WeChatToken.Value(),
+		AESKey:         rt.cfg.WeChatAESKey.Value(),
+		AllowPlaintext: rt.cfg.WeChatAllowPlaintext,
+		Window:         rt.cfg.CallbackWindow,
+		Transfer:       rt.cfg.WeChatTransfer,
+		IPAllowlist:    rt.cfg.WeChatIPAllowlist,
+		ClientIP:       func(r *http.Request) netip.Addr { return httpedge.ClientIP(r, trusted) },
 	}, deps)
 	if err != nil {
 		return nil, err
 	}
 	svc.Routes(rt.mux)
+	mod.svc = svc
 	return mod, nil
 }
 
