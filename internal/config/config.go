@@ -252,7 +252,7 @@ var Vars = []Var{
 	}},
 	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
 	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
-	{"KEFU_ADMIN_TOKEN", "", "bearer token of the admin HTTP API and of every /api/… path; unset: admin API off", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"KEFU_ADMIN_TOKEN", "", "bearer token for every /api/… request, any method (the admin API's changes need it)", secret(func(c *Config) *Secret { return &c.AdminToken })},
 	{"KEFU_API_TOKEN", "", "read-only bearer token for GET /api/… (queue, customers, feedback); with neither token /api/ is not served", secret(func(c *Config) *Secret { return &c.APIToken })},
 	{"KEFU_QUEUE_LEAVE_PHRASES", "不等了,取消排队,退出排队", "comma-separated messages that take a waiting customer out of the queue", func(c *Config, v string) error {
 		c.LeavePhrases = nil
