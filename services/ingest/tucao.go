@@ -311,9 +311,10 @@ const (
 	// WebhookPollEvery is the least time between two polls triggered by
 	// webhooks. Anyone can post to the webhook, and without this a stranger
 	// could spend the product's whole request budget (100 a minute) on
-	// polls, starving the scheduled ones; a webhook inside the window adds
-	// nothing, as the poll already asked for (or the next scheduled one)
-	// reads the newest posts anyway.
+	// polls, starving the scheduled ones. A webhook inside the window adds
+	// no poll: the post it announces comes with the poll already asked for
+	// if that one has not read the page yet, else with the next scheduled
+	// poll (KEFU_TUCAO_POLL_INTERVAL) at the latest.
 	WebhookPollEvery = 10 * time.Second
 )
 
