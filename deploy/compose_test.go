@@ -173,8 +173,10 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
-	// clientPort is the NATS nodes' client port, from their config.
+	// clientPort is the NATS nodes' client port, and natsUsers their
+	// users, from their config.
 	clientPort := 0
+	natsUsers := map[string]*server.User{}
 	t.Run("three NATS nodes run JetStream and route to each other", func(t *testing.T) {
 		if len(nodes) != 3 {
 			t.Fatalf("NATS nodes %v, want 3 (a JetStream quorum that survives losing one)", nodes)
@@ -189,7 +191,7 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("%s: command %q names no mounted config file", name, svc.Command)
 			}
 			for k, v := range svc.Environment {
-				t.Setenv(k, v)
+				t.Setenv(k, expand(t, v))
 			}
 			opts, err := server.ProcessConfigFile(src)
 			if err != nil {
@@ -229,6 +231,9 @@ func TestCompose(t *testing.T) {
 				t.Errorf("%s: client port %d, others %d", name, opts.Port, clientPort)
 			}
 			clientPort = opts.Port
+			for _, u := range opts.Users {
+				natsUsers[u.Username] = u
+			}
 		}
 		if len(clusters) != 1 || clusters[""] {
 			t.Errorf("cluster names %v: want one non-empty name shared by every node", sortedKeys(clusters))
@@ -310,6 +315,32 @@ func TestCompose(t *testing.T) {
 			}
 			if got, want := env["KEFU_NATS_REPLICAS"], strconv.Itoa(len(nodes)); got != want {
 				t.Errorf("%s: KEFU_NATS_REPLICAS=%q, want %s (one replica per node)", name, got, want)
+			}
+		}
+	})
+
+	t.Run("kefu and nats-box connect as kefu's NATS user", func(t *testing.T) {
+		if len(natsUsers) == 0 {
+			t.Fatal("the NATS nodes admit anyone: nats.conf should include accounts.conf")
+		}
+		check := func(who, user, password string) {
+			u, ok := natsUsers[user]
+			switch {
+			case !ok:
+				t.Errorf("%s: NATS user %q is not in accounts.conf", who, user)
+			case u.Account == nil || u.Account.Name != "KEFU":
+				t.Errorf("%s: NATS user %q is not in kefu's account KEFU", who, user)
+			case u.Password != password:
+				t.Errorf("%s: the NATS password is not the one the nodes expect for %q", who, user)
+			}
+		}
+		for _, name := range kefuServices(cf) {
+			env := kefuEnv(t, cf.Services[name])
+			check(name, env["KEFU_NATS_USER"], env["KEFU_NATS_PASSWORD"])
+		}
+		for name, svc := range cf.Services {
+			if strings.HasPrefix(svc.Image, "natsio/nats-box") {
+				check(name, expand(t, svc.Environment["NATS_USER"]), expand(t, svc.Environment["NATS_PASSWORD"]))
 			}
 		}
 	})
