@@ -93,7 +93,7 @@ func startInProcess(ctx context.Context, mode wechat.Mode) (_ *inProcess, err er
 	registry := prometheus.NewRegistry()
 	log := warnLogger()
 	p.bus, err = bus.Open(ctx, bus.Config{URLs: []string{p.srv.ClientURL()}, Name: "kefu-ingest",
-		Logger: log, Registerer: registry})
+		DuplicateWindow: 2*ingest.DefaultWindow + time.Minute, Logger: log, Registerer: registry})
 	if err != nil {
 		return nil, fmt.Errorf("kefu bus: %w", err)
 	}
