@@ -26,13 +26,23 @@
 //
 // # Linking a post to a session
 //
-// A post is linked to the most recent closed session of the same openid whose
-// close is strictly before the post's created_at and no more than the link
-// window (default 7 days, WithLinkWindow) before it. The link is computed
-// when reading, from whatever facts are stored at that moment: posts and
-// session facts arrive on different streams in any order, and a read-time
-// link is right whichever came first, with nothing to rewrite when a late
-// fact arrives. It costs one index lookup per returned post.
+// A post is linked to the most recent closed session of the same customer
+// whose close is strictly before the post's created_at and no more than the
+// link window (default 7 days, WithLinkWindow) before it. A post is the
+// customer's when its openid is the customer's openid (posts made before
+// kefu posted pseudonyms) or a pseudonym recorded with any of the customer's
+// session facts: the feedback link logs customers in to Tucao under a keyed
+// HMAC of their openid (package feedbacklink), which the feedback service
+// stores with each fact. The store never sees the key: facts stored without
+// a pseudonym keep it missing until FillPseudonyms computes it, and a fact
+// keeps the pseudonym it was stored with, so posts made under an older key
+// still find their customer.
+//
+// The link is computed when reading, from whatever facts are stored at that
+// moment: posts and session facts arrive on different streams in any order,
+// and a read-time link is right whichever came first, with nothing to rewrite
+// when a late fact arrives. It costs two index lookups per returned post:
+// from the post's openid to the customer, and to their latest close.
 //
 // # Pagination
 //

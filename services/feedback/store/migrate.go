@@ -59,10 +59,15 @@ func loadMigrations(dir string) ([]migration, error) {
 
 // migrate applies the missing migrations in one transaction. d.lock makes
 // concurrent starts take turns: the second one finds everything applied.
-func migrate(ctx context.Context, db *sql.DB, d *dialect, onApplied func(int, string)) error {
+// upTo > 0 stops after that version (tests make a database as an older kefu
+// left it); 0 applies all.
+func migrate(ctx context.Context, db *sql.DB, d *dialect, onApplied func(int, string), upTo int) error {
 	ms, err := loadMigrations(d.migrationsDir)
 	if err != nil {
 		return err
+	}
+	if upTo > 0 && upTo < len(ms) {
+		ms = ms[:upTo]
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -83,7 +83,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (Store, error
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	d := postgresDialect(o.schema)
-	if err := migrate(ctx, db, d, o.onMigrate); err != nil {
+	if err := migrate(ctx, db, d, o.onMigrate, o.migrateUpTo); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}

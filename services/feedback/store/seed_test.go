@@ -13,7 +13,9 @@ import (
 // Post i (1…posts) has id firstID+i, openid "openid-<i mod customers>",
 // created_at start + i seconds and a decodable JSON body. Every customer
 // also gets sessions closed sessions, spread over the same time range, so
-// that the link look-ups of a query find real candidates.
+// that the link look-ups of a query find real candidates; each fact carries
+// the customer's pseudonym "pseudonym-<i mod customers>", as facts do when
+// the feedback role has the key.
 func seedGenerated(ctx context.Context, s Store, posts, customers, sessions int, start time.Time) error {
 	st, ok := s.(*sqlStore)
 	if !ok {
@@ -35,8 +37,9 @@ func seedGenerated(ctx context.Context, s Store, posts, customers, sessions int,
 				strftime('%Y-%m-%dT%H:%M:%SZ', $4 / 1000000 + n, 'unixepoch') AS ts
 			FROM seq) WHERE true`
 		sessionsSQL = `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $1)
-		INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at)
-		SELECT 'closed', 'openid-' || (n % $2), 'kf' || (n % 17), $3 + (n * $4 / $1) * 1000000 - 1000000, 0
+		INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at, pseudonym)
+		SELECT 'closed', 'openid-' || (n % $2), 'kf' || (n % 17), $3 + (n * $4 / $1) * 1000000 - 1000000, 0,
+			'pseudonym-' || (n % $2)
 		FROM seq WHERE true`
 	case "postgres":
 		postsSQL = `INSERT INTO posts (id, product_id, openid, created_at, updated_at, content, content_fold,
@@ -50,9 +53,10 @@ func seedGenerated(ctx context.Context, s Store, posts, customers, sessions int,
 				'generated feedback number ' || n AS content,
 				to_char(($4::timestamptz + n * interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS ts
 			FROM generate_series(1, $1::int) AS n) g`
-		sessionsSQL = `INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at)
+		sessionsSQL = `INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at, pseudonym)
 		SELECT 'closed', 'openid-' || (n % $2::int), 'kf' || (n % 17),
-			$3::timestamptz + ((n::bigint * $4::bigint / $1::int) - 1) * interval '1 second', now()
+			$3::timestamptz + ((n::bigint * $4::bigint / $1::int) - 1) * interval '1 second', now(),
+			'pseudonym-' || (n % $2::int)
 		FROM generate_series(1, $1::int) AS n`
 	default:
 		return fmt.Errorf("seed: unknown dialect %s", st.d.name)

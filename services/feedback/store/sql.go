@@ -247,15 +247,15 @@ func (s *sqlStore) RecordSessions(ctx context.Context, facts []SessionFact) erro
 	for start := 0; start < len(facts); start += rowsPerStatement {
 		end := min(start+rowsPerStatement, len(facts))
 		var q strings.Builder
-		q.WriteString(`INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at) VALUES `)
-		args := s.params((end - start) * 5)
+		q.WriteString(`INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at, pseudonym) VALUES `)
+		args := s.params((end - start) * 6)
 		for i := start; i < end; i++ {
 			f := facts[i]
 			if i > start {
 				q.WriteByte(',')
 			}
-			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s)", args.add(string(f.Kind)), args.add(textValue(f.OpenID)),
-				args.add(textValue(f.KfAccount)), args.add(s.d.encodeTime(f.At)), args.add(now))
+			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s)", args.add(string(f.Kind)), args.add(textValue(f.OpenID)),
+				args.add(textValue(f.KfAccount)), args.add(s.d.encodeTime(f.At)), args.add(now), args.add(pseudonymValue(f.Pseudonym)))
 		}
 		q.WriteString(` ON CONFLICT (openid, kf_account, kind, occurred_at) DO NOTHING`)
 		if _, err := tx.ExecContext(ctx, q.String(), args.values...); err != nil {
@@ -268,12 +268,26 @@ func (s *sqlStore) RecordSessions(ctx context.Context, facts []SessionFact) erro
 	return nil
 }
 
+// pseudonymValue stores a missing pseudonym as NULL, which FillPseudonyms
+// looks for and which never equals a post's openid.
+func pseudonymValue(p string) any {
+	if p == "" {
+		return nil
+	}
+	return textValue(p)
+}
+
 // linkedSessionSQL selects the id of the closed session the post p is
-// linked to: the latest close of the same openid strictly before the post
-// and within the link window.
+// linked to: the latest close of the same customer strictly before the post
+// and within the link window. The customer is the openid whose facts record
+// the post's openid as pseudonym, else the post's openid itself. Mapping
+// first keeps the look-up one backward index scan on (openid, kind,
+// occurred_at); "c.openid = p.openid OR c.pseudonym = p.openid" cost
+// PostgreSQL four times as much.
 func (s *sqlStore) linkedSessionSQL() string {
 	return `(SELECT c.id FROM session_facts c
-		WHERE c.openid = p.openid AND c.kind = 'closed'
+		WHERE c.openid = COALESCE((SELECT f.openid FROM session_facts f WHERE f.pseudonym = p.openid LIMIT 1), p.openid)
+		  AND c.kind = 'closed'
 		  AND c.occurred_at < p.created_at
 		  AND c.occurred_at >= ` + s.d.minusMicros("p.created_at", s.linkWindow.Microseconds()) + `
 		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)`
@@ -287,40 +301,106 @@ const sessionStartColumns = `
 	(SELECT MAX(x.occurred_at) FROM session_facts x
 	  WHERE x.openid = c.openid AND x.kind = 'closed' AND x.occurred_at < c.occurred_at)`
 
+// maxPseudonymsPerCustomer bounds the pseudonyms one openid filter looks
+// under: one per key the customer's facts were stored with.
+const maxPseudonymsPerCustomer = 16
+
+// pseudonymsOf returns the pseudonyms recorded with the facts of the
+// customers openids. They are read first and passed on as a list, which
+// both planners answer from the posts' (openid, created_at, id) index; a
+// subquery in the filter made PostgreSQL scan the posts.
+func (s *sqlStore) pseudonymsOf(ctx context.Context, openids []string) ([]string, error) {
+	args := s.params(len(openids))
+	in := make([]string, len(openids))
+	for i, o := range openids {
+		in[i] = args.add(o)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT pseudonym FROM session_facts
+		WHERE openid IN (`+strings.Join(in, ", ")+`) AND pseudonym IS NOT NULL
+		LIMIT `+strconv.Itoa(maxPseudonymsPerCustomer*len(openids)), args.values...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
 func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error) {
 	limit := clampLimit(q.Limit)
-	args := s.params(8)
-	where := []string{"1 = 1"}
-	if q.OpenID != "" {
-		where = append(where, "openid = "+args.add(textValue(q.OpenID)))
-	}
-	if !q.From.IsZero() {
-		where = append(where, "created_at >= "+args.add(s.d.encodeTime(q.From)))
-	}
-	if !q.To.IsZero() {
-		where = append(where, "created_at < "+args.add(s.d.encodeTime(q.To)))
-	}
-	if q.Q != "" {
-		where = append(where, "content_fold LIKE "+args.add(likeContains(fold(q.Q)))+` ESCAPE '\'`)
-	}
+	var cursor *cursorKey
 	if q.Cursor != "" {
 		k, err := decodeCursor(postsCursor, q.Cursor)
 		if err != nil {
 			return PostPage{}, err
 		}
-		where = append(where, "(created_at, id) < ("+args.add(s.d.encodeTime(k.at))+", "+args.add(k.id)+")")
+		cursor = &k
+	}
+	// filter writes the conditions other than the openid; it is called
+	// once per branch below, as SQLite binds its ? in order of appearance.
+	filter := func(args *params) string {
+		where := []string{"1 = 1"}
+		if !q.From.IsZero() {
+			where = append(where, "created_at >= "+args.add(s.d.encodeTime(q.From)))
+		}
+		if !q.To.IsZero() {
+			where = append(where, "created_at < "+args.add(s.d.encodeTime(q.To)))
+		}
+		if q.Q != "" {
+			where = append(where, "content_fold LIKE "+args.add(likeContains(fold(q.Q)))+` ESCAPE '\'`)
+		}
+		if cursor != nil {
+			where = append(where, "(created_at, id) < ("+args.add(s.d.encodeTime(cursor.at))+", "+args.add(cursor.id)+")")
+		}
+		return strings.Join(where, " AND ")
+	}
+	const order = ` ORDER BY created_at DESC, id DESC LIMIT `
+	pageLimit := strconv.Itoa(limit + 1)
+	args := s.params(8)
+	var selected string
+	if q.OpenID == "" {
+		selected = `SELECT id, openid, created_at, body FROM posts WHERE ` + filter(args) + order + pageLimit
+	} else {
+		// The customer's posts: under the openid (made before pseudonyms),
+		// the given pseudonym, or one recorded with their facts. One
+		// branch per id, each a backward scan of the (openid, created_at,
+		// id) index that stops at the page's end, merged after: with
+		// "openid IN (…)" both databases read all the customer's posts
+		// before the cursor and sorted them.
+		recorded, err := s.pseudonymsOf(ctx, []string{textValue(q.OpenID)})
+		if err != nil {
+			return PostPage{}, fmt.Errorf("list posts: pseudonyms: %w", err)
+		}
+		customer := []string{textValue(q.OpenID)}
+		for _, id := range append([]string{textValue(q.Pseudonym)}, recorded...) {
+			if id != "" && !slices.Contains(customer, id) {
+				customer = append(customer, id)
+			}
+		}
+		branches := make([]string, len(customer))
+		for i, id := range customer {
+			branches[i] = `SELECT id, openid, created_at, body FROM (SELECT id, openid, created_at, body FROM posts
+				WHERE openid = ` + args.add(id) + ` AND ` + filter(args) + order + pageLimit + `) b` + strconv.Itoa(i)
+		}
+		selected = `SELECT id, openid, created_at, body FROM (` + strings.Join(branches, " UNION ALL ") + `) u` + order + pageLimit
 	}
 	// The page is cut first and linked after, so the link look-ups run
-	// for the returned rows only.
+	// for the returned rows only. The second LIMIT, a no-op, keeps
+	// PostgreSQL from merging the linking level into the join, where it
+	// took the session_id expression for costly and joined session_facts
+	// by scanning all of it.
 	query := `SELECT p.id, p.created_at, p.body, c.kf_account, c.occurred_at,` + sessionStartColumns + `
 		FROM (
 			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS session_id
-			FROM (
-				SELECT id, openid, created_at, body FROM posts
-				WHERE ` + strings.Join(where, " AND ") + `
-				ORDER BY created_at DESC, id DESC
-				LIMIT ` + strconv.Itoa(limit+1) + `
-			) p
+			FROM (` + selected + `) p
+			LIMIT ` + pageLimit + `
 		) p
 		LEFT JOIN session_facts c ON c.id = p.session_id
 		ORDER BY p.created_at DESC, p.id DESC`
@@ -433,9 +513,9 @@ func (s *sqlStore) ListSessions(ctx context.Context, q SessionQuery) (SessionPag
 }
 
 // attachLinkedPosts fills each session's Posts. It reads the posts of the
-// page's customers in the time the sessions can link to, computes each
-// one's link with the same SQL as ListPosts, and keeps those linked to a
-// session of the page.
+// page's customers (under their openids or their recorded pseudonyms) in
+// the time the sessions can link to, computes each one's link with the same
+// SQL as ListPosts, and keeps those linked to a session of the page.
 func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, ids []int64) error {
 	if len(sessions) == 0 {
 		return nil
@@ -449,9 +529,14 @@ func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, id
 		earliest = minTime(earliest, sessions[i].ClosedAt)
 		latest = maxTime(latest, sessions[i].ClosedAt)
 	}
-	args := s.params(len(openids) + 2)
-	in := make([]string, 0, len(openids))
-	for _, o := range slices.Sorted(maps.Keys(openids)) {
+	customers := slices.Sorted(maps.Keys(openids))
+	pseudonyms, err := s.pseudonymsOf(ctx, customers)
+	if err != nil {
+		return fmt.Errorf("list sessions: pseudonyms: %w", err)
+	}
+	args := s.params(len(customers) + len(pseudonyms) + 2)
+	in := make([]string, 0, len(customers)+len(pseudonyms))
+	for _, o := range append(customers, pseudonyms...) {
 		in = append(in, args.add(o))
 	}
 	query := `SELECT l.session_id, l.id, l.body FROM (
@@ -490,6 +575,61 @@ func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, id
 		return fmt.Errorf("list sessions: linked posts: %w", err)
 	}
 	return nil
+}
+
+func (s *sqlStore) FillPseudonyms(ctx context.Context, pseudonym func(openid string) string, batch int) (int, error) {
+	if batch <= 0 {
+		batch = MaxLimit
+	}
+	filled := 0
+	for {
+		n, err := s.fillPseudonymBatch(ctx, pseudonym, batch)
+		filled += n
+		if err != nil || n == 0 {
+			return filled, err
+		}
+	}
+}
+
+// fillPseudonymBatch fills the facts of up to batch customers in one
+// transaction. Every fact of a customer it picks is filled, so each round
+// makes progress and the loop ends.
+func (s *sqlStore) fillPseudonymBatch(ctx context.Context, pseudonym func(string) string, batch int) (int, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("fill pseudonyms: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT openid FROM session_facts
+		WHERE pseudonym IS NULL ORDER BY openid LIMIT `+strconv.Itoa(batch))
+	if err != nil {
+		return 0, fmt.Errorf("fill pseudonyms: %w", err)
+	}
+	var openids []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("fill pseudonyms: %w", err)
+		}
+		openids = append(openids, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("fill pseudonyms: %w", err)
+	}
+	for _, o := range openids {
+		args := s.params(2)
+		q := `UPDATE session_facts SET pseudonym = ` + args.add(textValue(pseudonym(o))) +
+			` WHERE openid = ` + args.add(o) + ` AND pseudonym IS NULL`
+		if _, err := tx.ExecContext(ctx, q, args.values...); err != nil {
+			return 0, fmt.Errorf("fill pseudonyms: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("fill pseudonyms: commit: %w", err)
+	}
+	return len(openids), nil
 }
 
 func (s *sqlStore) Ping(ctx context.Context) error {

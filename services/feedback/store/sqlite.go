@@ -75,7 +75,7 @@ func OpenSQLite(path string, opts ...Option) (Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	err = retryBusy(ctx, func() error { return migrate(ctx, write, sqliteDialect, o.onMigrate) })
+	err = retryBusy(ctx, func() error { return migrate(ctx, write, sqliteDialect, o.onMigrate, o.migrateUpTo) })
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)

@@ -23,6 +23,12 @@ type Store interface {
 	// RecordSessions stores session facts in one transaction; a fact
 	// already stored (same openid, kf_account, kind and time) is ignored.
 	RecordSessions(ctx context.Context, facts []SessionFact) error
+	// FillPseudonyms sets the pseudonym of every stored fact that has
+	// none, computed by pseudonym from the fact's openid, in transactions
+	// of at most batch customers (MaxLimit when batch ≤ 0), and returns
+	// how many customers it filled. A fact stored with a pseudonym keeps
+	// it. Safe to run from several processes at once.
+	FillPseudonyms(ctx context.Context, pseudonym func(openid string) string, batch int) (int, error)
 	// ListPosts returns posts newest first by (created_at, id), each with
 	// the session it is linked to.
 	ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
@@ -80,6 +86,10 @@ type SessionFact struct {
 	KfAccount string
 	// At is when it happened (the callback's CreateTime).
 	At time.Time
+	// Pseudonym is the customer's id on Tucao (package feedbacklink);
+	// empty when the key is not known, stored as missing and filled by
+	// FillPseudonyms later.
+	Pseudonym string
 }
 
 // SessionCreatedFact is the fact of a kf_create_session event.
@@ -103,7 +113,14 @@ func factTime(m events.Meta, w events.WeChatSource) time.Time {
 
 // PostQuery selects posts. Zero fields do not filter.
 type PostQuery struct {
+	// OpenID selects one customer's posts: those under the openid itself
+	// (posted before pseudonyms), under the pseudonym recorded with any
+	// of the customer's session facts, and under Pseudonym.
 	OpenID string
+	// Pseudonym is the customer's pseudonym, as the caller computes it;
+	// used only with OpenID. It finds the posts of a customer whose
+	// session facts carry no pseudonym yet.
+	Pseudonym string
 	// From (inclusive) and To (exclusive) bound created_at.
 	From, To time.Time
 	// Q is a case-insensitive substring of the content, matched literally
@@ -174,6 +191,8 @@ type options struct {
 	linkWindow time.Duration
 	onMigrate  func(version int, name string)
 	maxConns   int
+	// migrateUpTo stops the migrations at a version (tests only; 0: all).
+	migrateUpTo int
 }
 
 func buildOptions(opts []Option) (options, error) {

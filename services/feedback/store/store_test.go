@@ -8,9 +8,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/feedback/store/storetest"
 )
@@ -134,5 +137,67 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 			s.Close()
 		}
 		t.Fatalf("open error = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// A database that an older kefu filled (schema version 1, no pseudonyms)
+// gains the column at open; its facts link posts by openid as before, and
+// by pseudonym once FillPseudonyms has run with the key.
+func TestUpgradeFromVersion1FillsPseudonymsLater(t *testing.T) {
+	for _, b := range []struct {
+		name    string
+		backend storetest.Backend
+	}{{"sqlite", storetest.SQLite}, {"postgres", storetest.Postgres}} {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			open := b.backend(t)
+			v1, err := open(store.MigrateUpTo(1))
+			if err != nil {
+				t.Fatalf("open at version 1: %v", err)
+			}
+			at := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+			if err := store.RecordFactAsVersion1(ctx, v1, "o-old", "kf1", at); err != nil {
+				t.Fatalf("record as version 1: %v", err)
+			}
+			v1.Close()
+
+			var applied []int
+			s, err := open(store.OnMigrationApplied(func(v int, _ string) { applied = append(applied, v) }))
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer s.Close()
+			if !slices.Equal(applied, []int{2}) {
+				t.Errorf("migrations applied on upgrade %v, want [2]", applied)
+			}
+			post := func(id, openid string) events.FeedbackPost {
+				created := at.Add(time.Hour)
+				return events.FeedbackPost{ID: id, OpenID: openid, Content: "x", CreatedAt: created, UpdatedAt: created}
+			}
+			pseudonym := func(o string) string { return "p-" + o }
+			if err := s.UpsertPosts(ctx, []events.FeedbackPost{post("1", "o-old"), post("2", pseudonym("o-old"))}); err != nil {
+				t.Fatal(err)
+			}
+			linked := func() []string {
+				page, err := s.ListSessions(ctx, store.SessionQuery{})
+				if err != nil || len(page.Items) != 1 {
+					t.Fatalf("sessions %+v, %v; want the one stored by version 1", page, err)
+				}
+				var ids []string
+				for _, p := range page.Items[0].Posts {
+					ids = append(ids, p.ID)
+				}
+				return ids
+			}
+			if got := linked(); !slices.Equal(got, []string{"1"}) {
+				t.Errorf("before the fill the session links %v, want [1] (by openid)", got)
+			}
+			if n, err := s.FillPseudonyms(ctx, pseudonym, 0); n != 1 || err != nil {
+				t.Fatalf("FillPseudonyms = %d, %v; want 1", n, err)
+			}
+			if got := linked(); !slices.Equal(got, []string{"2", "1"}) {
+				t.Errorf("after the fill the session links %v, want [2 1]", got)
+			}
+		})
 	}
 }
