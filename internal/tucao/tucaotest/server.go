@@ -55,6 +55,17 @@
 // has_admin_reply follow replies; flags bump updated_at). Generate fills the
 // server with realistic posts. PushWebhook sends the webhook JSON that
 // Tucao's admin console can be configured to POST.
+//
+// # Feedback page
+//
+// {URL}/product/{product_id} is the page customers open (put
+// URL()+"/product/" where kefu expects https://support.qq.com/product/). A
+// form POST of openid, nickname (at most 8 characters) and avatar (an https
+// png or jpg URL) logs the customer in under that openid — Tucao's
+// third-party login; anything missing or invalid leaves the page anonymous.
+// POST {URL}/product/{product_id}/post with content then creates a post by
+// the logged-in customer, as typing on the page does. Logins lists the
+// logins accepted. See login.go.
 package tucaotest
 
 import (
@@ -153,6 +164,9 @@ type Server struct {
 	faults   []FaultKind
 	requests int
 	accepted []time.Time // accepted requests in the rate window, oldest first
+
+	sessions map[string]Login // feedback page session cookie -> logged-in user
+	logins   []Login
 }
 
 type postState struct {
@@ -196,9 +210,13 @@ func New(opts Options) *Server {
 		byID:      make(map[string]*postState),
 		users:     make(map[string]int64),
 		rng:       rand.New(rand.NewPCG(1, 2)),
+		sessions:  make(map[string]Login),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/{product}/posts", s.handlePosts)
+	mux.HandleFunc("GET /product/{product}", s.handleLogin)
+	mux.HandleFunc("POST /product/{product}", s.handleLogin)
+	mux.HandleFunc("POST /product/{product}/post", s.handleWrite)
 	s.ts = httptest.NewServer(mux)
 	return s
 }
