@@ -119,7 +119,7 @@ func checkRoleEnv(role string, env map[string]string) []error {
 }
 
 // secretNames hold credentials; example files give them placeholders only.
-var secretNames = regexp.MustCompile(`SECRET|TOKEN|AES_KEY|PASSWORD|DSN|CREDS`)
+var secretNames = regexp.MustCompile(`SECRET|TOKEN|AES_KEY|PASSWORD|DSN|CREDS|SEED`)
 
 // isPlaceholder reports whether an example value is obviously not a real
 // credential: empty, or saying to change it.
