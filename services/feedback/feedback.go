@@ -31,6 +31,18 @@
 // transfer changes neither the session's start nor its end. Subjects of
 // either filter that kefu does not know yet are acknowledged and skipped,
 // so a newer publisher never fills the dead-letter subject.
+//
+// # Pseudonyms
+//
+// The feedback link logs customers in to Tucao under a pseudonym, a keyed
+// HMAC of their openid (package feedbacklink), so their posts carry it
+// instead of the openid. With Deps.Pseudonym (the key is known) every fact
+// is stored with the customer's pseudonym, and the facts stored without one
+// — by an older kefu, or while the key was not configured — are filled at
+// Start and every FillInterval after, in the background. Posts then link
+// to sessions by openid (posts from before) or by pseudonym, and
+// GET /api/feedback/posts?openid= finds both. Without it posts link by
+// openid only.
 package feedback
 
 import (
@@ -106,6 +118,11 @@ type Config struct {
 	// Backoff is the delay before each redelivery after a failed write;
 	// the last value repeats (default: the bus's, 1s, 5s, 30s, 2m).
 	Backoff []time.Duration
+	// FillInterval is how often facts stored without a pseudonym are
+	// looked for again after the fill at Start (default 10m): another
+	// replica without the key, or an older kefu during a rolling upgrade,
+	// may still store some. Only with Deps.Pseudonym.
+	FillInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -136,6 +153,9 @@ func (c *Config) setDefaults() {
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
 	}
+	if c.FillInterval <= 0 {
+		c.FillInterval = 10 * time.Minute
+	}
 }
 
 // Validate reports a configuration that would lose acks or stall.
@@ -153,20 +173,25 @@ func (c Config) Validate() error {
 // Deps are the service's collaborators. The service does not close the
 // store or the bus: whoever opened them does.
 type Deps struct {
-	Bus        *bus.Bus
-	Store      store.Store
+	Bus   *bus.Bus
+	Store store.Store
+	// Pseudonym is the customer's pseudonym on Tucao (feedbacklink.Keys
+	// Pseudonym, under the same secret as the notifier's); nil when the
+	// key is not configured: posts are then linked by openid only.
+	Pseudonym  func(openid string) string
 	Logger     *zap.Logger           // optional
 	Registerer prometheus.Registerer // optional
 }
 
 // Service consumes feedback events into the store and serves the queries.
 type Service struct {
-	cfg     Config
-	bus     *bus.Bus
-	store   store.Store
-	log     *zap.Logger
-	metrics *metrics
-	api     http.Handler
+	cfg       Config
+	bus       *bus.Bus
+	store     store.Store
+	pseudonym func(string) string // nil: no key
+	log       *zap.Logger
+	metrics   *metrics
+	api       http.Handler
 
 	mu  sync.Mutex
 	run *running
@@ -177,6 +202,7 @@ type running struct {
 	subs     []*bus.Subscription
 	posts    *batcher[events.FeedbackPost]
 	sessions *batcher[store.SessionFact]
+	fill     *bus.Periodic // nil without a pseudonym key
 	cancel   context.CancelFunc
 }
 
@@ -205,8 +231,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg: cfg, bus: deps.Bus, store: deps.Store, log: log, metrics: m,
-		api: api.New(deps.Store, log.Named("api")),
+		cfg: cfg, bus: deps.Bus, store: deps.Store, pseudonym: deps.Pseudonym, log: log, metrics: m,
+		api: api.New(deps.Store, log.Named("api"), api.WithPseudonym(deps.Pseudonym)),
 	}, nil
 }
 
@@ -269,10 +295,28 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		r.subs = append(r.subs, sub)
 	}
+	if s.pseudonym != nil {
+		r.fill = bus.NewPeriodic(s.cfg.FillInterval, s.fillPseudonyms)
+		r.fill.Start(life)
+	}
 	s.run = r
 	s.log.Info("feedback consumers started", zap.Strings("consumers", []string{DurablePosts, DurableSessions}),
-		zap.Int("batch_size", timing.size), zap.Duration("linger", s.cfg.Linger), zap.Duration("idle", s.cfg.Idle))
+		zap.Int("batch_size", timing.size), zap.Duration("linger", s.cfg.Linger), zap.Duration("idle", s.cfg.Idle),
+		zap.Bool("pseudonyms", s.pseudonym != nil))
 	return nil
+}
+
+// fillPseudonyms gives the facts stored without a pseudonym theirs; a
+// failure is retried at the next interval, and until then those customers'
+// pseudonymous posts stay unlinked, nothing worse.
+func (s *Service) fillPseudonyms(ctx context.Context) {
+	n, err := s.store.FillPseudonyms(ctx, s.pseudonym, 0)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Warn("fill session pseudonyms; will retry", zap.Int("customers_filled", n), zap.Error(err))
+	case n > 0:
+		s.log.Info("filled session pseudonyms", zap.Int("customers", n))
+	}
 }
 
 func (s *Service) spec(stream, durable, filter string) bus.ConsumerSpec {
@@ -324,6 +368,9 @@ func (r *running) stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("feedback stop: %w", ctx.Err()), <-subsClosed)
 	}
 	errs = append(errs, r.posts.stop(ctx), r.sessions.stop(ctx))
+	if r.fill != nil {
+		errs = append(errs, r.fill.Stop(ctx))
+	}
 	r.cancel()
 	return errors.Join(errs...)
 }
@@ -363,6 +410,9 @@ func (s *Service) handleSession(ctx context.Context, d *bus.Delivery, b *batcher
 	default:
 		// kf_switch_session, see the package documentation.
 		return nil
+	}
+	if s.pseudonym != nil {
+		fact.Pseudonym = s.pseudonym(fact.OpenID)
 	}
 	return b.submit(ctx, fact)
 }

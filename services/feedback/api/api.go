@@ -3,6 +3,10 @@
 //	GET /api/feedback/posts     openid, from, to, q, limit, cursor
 //	GET /api/feedback/sessions  openid, kf_account, from, to, limit, cursor
 //
+// The openid of the posts list is the WeChat openid: it finds the posts the
+// customer made under it (before kefu posted pseudonyms) and under their
+// pseudonym (WithPseudonym, and any recorded with their sessions).
+//
 // Both answer {"items": [...], "next_cursor": "..."}, newest first;
 // next_cursor is empty on the last page and is passed back as cursor for
 // the next one. from and to are RFC 3339 times or YYYY-MM-DD days in
@@ -55,17 +59,31 @@ const (
 var shanghai = time.FixedZone("CST", 8*3600)
 
 type handler struct {
-	store store.Store
-	log   *zap.Logger
+	store     store.Store
+	log       *zap.Logger
+	pseudonym func(string) string
+}
+
+// Option configures the handler.
+type Option func(*handler)
+
+// WithPseudonym makes the openid filter of the posts list also find the
+// posts under the customer's pseudonym (package feedbacklink), even when
+// none of their session facts records it. nil changes nothing.
+func WithPseudonym(fn func(openid string) string) Option {
+	return func(h *handler) { h.pseudonym = fn }
 }
 
 // New returns the handler of both endpoints; mount it at the server's
 // root or under /api/feedback/. logger may be nil.
-func New(s store.Store, logger *zap.Logger) http.Handler {
+func New(s store.Store, logger *zap.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	h := &handler{store: s, log: logger}
+	for _, opt := range opts {
+		opt(h)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathPosts, h.posts)
 	mux.HandleFunc(PathSessions, h.sessions)
@@ -86,6 +104,9 @@ func (h *handler) posts(w http.ResponseWriter, r *http.Request) {
 			Cursor: p.text("cursor", 512),
 		}
 		q.From, q.To = p.timeRange()
+		if q.OpenID != "" && h.pseudonym != nil {
+			q.Pseudonym = h.pseudonym(q.OpenID)
+		}
 		return q
 	}, h.store.ListPosts)
 }
