@@ -12,6 +12,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -256,7 +257,20 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("KEFU_FEEDBACK_DSN: %w", err)
 	}
-	svc, err := feedback.New(feedback.Config{}, feedback.Deps{Bus: rt.bus, Store: st, Logger: rt.log.Named("feedback"), Registerer: rt.registry})
+	deps := feedback.Deps{Bus: rt.bus, Store: st, Logger: rt.log.Named("feedback"), Registerer: rt.registry}
+	// The notifier's key: posts made through its feedback link carry the
+	// customer's pseudonym, not the openid.
+	keys, err := feedbacklink.NewKeys(rt.getenv(notifier.EnvFeedbackLinkSecret), rt.cfg.WeChatSecret.Value())
+	switch {
+	case err == nil:
+		deps.Pseudonym = keys.Pseudonym
+	case errors.Is(err, feedbacklink.ErrNoSecret):
+		rt.log.Warn("feedback: neither KEFU_FEEDBACK_LINK_SECRET nor KEFU_WECHAT_SECRET is set; posts made through the feedback link (under the customer's pseudonym) are not linked to their sessions, posts are linked by openid only")
+	default:
+		st.Close()
+		return nil, fmt.Errorf("feedback: %w", err)
+	}
+	svc, err := feedback.New(feedback.Config{}, deps)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -300,6 +314,15 @@ func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
 	ncfg.WeChatSecret = rt.cfg.WeChatSecret.Value()
 	if ncfg.PublicURL == "" && rt.demo != nil {
 		ncfg.PublicURL = rt.httpURL
+	}
+	if rt.demo != nil && rt.demo.tucao != nil {
+		// The simulated Tucao serves the feedback page and its login;
+		// it takes only an https avatar, which the demo's own http page
+		// cannot give.
+		ncfg.TucaoURL = rt.demo.tucao.URL() + "/product/"
+		if ncfg.FeedbackAvatarURL == "" {
+			ncfg.FeedbackAvatarURL = "https://txc.qq.com/static/desktop/img/products/def-product-logo.png"
+		}
 	}
 	states, err := rt.customerStates(ctx)
 	if err != nil {
