@@ -115,6 +115,9 @@ func checkRoleEnv(role string, env map[string]string) []error {
 	if role == "feedback" && !strings.HasPrefix(cfg.FeedbackDSN.Value(), "postgres://") {
 		errs = append(errs, errors.New("KEFU_FEEDBACK_DSN is not a postgres:// URL: feedback would keep its data in the container's SQLite file"))
 	}
+	if role == "feedback" && env[notifier.EnvFeedbackLinkSecret] == "" && env["KEFU_WECHAT_SECRET"] == "" {
+		errs = append(errs, errors.New("neither KEFU_FEEDBACK_LINK_SECRET nor KEFU_WECHAT_SECRET: posts made through the feedback link (under the customer's pseudonym) would not be linked to their sessions"))
+	}
 	return errs
 }
 
