@@ -161,7 +161,9 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 		r := newCrashRig(t)
 		r.leaveMarker(time.Hour)
 		r.publishCause()
-		eventually(t, "the outcome", func() bool { return len(r.outcomes()) == 1 })
+		// The outcome is published before the record is written: wait
+		// for both.
+		eventually(t, "the outcome and the record", func() bool { return len(r.outcomes()) == 1 && r.record().final() })
 		o := r.outcomes()[0]
 		if o.Outcome != events.OutcomeFailed || o.ErrMsg != unknownOutcome || o.CauseEventID != crashCause || o.OpenID != "o-1" {
 			t.Errorf("outcome %+v", o)
