@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,16 +33,26 @@ const baselineSubject = "baseline.wechat.message"
 // small struct, publish synchronously to JetStream with Nats-Msg-Id so
 // retries are dropped, answer "success". In safe mode it must also check
 // msg_signature and decrypt, or it could not read the MsgId.
+//
+// Like kefu it refuses a timestamp more than five minutes from its clock.
+// With sigs set (-baseline-guard) it also does what kefu does in plain mode
+// so that a signature cannot carry a second body: it creates a key for the
+// signature holding the SHA-256 of the body in a KV bucket, and on a key
+// that exists compares the hash.
 type baseline struct {
 	token string
 	js    jetstream.JetStream
 	block cipher.Block // nil: plain mode only
 	iv    []byte
 	appID string
+	sigs  jetstream.KeyValue // nil: no replay guard
 }
 
-func newBaseline(js jetstream.JetStream, token, appID, aesKey string) (*baseline, error) {
-	b := &baseline{token: token, js: js, appID: appID}
+// baselineWindow is the baseline's freshness window, kefu's default.
+const baselineWindow = 5 * 60
+
+func newBaseline(js jetstream.JetStream, token, appID, aesKey string, sigs jetstream.KeyValue) (*baseline, error) {
+	b := &baseline{token: token, js: js, appID: appID, sigs: sigs}
 	if aesKey != "" {
 		key, err := base64.StdEncoding.DecodeString(aesKey + "=")
 		if err != nil || len(key) != 32 {
@@ -78,6 +91,10 @@ func (b *baseline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	timestamp, nonce := q.Get("timestamp"), q.Get("nonce")
+	if ts, err := strconv.ParseInt(timestamp, 10, 64); err != nil || ts < time.Now().Unix()-baselineWindow || ts > time.Now().Unix()+baselineWindow {
+		http.Error(w, "stale timestamp", http.StatusUnauthorized)
+		return
+	}
 	plain := body
 	if q.Get("encrypt_type") == "aes" {
 		var env baselineEnvelope
@@ -96,6 +113,22 @@ func (b *baseline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if !signatureMatches(q.Get("signature"), b.token, timestamp, nonce) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
+	} else if b.sigs != nil {
+		sum := sha256.Sum256(body)
+		if _, err := b.sigs.Create(r.Context(), "sig."+q.Get("signature"), sum[:]); errors.Is(err, jetstream.ErrKeyExists) {
+			e, err := b.sigs.Get(r.Context(), "sig."+q.Get("signature"))
+			if err != nil {
+				http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			if !bytes.Equal(e.Value(), sum[:]) {
+				http.Error(w, "signature already used", http.StatusUnauthorized)
+				return
+			}
+		} else if err != nil {
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	var m baselineMessage
 	if err := xml.Unmarshal(plain, &m); err != nil || m.MsgID == 0 {

@@ -56,6 +56,8 @@ type options struct {
 	poolRPS    int
 	timeout    time.Duration
 	kefuEnv    map[string]string
+	// baselineGuard gives the baseline kefu's plain-mode replay guard.
+	baselineGuard bool
 }
 
 func parse(args []string) (options, error) {
@@ -72,6 +74,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write allocation profiles of this process at the start and end of every measured window to <value>-<endpoint>-<round>.allocs[.start]")
 	fs.IntVar(&o.poolRPS, "pool-rps", 20_000, "requests/s the pre-signed pool is sized for; beyond it requests are signed on the fly")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout (WeChat's)")
+	fs.BoolVar(&o.baselineGuard, "baseline-guard", false, "plain mode: the baseline also keeps each signature's body hash in a KV bucket, as kefu does (off: the cost of kefu's replay guard shows in the ratio)")
 	var kefuEnv string
 	fs.StringVar(&kefuEnv, "kefu-env", "", "extra environment of `kefu all` with -rss, comma-separated (e.g. GOMEMLIMIT=128MiB)")
 	if err := fs.Parse(args); err != nil {
@@ -144,7 +147,7 @@ type phaseRecord struct {
 }
 
 func compare(ctx context.Context, o options, out io.Writer) error {
-	p, err := startInProcess(ctx, o.mode)
+	p, err := startInProcess(ctx, o.mode, o.baselineGuard)
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +27,7 @@ func TestEveryGeneratedCallbackIsStoredOnceByBothEndpoints(t *testing.T) {
 	for _, mode := range []wechat.Mode{wechat.ModePlain, wechat.ModeSafe} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ctx := context.Background()
-			p, err := startInProcess(ctx, mode)
+			p, err := startInProcess(ctx, mode, mode == wechat.ModePlain)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +69,7 @@ func TestEveryGeneratedCallbackIsStoredOnceByBothEndpoints(t *testing.T) {
 
 func TestBaselineRefusesWhatItCannotAuthenticate(t *testing.T) {
 	ctx := context.Background()
-	p, err := startInProcess(ctx, wechat.ModeSafe)
+	p, err := startInProcess(ctx, wechat.ModeSafe, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +138,7 @@ func TestBaselineRefusesWhatItCannotAuthenticate(t *testing.T) {
 // requests answered "success".
 func TestStreamCheckCatchesLossAndDuplicates(t *testing.T) {
 	ctx := context.Background()
-	p, err := startInProcess(ctx, wechat.ModePlain)
+	p, err := startInProcess(ctx, wechat.ModePlain, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +283,7 @@ func TestReadGeneratorRunsHooksAtTheWindowEdges(t *testing.T) {
 // kefu's ingest and the baseline are served by the same kind of server;
 // a GET to the baseline is not a callback.
 func TestBaselineAnswersOnlyPost(t *testing.T) {
-	b, err := newBaseline(nil, benchToken, benchAppID, "")
+	b, err := newBaseline(nil, benchToken, benchAppID, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,5 +312,54 @@ func TestMedianOfRoundRatios(t *testing.T) {
 				t.Errorf("median = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// With -baseline-guard the baseline must really refuse a used signature
+// with another body, or the comparison would flatter it.
+func TestBaselineGuardRefusesASecondBody(t *testing.T) {
+	ctx := context.Background()
+	p, err := startInProcess(ctx, wechat.ModePlain, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	if err := p.baseline.freshStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := wechat.NewCodec(benchToken, benchAppID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	post := func(msgID int) int {
+		plain := fmt.Sprintf("<xml><ToUserName>%s</ToUserName><FromUserName>o1</FromUserName><CreateTime>%s</CreateTime>"+
+			"<MsgType>text</MsgType><Content>hi</Content><MsgId>%d</MsgId></xml>", benchToUser, ts, msgID)
+		q, body, err := codec.SignCallback(wechat.ModePlain, []byte(plain), "o1", ts, "nonce-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(p.baseline.url+"?"+q.Encode(), "text/xml", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(1); got != http.StatusOK {
+		t.Fatalf("first body: %d", got)
+	}
+	if got := post(1); got != http.StatusOK {
+		t.Fatalf("identical retry: %d", got)
+	}
+	if got := post(2); got != http.StatusUnauthorized {
+		t.Fatalf("second body on the same signature: %d, want 401", got)
+	}
+	st, err := streamState(ctx, p.baseline.js, baselineStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", st.Msgs)
 	}
 }

@@ -63,7 +63,9 @@ type inProcess struct {
 	kefu     target
 }
 
-func startInProcess(ctx context.Context, mode wechat.Mode) (_ *inProcess, err error) {
+// startInProcess starts both endpoints; guard gives the baseline the same
+// plain-mode replay guard as kefu's.
+func startInProcess(ctx context.Context, mode wechat.Mode, guard bool) (_ *inProcess, err error) {
 	p := &inProcess{}
 	defer func() {
 		if err != nil {
@@ -124,7 +126,17 @@ func startInProcess(ctx context.Context, mode wechat.Mode) (_ *inProcess, err er
 		return nil, err
 	}
 	scfg.Name, scfg.Subjects, scfg.Description = baselineStream, []string{"baseline.>"}, "kefu ingest benchmark baseline"
-	bl, err := newBaseline(baseJS, benchToken, benchAppID, aesKey)
+	var sigs jetstream.KeyValue
+	if guard && mode == wechat.ModePlain {
+		// The same bucket settings as kefu's kefu_callback_sigs: file
+		// storage, keys living as long as the de-duplication window.
+		if sigs, err = baseJS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: "baseline_sigs", TTL: p.bus.DuplicateWindow(), Storage: jetstream.FileStorage, History: 1,
+		}); err != nil {
+			return nil, fmt.Errorf("baseline signature bucket: %w", err)
+		}
+	}
+	bl, err := newBaseline(baseJS, benchToken, benchAppID, aesKey, sigs)
 	if err != nil {
 		return nil, err
 	}
