@@ -192,6 +192,9 @@ func (o *observer) outcomes(ctx context.Context) (map[string][]events.Notificati
 	return out, err
 }
 
+// apiToken is the read-only token the roles are started with (KEFU_API_TOKEN).
+const apiToken = "faulttest-read-only-api-token"
+
 // storedSession is a closed session as GET /api/feedback/sessions shows it.
 type storedSession struct {
 	OpenID    string    `json:"openid"`
@@ -211,6 +214,7 @@ func (o *observer) storedSessions(ctx context.Context) (map[string][]storedSessi
 			q.Set("cursor", cursor)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.feedbackURL+"/api/feedback/sessions?"+q.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+apiToken)
 		resp, err := o.http.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)

@@ -240,6 +240,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			"KEFU_WECHAT_AES_KEY":  aesKey,
 			"KEFU_WECHAT_API_BASE": api.URL,
 			"KEFU_WECHAT_TRANSFER": "false",
+			// The store is read back through /api/, which answers only
+			// to a token.
+			"KEFU_API_TOKEN": apiToken,
+			// The generator stands for all of WeChat's callback
+			// addresses at once: one client, at the load's full rate.
+			"KEFU_PUBLIC_RATE_LIMIT": "0",
 		}
 		switch role {
 		case "feedback":

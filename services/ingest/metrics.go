@@ -64,6 +64,21 @@ func kindOf(cb *wechat.Callback) string {
 	return "message.other"
 }
 
+// callbackOutcomes are the outcome labels of kefu_ingest_callbacks_total.
+var callbackOutcomes = []string{"published", "duplicate", "publish_failed", "too_large"}
+
+// callbackKinds are every kind label kindOf can return.
+func callbackKinds() []string {
+	kinds := []string{"message.other", "event.other"}
+	for t := range knownMessageTypes {
+		kinds = append(kinds, "message."+t)
+	}
+	for e := range knownEvents {
+		kinds = append(kinds, "event."+e)
+	}
+	return kinds
+}
+
 type metrics struct {
 	callbacks      *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
@@ -95,6 +110,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kefu_ingest_callback_ip_prefixes",
 			Help: "Entries of WeChat's callback IP list in use (KEFU_WECHAT_IP_ALLOWLIST); 0 until the first list is fetched.",
 		}),
+	}
+	// Every series a request can touch exists from the start: the sets are
+	// closed, and a scrape shows the zeros too.
+	for _, reason := range []string{reasonMethod, reasonRead, reasonTooLarge, reasonEventTooLarge, reasonStale, reasonSignature,
+		reasonReplayedSignature, reasonSignatureStore, reasonAppID, reasonNoAESKey, reasonMalformed, reasonInvalid, reasonIP, reasonIPListUnknown} {
+		m.rejected.WithLabelValues(reason)
+	}
+	for _, kind := range callbackKinds() {
+		for _, outcome := range callbackOutcomes {
+			m.callbacks.WithLabelValues(kind, outcome)
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.callbacks, m.rejected, m.verified, m.publishSeconds, m.callbackIPs)

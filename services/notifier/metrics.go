@@ -35,6 +35,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Feedback link pages served, by result (ok, bad, expired).",
 		}, []string{"result"}),
 	}
+	// The page is public: its series exist from the start, so no request
+	// ever adds one.
+	for _, result := range []string{"ok", "bad", "expired"} {
+		m.feedbackPages.WithLabelValues(result)
+	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.latency, m.feedbackPages)
 	}
