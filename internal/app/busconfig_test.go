@@ -1,12 +1,10 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +30,7 @@ func TestAllRequiresTheNATSCredentialsOfEveryClient(t *testing.T) {
 	t.Setenv("KEFU_LOG_LEVEL", "debug")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var stdout, stderr busTestOutput
+	var stdout, stderr lockedBuffer
 	go func() { done <- run(ctx, []string{"all"}, &stdout, &stderr) }()
 	defer func() {
 		cancel()
@@ -85,23 +83,4 @@ func TestAllRequiresTheNATSCredentialsOfEveryClient(t *testing.T) {
 	if b.Embedded() {
 		t.Error("the command started a server of its own instead of using the running one")
 	}
-}
-
-// busTestOutput collects output that several goroutines write (kefu logs
-// from its consumers' goroutines too).
-type busTestOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *busTestOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *busTestOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
