@@ -53,6 +53,13 @@ type Config struct {
 	LogLevel     string        // KEFU_LOG_LEVEL
 	StreamMaxAge time.Duration // KEFU_STREAM_MAX_AGE
 
+	// Staying up through outages (docs/operations.md).
+	NATSDownLimit      time.Duration // KEFU_NATS_DOWN_LIMIT
+	ShutdownGrace      time.Duration // KEFU_SHUTDOWN_GRACE
+	RetryMaxBackoff    time.Duration // KEFU_RETRY_MAX_BACKOFF
+	IngestStoreForward bool          // KEFU_INGEST_STORE_FORWARD
+	IngestSpoolBytes   int64         // KEFU_INGEST_SPOOL_MAX_BYTES
+
 	WeChatAppID    string // KEFU_WECHAT_APPID
 	WeChatSecret   Secret // KEFU_WECHAT_SECRET
 	WeChatToken    Secret // KEFU_WECHAT_TOKEN
@@ -72,6 +79,7 @@ type Config struct {
 	TucaoAPIBase       string        // KEFU_TUCAO_API_BASE
 	TucaoPollInterval  time.Duration // KEFU_TUCAO_POLL_INTERVAL
 	TucaoWebhookSecret Secret        // KEFU_TUCAO_WEBHOOK_SECRET
+	TucaoRescanWindow  time.Duration // KEFU_TUCAO_RESCAN_WINDOW
 
 	QueuePollInterval time.Duration // KEFU_QUEUE_POLL_INTERVAL
 	FeedbackDSN       Secret        // KEFU_FEEDBACK_DSN
@@ -186,6 +194,18 @@ var Vars = []Var{
 		return fmt.Errorf("want debug, info, warn or error, got %q", v)
 	}},
 	{"KEFU_STREAM_MAX_AGE", "720h", "retention of the event streams (replay window)", duration(func(c *Config) *time.Duration { return &c.StreamMaxAge })},
+	{"KEFU_NATS_DOWN_LIMIT", "2m", "how long the bus may be unusable before /healthz fails, so the orchestrator restarts the process (/readyz fails at once)", duration(func(c *Config) *time.Duration { return &c.NATSDownLimit })},
+	{"KEFU_SHUTDOWN_GRACE", "25s", "time from SIGTERM to exit: readiness off, HTTP drained, consumers drained, leases released (keep below the orchestrator's grace period)", duration(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+	{"KEFU_RETRY_MAX_BACKOFF", "2m", "longest wait between two attempts of a message whose dependency (database, WeChat, NATS) is down; such messages are retried until it is back", duration(func(c *Config) *time.Duration { return &c.RetryMaxBackoff })},
+	{"KEFU_INGEST_STORE_FORWARD", "false", "ingest keeps callbacks in a local JetStream (a leaf node) while the NATS cluster is unreachable and forwards them when it is back", boolean(func(c *Config) *bool { return &c.IngestStoreForward })},
+	{"KEFU_INGEST_SPOOL_MAX_BYTES", "1073741824", "largest size of ingest's local store-and-forward stream in bytes; when full, callbacks are answered 503", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1<<20 {
+			return fmt.Errorf("want a number of bytes of at least 1048576, got %q", v)
+		}
+		c.IngestSpoolBytes = n
+		return nil
+	}},
 	{"KEFU_WECHAT_APPID", "", "official account appid", str(func(c *Config) *string { return &c.WeChatAppID })},
 	{"KEFU_WECHAT_SECRET", "", "official account secret", secret(func(c *Config) *Secret { return &c.WeChatSecret })},
 	{"KEFU_WECHAT_TOKEN", "", "callback token", secret(func(c *Config) *Secret { return &c.WeChatToken })},
@@ -250,6 +270,7 @@ var Vars = []Var{
 		c.TucaoWebhookSecret = Secret(v)
 		return nil
 	}},
+	{"KEFU_TUCAO_RESCAN_WINDOW", "168h", "posts updated within this long are re-read at every poll so replies and changes are seen", duration(func(c *Config) *time.Duration { return &c.TucaoRescanWindow })},
 	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
 	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
 	{"KEFU_ADMIN_TOKEN", "", "bearer token for every /api/… request, any method (the admin API's changes need it)", secret(func(c *Config) *Secret { return &c.AdminToken })},
