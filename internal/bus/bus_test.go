@@ -213,14 +213,20 @@ func dlqMessages(t *testing.T, b *bus.Bus, n int) []*nats.Msg {
 func TestPoisonMessagesGoToTheDeadLetterSubject(t *testing.T) {
 	b := openBus(t)
 	var attempts sync.Map
+	const oldBudget = 3 // spec's MaxDeliver: once the limit of what went to the DLQ
+	longFailing := make(chan struct{})
+	var once sync.Once
 	sub, err := b.Subscribe(context.Background(), spec("dlq"), func(ctx context.Context, d *bus.Delivery) error {
 		id := decodeOpenID(t, d)
 		n, _ := attempts.LoadOrStore(id, new(atomic.Int32))
-		n.(*atomic.Int32).Add(1)
+		tries := n.(*atomic.Int32).Add(1)
 		switch id {
 		case "permanent":
 			return bus.Permanent(errors.New("cannot decode"))
 		case "always-failing":
+			if tries >= 2*oldBudget {
+				once.Do(func() { close(longFailing) })
+			}
 			return errors.New("still down")
 		case "panics":
 			panic("boom")
@@ -234,9 +240,14 @@ func TestPoisonMessagesGoToTheDeadLetterSubject(t *testing.T) {
 	publish(t, b, "permanent")
 	publish(t, b, "always-failing")
 	publish(t, b, "panics")
-	msgs := dlqMessages(t, b, 3)
-	if len(msgs) != 3 {
-		t.Fatalf("dead letters: %d, want 3", len(msgs))
+	select {
+	case <-longFailing:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a transiently failing message was not retried past MaxDeliver")
+	}
+	msgs := dlqMessages(t, b, 2)
+	if len(msgs) != 2 {
+		t.Fatalf("dead letters: %d, want 2 (the permanent error and the panic)", len(msgs))
 	}
 	reasons := map[string]string{}
 	for _, m := range msgs {
@@ -246,20 +257,140 @@ func TestPoisonMessagesGoToTheDeadLetterSubject(t *testing.T) {
 		if m.Header.Get(bus.HeaderDLQSubject) != events.SubjectSessionCreated || m.Header.Get("ce-type") == "" {
 			t.Errorf("dead letter lost its origin: %v", m.Header)
 		}
+		if m.Header.Get(bus.HeaderDLQMsgID) != m.Header.Get(events.HeaderID) || m.Header.Get(bus.HeaderDLQMsgID) == "" {
+			t.Errorf("dead letter lost its Nats-Msg-Id: %v", m.Header)
+		}
 		ev, _ := events.Decode[events.SessionCreated](m.Data)
 		reasons[ev.OpenID] = m.Header.Get(bus.HeaderDLQReason) + " after " + m.Header.Get(bus.HeaderDLQDelivered)
 	}
 	if !strings.Contains(reasons["permanent"], "cannot decode after 1") {
 		t.Errorf("permanent error must go at once: %q", reasons["permanent"])
 	}
-	if !strings.Contains(reasons["always-failing"], "still down after 3") {
-		t.Errorf("transient error must go after MaxDeliver: %q", reasons["always-failing"])
+	if _, ok := reasons["always-failing"]; ok {
+		t.Errorf("a transient error reached the dead-letter subject: %q", reasons["always-failing"])
 	}
 	if !strings.Contains(reasons["panics"], "panic") {
 		t.Errorf("a panic must be a dead letter: %q", reasons["panics"])
 	}
-	if n, _ := attempts.Load("always-failing"); n.(*atomic.Int32).Load() != 3 {
-		t.Errorf("always-failing tried %d times, want 3", n.(*atomic.Int32).Load())
+}
+
+func TestRetryDelayIsCappedExponential(t *testing.T) {
+	s := bus.ConsumerSpec{Backoff: []time.Duration{time.Second}, MaxBackoff: 10 * time.Second}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	for i, w := range want {
+		if got := s.RetryDelay(uint64(i + 1)); got != w {
+			t.Errorf("delivery %d: %s, want %s", i+1, got, w)
+		}
+	}
+	if got := s.RetryDelay(1 << 40); got != 10*time.Second {
+		t.Errorf("after very many deliveries: %s, want the cap", got)
+	}
+	s = bus.ConsumerSpec{Backoff: []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}, MaxBackoff: 20 * time.Second}
+	for i, w := range []time.Duration{time.Second, 5 * time.Second, 20 * time.Second, 20 * time.Second, 20 * time.Second} {
+		if got := s.RetryDelay(uint64(i + 1)); got != w {
+			t.Errorf("listed back-off, delivery %d: %s, want %s", i+1, got, w)
+		}
+	}
+}
+
+// An older kefu created its consumers with a delivery limit, past which
+// the server silently stops delivering; subscribing lifts it.
+func TestSubscribeLiftsTheServersDeliveryLimit(t *testing.T) {
+	b := openBus(t)
+	cfg := bus.ConsumerConfig(spec("limited"))
+	cfg.MaxDeliver = 5
+	if _, err := b.JS.CreateOrUpdatePushConsumer(context.Background(), events.StreamWeChat, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(context.Background(), spec("limited"), func(context.Context, *bus.Delivery) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	c, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "limited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.MaxDeliver; got != -1 {
+		t.Errorf("server MaxDeliver %d, want -1 (unlimited)", got)
+	}
+}
+
+func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
+	b := openBus(t)
+	var down atomic.Bool
+	var probes atomic.Int32
+	var handled sync.Map
+	rec := newRecorder()
+	s := spec("paused")
+	s.ProbeInterval = 20 * time.Millisecond
+	s.MaxBackoff = 100 * time.Millisecond
+	s.Ready = func(context.Context) error {
+		probes.Add(1)
+		if down.Load() {
+			return errors.New("database unreachable")
+		}
+		return nil
+	}
+	var calls atomic.Int32
+	sub, err := b.Subscribe(context.Background(), s, func(ctx context.Context, d *bus.Delivery) error {
+		calls.Add(1)
+		if down.Load() {
+			return errors.New("insert: connection refused")
+		}
+		id := decodeOpenID(t, d)
+		if _, dup := handled.LoadOrStore(id, true); !dup {
+			rec.add(id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	down.Store(true)
+	publish(t, b, "first")
+	waitFor(t, "the consumer to pause", func() bool { return sub.Paused() != nil })
+	if err := sub.Paused(); !strings.Contains(err.Error(), "database unreachable") {
+		t.Errorf("Paused says %v", err)
+	}
+	callsAtPause := calls.Load()
+	for i := range 20 {
+		publish(t, b, fmt.Sprint("during-", i))
+	}
+	// Several probes later the handler has still not been called: the
+	// server pushes nothing to a paused consumer.
+	p := probes.Load()
+	waitFor(t, "probes while paused", func() bool { return probes.Load() >= p+5 })
+	if got := calls.Load(); got != callsAtPause {
+		t.Errorf("handler called %d times while paused", got-callsAtPause)
+	}
+	// Not even fetched: the server still holds every message published
+	// during the pause as not yet delivered.
+	c, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "paused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(context.Background()); err != nil || info.NumPending < 20 {
+		t.Errorf("paused consumer fetched messages: info %+v, %v", info, err)
+	}
+	down.Store(false)
+	rec.wait(t, 21)
+	waitFor(t, "the consumer to resume", func() bool { return sub.Paused() == nil })
+	if msgs := dlqMessages(t, b, 0); len(msgs) != 0 {
+		t.Errorf("%d messages reached the dead-letter subject", len(msgs))
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -361,48 +492,6 @@ func TestEmbeddedServerKeepsDataAcrossRestarts(t *testing.T) {
 	s, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
 	if info, _ := s.Info(context.Background()); info.State.Msgs != 1 {
 		t.Fatalf("after restart the stream holds %d messages, want 1", info.State.Msgs)
-	}
-}
-
-func TestLeaseHasOneHolderAndIsTakenOverWhenItExpires(t *testing.T) {
-	b := openBus(t)
-	kv, err := b.KeyValue(context.Background(), bus.BucketLocks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	clock := func() time.Time { return now }
-	a := bus.NewLease(kv, "tucao-poller", "a", 30*time.Second)
-	c := bus.NewLease(kv, "tucao-poller", "c", 30*time.Second)
-	a.SetClock(clock)
-	c.SetClock(clock)
-	ctx := context.Background()
-	if ok, err := a.TryAcquire(ctx); !ok || err != nil {
-		t.Fatalf("a: %v %v", ok, err)
-	}
-	if ok, err := c.TryAcquire(ctx); ok || err != nil {
-		t.Fatalf("c took a held lease: %v %v", ok, err)
-	}
-	now = now.Add(20 * time.Second)
-	if ok, _ := a.TryAcquire(ctx); !ok {
-		t.Fatal("holder could not renew")
-	}
-	now = now.Add(20 * time.Second)
-	if ok, _ := c.TryAcquire(ctx); ok {
-		t.Fatal("renewed lease taken over")
-	}
-	now = now.Add(31 * time.Second) // a died
-	if ok, _ := c.TryAcquire(ctx); !ok {
-		t.Fatal("expired lease not taken over")
-	}
-	if ok, _ := a.TryAcquire(ctx); ok {
-		t.Fatal("old holder still believes it holds the lease")
-	}
-	if err := c.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := a.TryAcquire(ctx); !ok {
-		t.Fatal("released lease not available")
 	}
 }
 

@@ -7,13 +7,14 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	redeliver *prometheus.CounterVec
 	deadLet   *prometheus.CounterVec
+	paused    *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kefu_consumer_messages_total",
-			Help: "Messages handled by durable consumers, by outcome (ack, retry, dead_letter).",
+			Help: "Messages handled by durable consumers, by outcome (ack, retry, dead_letter; paused: handed back unhandled while the consumer pauses).",
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kefu_consumer_handle_seconds",
@@ -28,9 +29,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kefu_dlq_messages_total",
 			Help: "Messages moved to a dead-letter subject.",
 		}, []string{"consumer"}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kefu_consumer_paused",
+			Help: "1 while a durable consumer takes no messages because its dependency (the database) does not answer.",
+		}, []string{"consumer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.handled, m.duration, m.redeliver, m.deadLet)
+		reg.MustRegister(m.handled, m.duration, m.redeliver, m.deadLet, m.paused)
 	}
 	return m
 }

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -34,14 +33,30 @@ type ConsumerSpec struct {
 	MaxAckPending int
 	// AckWait must exceed the slowest handler (default 30s).
 	AckWait time.Duration
-	// MaxDeliver is how many times a message is tried before it goes to the
-	// dead-letter subject (default 5).
+	// MaxDeliver no longer sends anything to the dead-letter subject: a
+	// message that fails transiently is retried for as long as it fails,
+	// because its dependency coming back is all it needs. From this
+	// delivery on (default 5) each further failure is logged as an error
+	// instead of a warning, so that a stuck message is seen.
 	MaxDeliver int
 	// Backoff is the delay before the n-th redelivery after a transient
-	// error; the last value repeats (default 1s, 5s, 30s, 2m).
+	// error; after its last value the delay doubles, and every delay is at
+	// most MaxBackoff (default 1s, 2s, 4s, … up to MaxBackoff).
 	Backoff []time.Duration
+	// MaxBackoff caps the delay between two tries of a message
+	// (KEFU_RETRY_MAX_BACKOFF, default 2m).
+	MaxBackoff time.Duration
 	// Concurrency is how many messages are handled at once (default 4).
 	Concurrency int
+	// Ready, when set, says whether the handler's dependency (a database)
+	// answers. When a handler fails transiently and Ready fails too, the
+	// subscription stops taking messages — the server then keeps them, or
+	// hands them to a replica that can store them — and asks Ready every
+	// ProbeInterval until it answers, then resumes.
+	Ready func(ctx context.Context) error
+	// ProbeInterval is how often Ready is asked while paused (default 1s,
+	// at most MaxBackoff).
+	ProbeInterval time.Duration
 }
 
 func (s *ConsumerSpec) setDefaults() {
@@ -60,12 +75,16 @@ func (s *ConsumerSpec) setDefaults() {
 	if s.MaxDeliver <= 0 {
 		s.MaxDeliver = 5
 	}
+	if s.MaxBackoff <= 0 {
+		s.MaxBackoff = 2 * time.Minute
+	}
 	if len(s.Backoff) == 0 {
-		s.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+		s.Backoff = []time.Duration{time.Second}
 	}
-	if s.Concurrency <= 0 {
-		s.Concurrency = 4
+	if s.ProbeInterval <= 0 {
+		s.ProbeInterval = time.Second
 	}
+	s.ProbeInterval = min(s.ProbeInterval, s.MaxBackoff)
 }
 
 // Validate names what is missing.
@@ -80,7 +99,30 @@ func (s ConsumerSpec) Validate() error {
 	case s.FilterSubject == "":
 		return errors.New("consumer: FilterSubject is required")
 	}
+	for _, d := range s.Backoff {
+		if d <= 0 {
+			return fmt.Errorf("consumer %s: Backoff %s is not positive", s.Durable, d)
+		}
+	}
 	return nil
+}
+
+// RetryDelay is the wait before the next try of a message whose
+// delivered-th delivery failed transiently: Backoff[delivered-1], then
+// doubling after the last value, capped at MaxBackoff. It never grows
+// past the cap however often the message fails, so a message is tried
+// again at most MaxBackoff after its dependency is back.
+func (s ConsumerSpec) RetryDelay(delivered uint64) time.Duration {
+	s.setDefaults()
+	i := max(int(min(delivered, 1<<20)), 1) - 1
+	if i < len(s.Backoff) {
+		return min(s.Backoff[i], s.MaxBackoff)
+	}
+	d := s.Backoff[len(s.Backoff)-1]
+	for j := len(s.Backoff) - 1; j < i && d < s.MaxBackoff; j++ {
+		d *= 2
+	}
+	return min(d, s.MaxBackoff)
 }
 
 // Delivery is one message given to a handler.
@@ -100,7 +142,8 @@ func (d *Delivery) ID() string { return d.Header[events.HeaderID] }
 
 // Handler handles one message. nil acks it; an error wrapped with
 // Permanent sends it to the dead-letter subject at once; any other error
-// redelivers it after a delay, until MaxDeliver is reached.
+// is transient: the message is redelivered after RetryDelay, as often as
+// it takes.
 type Handler func(ctx context.Context, d *Delivery) error
 
 type permanentError struct{ err error }
@@ -130,65 +173,32 @@ const (
 	HeaderDLQStreamSeq = "Kefu-Dlq-Stream-Seq"
 	HeaderDLQDelivered = "Kefu-Dlq-Delivered"
 	HeaderDLQConsumer  = "Kefu-Dlq-Consumer"
+	// HeaderDLQMsgID is the original Nats-Msg-Id, which the dead letter
+	// cannot carry under its own name (it has a de-duplication id of its
+	// own); `kefu dlq redrive` derives the redriven message's id from it.
+	HeaderDLQMsgID = "Kefu-Dlq-Msg-Id"
 )
-
-// metadata keys the unmarshaler adds to watermill messages.
-const (
-	mdSubject   = "_kefu_subject"
-	mdDelivered = "_kefu_delivered"
-	mdStreamSeq = "_kefu_stream_seq"
-	mdPublished = "_kefu_published"
-)
-
-// deliveryUnmarshaler keeps every header and adds what the handler needs
-// from the JetStream metadata (watermill's NATSMarshaler drops the subject
-// and Nats-Msg-Id).
-type deliveryUnmarshaler struct{}
-
-func (deliveryUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
-	md := make(message.Metadata, len(m.Header)+4)
-	for k, v := range m.Header {
-		if len(v) > 0 {
-			md[k] = v[0]
-		}
-	}
-	md[mdSubject] = m.Subject
-	if meta, err := m.Metadata(); err == nil {
-		md[mdDelivered] = strconv.FormatUint(meta.NumDelivered, 10)
-		md[mdStreamSeq] = strconv.FormatUint(meta.Sequence.Stream, 10)
-		md[mdPublished] = strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
-	}
-	id := md[events.HeaderID]
-	if id == "" {
-		id = md[mdStreamSeq]
-	}
-	msg := message.NewMessage(id, m.Data)
-	msg.Metadata = md
-	return msg, nil
-}
-
-// backoffDelay is watermill's redelivery delay: the n-th delivery that
-// failed waits Backoff[n-1].
-type backoffDelay []time.Duration
-
-func (b backoffDelay) WaitTime(delivered uint64) time.Duration {
-	i := int(delivered) - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(b) {
-		i = len(b) - 1
-	}
-	return b[i]
-}
 
 // Subscription is a running consumer.
 type Subscription struct {
-	sub    *wmnats.Subscriber
+	b      *Bus
+	spec   ConsumerSpec
+	handle Handler
+	log    *zap.Logger
 	conn   *nats.Conn
 	closed chan struct{} // the connection is closed
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	subs     []*nats.Subscription // none while paused
+	closing  bool
+	pauseErr error // why the subscription is paused; nil when it is not
+	paused   atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Close stops taking messages, lets the handlers finish the messages
@@ -196,22 +206,39 @@ type Subscription struct {
 // Unacknowledged messages are redelivered to the next subscriber of the
 // durable consumer; the consumer itself stays.
 //
-// The connection is drained first: nats.go then waits for the callbacks in
-// flight, so watermill never sends on its output channel while closing it.
+// The connection is drained: nats.go unsubscribes, waits for the handlers
+// of the messages it already holds, which still ack on the open
+// connection, and then closes it.
 func (s *Subscription) Close() error {
-	var err error
-	if derr := s.conn.Drain(); derr == nil {
-		<-s.closed
-	} else if !errors.Is(derr, nats.ErrConnectionClosed) {
-		err = derr
-		s.conn.Close()
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		if err := s.conn.Drain(); err == nil {
+			<-s.closed
+		} else if !errors.Is(err, nats.ErrConnectionClosed) {
+			s.closeErr = err
+			s.conn.Close()
+		}
+		s.cancel()
+		s.wg.Wait()
+		s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(0)
+	})
+	return s.closeErr
+}
+
+// Paused returns why the subscription takes no messages right now (its
+// dependency's Ready error), or nil while it consumes.
+func (s *Subscription) Paused() error {
+	if !s.paused.Load() {
+		return nil
 	}
-	s.cancel()
-	if cerr := s.sub.Close(); cerr != nil && !errors.Is(cerr, nats.ErrConnectionClosed) && err == nil {
-		err = cerr
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pauseErr == nil {
+		return nil
 	}
-	s.wg.Wait()
-	return err
+	return fmt.Errorf("consumer %s paused: %w", s.spec.Durable, s.pauseErr)
 }
 
 // ConsumerConfig is the JetStream configuration of spec's durable push
@@ -229,20 +256,30 @@ func ConsumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
 		DeliverPolicy: policy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       spec.AckWait,
-		// The handler moves a message to the dead-letter subject on its
-		// last try; the server's limit is a little higher so a message is
-		// never dropped silently when a process dies mid-handling.
-		MaxDeliver:     spec.MaxDeliver + 2,
+		// No limit: a message the server stopped delivering would be lost
+		// without a trace. A transient failure is retried until it
+		// heals; a permanent one goes to the dead-letter subject, where
+		// `kefu dlq` finds it.
+		MaxDeliver:     -1,
 		FilterSubject:  spec.FilterSubject,
 		MaxAckPending:  spec.MaxAckPending,
-		DeliverSubject: "_kefu.deliver." + spec.Stream + "." + spec.Durable,
+		DeliverSubject: deliverSubject(spec),
 		DeliverGroup:   spec.Durable,
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
 	}
 }
 
+func deliverSubject(spec ConsumerSpec) string {
+	return "_kefu.deliver." + spec.Stream + "." + spec.Durable
+}
+
 // Subscribe creates (or updates) spec's durable consumer and handles its
 // messages until ctx ends or the subscription is closed.
+//
+// It subscribes to the push consumer's deliver subject in the consumer's
+// deliver group Concurrency times over: each subscription handles one
+// message at a time, and the server spreads messages over them. Pausing
+// drops that interest, so the server stops pushing until it resumes.
 func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) (*Subscription, error) {
 	spec.setDefaults()
 	if err := spec.Validate(); err != nil {
@@ -256,7 +293,6 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	}
 	b.lag.add(spec.Stream, spec.Durable)
 
-	log := b.log.With(zap.String("consumer", spec.Durable))
 	closed := make(chan struct{})
 	var closeOnce sync.Once
 	conn, err := nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)],
@@ -266,106 +302,204 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	if err != nil {
 		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
 	}
-	durable := spec.Durable
-	wsub, err := wmnats.NewSubscriberWithNatsConn(conn, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      deliveryUnmarshaler{},
-		SubscribersCount: spec.Concurrency,
-		AckWaitTimeout:   spec.AckWait,
-		CloseTimeout:     spec.AckWait,
-		SubscribeTimeout: 10 * time.Second,
-		NakDelay:         backoffDelay(spec.Backoff),
-		QueueGroupPrefix: durable,
-		JetStream: wmnats.JetStreamConfig{
-			SubscribeOptions: []nats.SubOpt{
-				nats.Bind(spec.Stream, durable),
-				nats.ManualAck(),
-			},
-			DurablePrefix:     durable,
-			DurableCalculator: func(string, string) string { return durable },
-		},
-	}, NewWatermillLogger(log, false))
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscriber %s: %w", spec.Durable, err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	msgs, err := wsub.Subscribe(ctx, spec.FilterSubject)
+	s := &Subscription{
+		b: b, spec: spec, handle: handle, log: b.log.With(zap.String("consumer", spec.Durable)),
+		conn: conn, closed: closed, ctx: ctx, cancel: cancel,
+	}
+	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
+	s.mu.Lock()
+	err = s.subscribeLocked()
+	s.mu.Unlock()
 	if err != nil {
 		cancel()
-		wsub.Close()
+		conn.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", spec.Durable, err)
 	}
-	s := &Subscription{sub: wsub, conn: conn, closed: closed, cancel: cancel}
-	for i := 0; i < spec.Concurrency; i++ {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			for msg := range msgs {
-				b.handle(msg, spec, handle, log)
-			}
-		}()
-	}
+	// The caller's context ending closes the subscription, as Close does.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-ctx.Done()
+		go s.Close() //nolint:errcheck // Close waits for this goroutine; its error is the caller's to see
+	}()
 	return s, nil
 }
 
-func (b *Bus) handle(msg *message.Message, spec ConsumerSpec, handle Handler, log *zap.Logger) {
-	d := &Delivery{
-		Subject: msg.Metadata[mdSubject],
-		Header:  make(map[string]string, len(msg.Metadata)),
-		Data:    msg.Payload,
-	}
-	for k, v := range msg.Metadata {
-		if len(k) > 6 && k[:6] == "_kefu_" || k == wmnats.WatermillUUIDHdr {
-			continue
+// subscribeLocked registers interest in the deliver subject; s.mu is held.
+func (s *Subscription) subscribeLocked() error {
+	subj := deliverSubject(s.spec)
+	for range s.spec.Concurrency {
+		sub, err := s.conn.QueueSubscribe(subj, s.spec.Durable, s.deliver)
+		if err != nil {
+			for _, sub := range s.subs {
+				sub.Unsubscribe() //nolint:errcheck // undoing a failed subscribe
+			}
+			s.subs = nil
+			return err
 		}
-		d.Header[k] = v
+		// A paused or slow consumer must not lose the messages nats.go
+		// holds for it: the server never pushes more than MaxAckPending,
+		// redeliveries included, well below these limits.
+		sub.SetPendingLimits(-1, -1) //nolint:errcheck // only fails on a closed subscription
+		s.subs = append(s.subs, sub)
 	}
-	d.NumDelivered, _ = strconv.ParseUint(msg.Metadata[mdDelivered], 10, 64)
-	d.StreamSeq, _ = strconv.ParseUint(msg.Metadata[mdStreamSeq], 10, 64)
-	if ns, err := strconv.ParseInt(msg.Metadata[mdPublished], 10, 64); err == nil {
-		d.Published = time.Unix(0, ns)
-	}
-	if d.NumDelivered > 1 {
-		b.metrics.redeliver.WithLabelValues(spec.Durable).Inc()
-	}
+	// Make sure the server knows of the interest before Subscribe returns.
+	return s.conn.FlushTimeout(10 * time.Second)
+}
 
+func delivery(m *nats.Msg) *Delivery {
+	d := &Delivery{Subject: m.Subject, Data: m.Data, Header: make(map[string]string, len(m.Header))}
+	for k, v := range m.Header {
+		if len(v) > 0 {
+			d.Header[k] = v[0]
+		}
+	}
+	if meta, err := m.Metadata(); err == nil {
+		d.NumDelivered = meta.NumDelivered
+		d.StreamSeq = meta.Sequence.Stream
+		d.Published = meta.Timestamp
+	}
+	return d
+}
+
+// deliver handles one message pushed by the server.
+func (s *Subscription) deliver(m *nats.Msg) {
+	durable := s.spec.Durable
+	if s.paused.Load() {
+		// Received just before the pause: handed back untouched, to
+		// come back once the dependency answers (or to another replica).
+		m.NakWithDelay(s.spec.ProbeInterval) //nolint:errcheck // unacked, it comes back after AckWait anyway
+		s.b.metrics.handled.WithLabelValues(durable, "paused").Inc()
+		return
+	}
+	d := delivery(m)
+	if d.NumDelivered > 1 {
+		s.b.metrics.redeliver.WithLabelValues(durable).Inc()
+	}
 	start := time.Now()
-	err := safeHandle(msg.Context(), handle, d)
-	b.metrics.duration.WithLabelValues(spec.Durable).Observe(time.Since(start).Seconds())
-	if err == nil {
-		msg.Ack()
-		b.metrics.handled.WithLabelValues(spec.Durable, "ack").Inc()
+	err := safeHandle(s.ctx, s.handle, d)
+	s.b.metrics.duration.WithLabelValues(durable).Observe(time.Since(start).Seconds())
+	log := s.log
+	switch {
+	case err == nil:
+		m.Ack() //nolint:errcheck // a lost ack redelivers; handlers are idempotent
+		s.b.metrics.handled.WithLabelValues(durable, "ack").Inc()
 		if ce := log.Check(zap.DebugLevel, "event handled"); ce != nil {
 			// event_id is the ce-id ingest logged when it stored the
 			// event: grep it to follow one event through every role.
 			ce.Write(zap.String("event_id", d.ID()), zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq))
 		}
-		return
-	}
-	if msg.Context().Err() != nil && !IsPermanent(err) {
+	case IsPermanent(err):
+		if dlqErr := s.b.deadLetter(s.spec, d, err); dlqErr != nil {
+			// Not acked: it comes back and the dead-letter publish is retried.
+			log.Error("dead-letter publish failed", zap.Error(dlqErr), zap.String("event_id", d.ID()), zap.Uint64("stream_seq", d.StreamSeq))
+			m.NakWithDelay(s.spec.RetryDelay(d.NumDelivered)) //nolint:errcheck // unacked, it comes back after AckWait anyway
+			return
+		}
+		log.Error("message moved to dead-letter subject", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
+			zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.String("dlq", events.DLQSubject(s.spec.Role)))
+		m.Ack() //nolint:errcheck // a lost ack redelivers; the dead letter's id de-duplicates it
+		s.b.metrics.handled.WithLabelValues(durable, "dead_letter").Inc()
+		s.b.metrics.deadLet.WithLabelValues(durable).Inc()
+	case s.ctx.Err() != nil:
 		// Shutting down: the message comes back to another subscriber,
 		// whatever its delivery count; it is not a poison message.
-		msg.Nack()
+		m.Nak() //nolint:errcheck // unacked, it comes back after AckWait anyway
+	default:
+		delay := s.spec.RetryDelay(d.NumDelivered)
+		if s.spec.Ready != nil {
+			rctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+			rerr := s.spec.Ready(rctx)
+			cancel()
+			if rerr != nil {
+				s.pause(rerr)
+				delay = s.spec.ProbeInterval
+			}
+		}
+		level := zap.WarnLevel
+		if d.NumDelivered >= uint64(s.spec.MaxDeliver) {
+			level = zap.ErrorLevel
+		}
+		if ce := log.Check(level, "handler failed; will retry"); ce != nil {
+			ce.Write(zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
+				zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.Duration("retry_in", delay))
+		}
+		m.NakWithDelay(delay) //nolint:errcheck // unacked, it comes back after AckWait anyway
+		s.b.metrics.handled.WithLabelValues(durable, "retry").Inc()
+	}
+}
+
+// probeTimeout bounds one Ready call.
+func (s *Subscription) probeTimeout() time.Duration {
+	return max(s.spec.ProbeInterval, 5*time.Second)
+}
+
+// pause drops the interest in the deliver subject, so the server stops
+// pushing messages to this process, and probes Ready until it answers.
+func (s *Subscription) pause(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pauseErr = cause
+	if s.paused.Load() || s.closing {
 		return
 	}
-	if !IsPermanent(err) && d.NumDelivered < uint64(spec.MaxDeliver) {
-		log.Warn("handler failed; will retry", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
-			zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered))
-		msg.Nack()
-		b.metrics.handled.WithLabelValues(spec.Durable, "retry").Inc()
-		return
+	s.paused.Store(true)
+	for _, sub := range s.subs {
+		// Drain, not Unsubscribe: the messages nats.go already holds are
+		// handed back by deliver rather than left to their AckWait.
+		sub.Drain() //nolint:errcheck // a closed subscription has no interest left to drop
 	}
-	if dlqErr := b.deadLetter(spec, d, err); dlqErr != nil {
-		// Not acked: it comes back and the dead-letter publish is retried.
-		log.Error("dead-letter publish failed", zap.Error(dlqErr), zap.String("event_id", d.ID()), zap.Uint64("stream_seq", d.StreamSeq))
-		msg.Nack()
-		return
+	s.subs = nil
+	s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(1)
+	s.log.Warn("dependency unavailable; consumer paused until it answers", zap.Error(cause),
+		zap.Duration("probe_interval", s.spec.ProbeInterval))
+	s.wg.Add(1)
+	go s.probe(time.Now())
+}
+
+// probe asks Ready every ProbeInterval and resumes once it answers.
+func (s *Subscription) probe(since time.Time) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.spec.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+		err := s.spec.Ready(ctx)
+		cancel()
+		if err == nil {
+			err = s.resume(since)
+			if err == nil {
+				return
+			}
+		}
+		s.mu.Lock()
+		s.pauseErr = err
+		s.mu.Unlock()
 	}
-	log.Error("message moved to dead-letter subject", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
-		zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.String("dlq", events.DLQSubject(spec.Role)))
-	msg.Ack()
-	b.metrics.handled.WithLabelValues(spec.Durable, "dead_letter").Inc()
-	b.metrics.deadLet.WithLabelValues(spec.Durable).Inc()
+}
+
+// resume subscribes again; it fails only when NATS does, and is then
+// tried again at the next probe.
+func (s *Subscription) resume(since time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	if err := s.subscribeLocked(); err != nil {
+		return fmt.Errorf("resubscribe: %w", err)
+	}
+	s.paused.Store(false)
+	s.pauseErr = nil
+	s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(0)
+	s.log.Info("dependency answers again; consumer resumed", zap.Duration("paused_for", time.Since(since)))
+	return nil
 }
 
 // safeHandle turns a handler panic into a permanent error, so one poison
@@ -383,6 +517,7 @@ func (b *Bus) deadLetter(spec ConsumerSpec, d *Delivery, cause error) error {
 	msg := &nats.Msg{Subject: events.DLQSubject(spec.Role), Data: d.Data, Header: nats.Header{}}
 	for k, v := range d.Header {
 		if k == events.HeaderMsgID {
+			msg.Header.Set(HeaderDLQMsgID, v)
 			continue
 		}
 		msg.Header.Set(k, v)
