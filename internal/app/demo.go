@@ -174,7 +174,7 @@ closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
 `, httpURL, apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
-	sub, err := rt.bus.NC.Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
+	sub, err := rt.bus.Conn().Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
 	}

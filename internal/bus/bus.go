@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,11 +89,17 @@ func (c *Config) setDefaults() {
 // ErrListenInUse is returned when the embedded server's address is taken.
 var ErrListenInUse = errors.New("address in use")
 
-// Bus is one NATS connection with JetStream.
+// Bus is one NATS connection with JetStream. When the server closes the
+// connection for good, the bus dials a new one (see redial): JS always
+// reaches the current connection, and Conn returns it.
 type Bus struct {
-	cfg      Config
-	NC       *nats.Conn
+	cfg Config
+	// NC is the connection Open made. After a redial it is closed: code
+	// that runs as long as the process uses Conn instead.
+	NC *nats.Conn
+	// JS is JetStream on the current connection, whichever it is.
 	JS       jetstream.JetStream
+	gen      atomic.Pointer[generation]
 	embedded *server.Server
 	log      *zap.Logger
 	draining atomic.Bool
@@ -102,6 +109,15 @@ type Bus struct {
 	// watermill's subscriber drains its connection on close.
 	url  string
 	opts []nats.Option
+
+	// mu orders a redial against Drain and Close: once closing is set no
+	// new connection is swapped in.
+	mu        sync.Mutex
+	closing   bool
+	downSince time.Time // zero while the bus is usable
+	onRedial  []func()
+	redials   atomic.Int64
+	stop      chan struct{} // closed by Drain and Close: ends a redial loop
 }
 
 // Open connects to cfg.URLs, or starts the embedded server and connects to it.
@@ -111,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	b := &Bus{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), stop: make(chan struct{})}
 	url := strings.Join(cfg.URLs, ",")
 	if len(cfg.URLs) == 0 {
 		srv, err := startEmbedded(cfg, auth)
@@ -126,14 +142,25 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		// A refused password (credentials rotated on the server before
+		// here) is retried like any other failure instead of closing the
+		// connection after the second refusal.
+		nats.IgnoreAuthErrorAbort(),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			b.markDown(nc)
 			if err != nil {
 				b.log.Warn("nats disconnected", zap.Error(err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.markUp(nc)
 			b.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
+		nats.ConnectHandler(func(nc *nats.Conn) { b.markUp(nc) }),
+		// nats.go gives up on a connection for good when the server sends
+		// an error it does not treat as transient (say "maximum control
+		// line exceeded" after a bad request): the bus then dials anew.
+		nats.ClosedHandler(func(nc *nats.Conn) { b.closed(nc) }),
 	}
 	opts = append(opts, auth.options...)
 	b.url, b.opts = url, opts
@@ -143,21 +170,150 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
 	b.NC = nc
-	if err := waitConnected(ctx, nc); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
-	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	b.JS = js
-	b.lag = newLagCollector(js)
+	b.gen.Store(&generation{nc: nc, js: js})
+	b.JS = &liveJS{b: b}
+	if err := waitConnected(ctx, nc); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
+	}
+	b.lag = newLagCollector(b.JS)
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(b.lag)
+		cfg.Registerer.MustRegister(b.lag,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "kefu_nats_unusable_seconds",
+				Help: "How long the NATS connection has been unusable (disconnected, closed or being redialed); 0 while it is up.",
+			}, func() float64 {
+				if since := b.UnusableSince(); !since.IsZero() {
+					return time.Since(since).Seconds()
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "kefu_nats_redials_total",
+				Help: "New connections dialed after the server closed the previous one for good.",
+			}, func() float64 { return float64(b.redials.Load()) }))
 	}
 	return b, nil
+}
+
+// Conn is the current NATS connection (a new one after a redial).
+func (b *Bus) Conn() *nats.Conn { return b.gen.Load().nc }
+
+// OnRedial registers f to run after each redial, once the new connection
+// is in place: what is bound to a connection (a subscription, a KV watcher)
+// is re-opened there. f must not block.
+func (b *Bus) OnRedial(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onRedial = append(b.onRedial, f)
+}
+
+// UnusableSince is when the bus stopped being usable — disconnected,
+// closed, or between a close and the new connection — or zero while it is
+// connected. /healthz fails once this is older than KEFU_NATS_DOWN_LIMIT.
+func (b *Bus) UnusableSince() time.Time {
+	g := b.gen.Load()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if g != nil && g.nc.IsConnected() && !b.closing {
+		b.downSince = time.Time{}
+	} else if b.downSince.IsZero() {
+		b.downSince = time.Now()
+	}
+	return b.downSince
+}
+
+// current reports whether nc is the bus's connection of the moment (the
+// handlers are shared with subscribers' own connections and outlive a
+// redial).
+func (b *Bus) current(nc *nats.Conn) bool {
+	g := b.gen.Load()
+	return g != nil && g.nc == nc
+}
+
+func (b *Bus) markDown(nc *nats.Conn) {
+	if !b.current(nc) {
+		return
+	}
+	b.mu.Lock()
+	if b.downSince.IsZero() {
+		b.downSince = time.Now()
+	}
+	b.mu.Unlock()
+}
+
+func (b *Bus) markUp(nc *nats.Conn) {
+	if !b.current(nc) || !nc.IsConnected() {
+		return
+	}
+	b.mu.Lock()
+	b.downSince = time.Time{}
+	b.mu.Unlock()
+}
+
+// closed runs when a connection is closed for good. Unless the bus itself
+// is closing, the current one is replaced.
+func (b *Bus) closed(nc *nats.Conn) {
+	if !b.current(nc) {
+		return
+	}
+	b.mu.Lock()
+	closing := b.closing
+	if !closing && b.downSince.IsZero() {
+		b.downSince = time.Now()
+	}
+	b.mu.Unlock()
+	if closing {
+		return
+	}
+	b.log.Error("nats connection closed by the server for good; dialing a new one", zap.Error(nc.LastError()))
+	go b.redial(b.gen.Load())
+}
+
+// redial opens a new connection with the same options and swaps it in.
+// nats.Connect with RetryOnFailedConnect returns at once and keeps trying
+// in the background, so the loop only repeats when the options themselves
+// fail (say, an unreadable credentials file).
+func (b *Bus) redial(old *generation) {
+	wait := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(b.url, b.opts...)
+		var js jetstream.JetStream
+		if err == nil {
+			if js, err = jetstream.New(nc); err != nil {
+				nc.Close()
+			}
+		}
+		if err == nil {
+			b.mu.Lock()
+			if b.closing {
+				b.mu.Unlock()
+				nc.Close()
+				return
+			}
+			b.gen.Store(&generation{nc: nc, js: js, n: old.n + 1})
+			b.redials.Add(1)
+			hooks := append([]func(){}, b.onRedial...)
+			b.mu.Unlock()
+			b.markUp(nc)
+			for _, f := range hooks {
+				f()
+			}
+			return
+		}
+		b.log.Warn("nats redial failed; retrying", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-b.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 func waitConnected(ctx context.Context, nc *nats.Conn) error {
@@ -299,7 +455,7 @@ func (b *Bus) ClientURL() string {
 	if b.embedded != nil {
 		return b.embedded.ClientURL()
 	}
-	return redactURL(b.NC.ConnectedUrl())
+	return redactURL(b.Conn().ConnectedUrl())
 }
 
 // Embedded reports whether this process runs the NATS server itself.
@@ -310,31 +466,37 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if b.draining.Load() {
 		return errors.New("draining")
 	}
-	if !b.NC.IsConnected() {
-		return fmt.Errorf("nats %s", b.NC.Status())
+	g := b.gen.Load()
+	if !g.nc.IsConnected() {
+		return fmt.Errorf("nats %s", g.nc.Status())
 	}
-	if _, err := b.JS.AccountInfo(ctx); err != nil {
+	if _, err := g.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	return nil
 }
 
 // Drain stops the subscriptions, flushes what was published and closes the
-// connection; then stops the embedded server.
-func (b *Bus) Drain() error {
+// connection; then stops the embedded server. It takes at most 30 s.
+func (b *Bus) Drain() error { return b.DrainWithin(30 * time.Second) }
+
+// DrainWithin is Drain bounded by d (the share of the shutdown grace left
+// for it): what has not drained by then is closed.
+func (b *Bus) DrainWithin(d time.Duration) error {
 	b.draining.Store(true)
+	nc := b.beginClose()
 	var err error
-	if b.NC != nil && !b.NC.IsClosed() {
+	if nc != nil && !nc.IsClosed() {
 		closed := make(chan struct{})
-		b.NC.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err = b.NC.Drain(); err == nil {
+		nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err = nc.Drain(); err == nil {
 			select {
 			case <-closed:
-			case <-time.After(30 * time.Second):
-				b.NC.Close()
+			case <-time.After(d):
+				nc.Close()
 			}
 		} else {
-			b.NC.Close()
+			nc.Close()
 		}
 	}
 	b.shutdownEmbedded()
@@ -343,10 +505,26 @@ func (b *Bus) Drain() error {
 
 // Close closes at once, without draining.
 func (b *Bus) Close() {
-	if b.NC != nil {
-		b.NC.Close()
+	if nc := b.beginClose(); nc != nil {
+		nc.Close()
 	}
 	b.shutdownEmbedded()
+}
+
+// beginClose stops redialing and returns the connection to close.
+func (b *Bus) beginClose() *nats.Conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closing {
+		b.closing = true
+		if b.stop != nil {
+			close(b.stop)
+		}
+	}
+	if g := b.gen.Load(); g != nil {
+		return g.nc
+	}
+	return b.NC
 }
 
 func (b *Bus) shutdownEmbedded() {

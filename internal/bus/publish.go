@@ -20,7 +20,7 @@ var ErrTooLarge = errors.New("event too large for the bus")
 
 // MaxPayload is the largest message (body and headers) the connected NATS
 // server accepts; 0 before the first connection.
-func (b *Bus) MaxPayload() int64 { return b.NC.MaxPayload() }
+func (b *Bus) MaxPayload() int64 { return b.Conn().MaxPayload() }
 
 // Envelope is what is needed to publish one event besides its body.
 type Envelope struct {
@@ -83,7 +83,7 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 	}
 	// nats.go checks the size too, but not while reconnecting, when the
 	// message would be buffered and then cost the connection.
-	if max := b.NC.MaxPayload(); max > 0 && int64(len(data)+headerSize(msg.Header)) > max {
+	if max := b.Conn().MaxPayload(); max > 0 && int64(len(data)+headerSize(msg.Header)) > max {
 		return Published{}, fmt.Errorf("publish %s: %d bytes of body: %w (max_payload %d)", subject, len(data), ErrTooLarge, max)
 	}
 	ack, err := b.JS.PublishMsg(ctx, msg)

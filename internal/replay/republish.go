@@ -71,12 +71,12 @@ func newRepublisher(ctx context.Context, b *bus.Bus, prefix, source string, stde
 	if slices.Contains(targets, source) {
 		return nil, usagef("replay", "--republish %q: stream %s itself captures %s.>, republishing would loop", prefix, source, prefix)
 	}
-	r := &republisher{prefix: prefix, stream: source, nc: b.NC, stderr: stderr}
+	r := &republisher{prefix: prefix, stream: source, nc: b.Conn(), stderr: stderr}
 	if len(targets) == 0 {
 		fmt.Fprintf(stderr, "kefu replay: no stream captures %s.>; publishing on core NATS, only live subscribers receive the events\n", prefix)
 		return r, nil
 	}
-	js, err := jetstream.New(b.NC,
+	js, err := jetstream.New(b.Conn(),
 		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
 		jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {

@@ -74,7 +74,7 @@ func tailCore(ctx context.Context, o tailOptions, out sink, stderr io.Writer, b 
 	}
 	ch := make(chan *nats.Msg, pullBatch)
 	for _, s := range subjects {
-		sub, err := b.NC.ChanSubscribe(s, ch)
+		sub, err := b.Conn().ChanSubscribe(s, ch)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", s, err)
 		}
@@ -82,7 +82,7 @@ func tailCore(ctx context.Context, o tailOptions, out sink, stderr io.Writer, b 
 	}
 	// Once the server has the subscriptions, nothing published later is missed.
 	fctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	err := b.NC.FlushWithContext(fctx)
+	err := b.Conn().FlushWithContext(fctx)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
