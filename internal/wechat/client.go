@@ -12,16 +12,27 @@
 // Failures are typed: [APIError] (errcode/errmsg from WeChat),
 // [HTTPStatusError], [ErrMalformedResponse], [ErrInvalidRequest], or a
 // network or context error. [IsTokenError], [IsPermanent] and [IsRetryable]
-// classify them. Within one call the client
+// classify them. Every error of a request that never left kefu (no token,
+// the rate limit's wait, a failed dial or TLS handshake, a context that
+// ended before the request was completely written — followed with
+// net/http/httptrace) carries a [NotSentError]; [NotSent] adds the answers
+// WeChat documents as not carried out (-1, 45009/45011, token errors, HTTP
+// 429), and [Classify] turns it all into the one verdict the notifier and
+// queuecare act on: done, refused, retry (certainly not sent) or unknown
+// (may have been carried out; [UnknownReason] says why, and
+// kefu_wechat_api_unknown_outcome_total counts it). Within one call the
+// client
 //
-//   - on a token error (40001, 40014, 42001) invalidates the token, fetches a
-//     new one and retries once;
+//   - on a token error (40001, 40014, 42001) invalidates the token, gets
+//     the current one (see [TokenSource]: a forced refresh only when WeChat
+//     hands back the rejected token) and retries once;
 //   - on errcode -1 (system busy) retries with exponential backoff and jitter,
 //     up to MaxRetries times;
 //   - on HTTP 5xx, network errors and malformed bodies retries the same way,
-//     but only for requests that are safe to repeat (reads, avatar upload):
-//     a POST such as custom/send may have been carried out before the
-//     failure, and repeating it would message the customer twice;
+//     but only for requests that are safe to repeat (reads, avatar upload)
+//     or that certainly never reached WeChat: a POST such as custom/send
+//     may have been carried out before the failure, and repeating it would
+//     message the customer twice;
 //   - returns at once on permanent errors (45015, 45047, 65400–65414, …) and
 //     on the quota codes 45009/45011, which a few seconds of backoff cannot
 //     clear: the caller retries those later.
@@ -44,9 +55,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -235,14 +249,24 @@ func (c *Client) do(ctx context.Context, call apiCall, out any) error {
 			continue
 		}
 		if retries >= c.cfg.MaxRetries || ctx.Err() != nil || !c.shouldRetry(call, err, sent) {
-			return err
+			return c.final(call, err)
 		}
 		d := c.backoff(retries)
 		retries++
 		if serr := c.cfg.Sleep(ctx, d); serr != nil {
-			return fmt.Errorf("wechat %s: wait before retry: %w (after: %w)", call.method, serr, err)
+			return c.final(call, fmt.Errorf("wechat %s: wait before retry: %w (after: %w)", call.method, serr, err))
 		}
 	}
+}
+
+// final counts an effect whose outcome is unknown before handing its error
+// to the caller: a request that is not safe to repeat and may have been
+// carried out (see Classify).
+func (c *Client) final(call apiCall, err error) error {
+	if !call.idempotent && Classify(err) == VerdictUnknown {
+		c.cfg.Metrics.unknownOutcome(call.method, UnknownReason(err))
+	}
+	return err
 }
 
 // shouldRetry applies the in-call retry policy described at the top of
@@ -275,21 +299,23 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // attempt makes one request. sent reports whether the request may have
-// reached WeChat; token is the access token used.
+// reached WeChat; token is the access token used. Every error of a request
+// that never left kefu carries a *NotSentError.
 func (c *Client) attempt(ctx context.Context, call apiCall, out any) (token string, sent bool, err error) {
 	token, err = c.tokens.Token(ctx)
 	if err != nil {
-		return "", false, fmt.Errorf("wechat %s: access token: %w", call.method, err)
+		return "", false, fmt.Errorf("wechat %s: access token: %w", call.method, &NotSentError{Err: err})
 	}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return token, false, fmt.Errorf("wechat %s: rate limit: %w", call.method, err)
+			return token, false, fmt.Errorf("wechat %s: rate limit: %w", call.method, &NotSentError{Err: err})
 		}
 	}
 	start := time.Now()
 	err = apiRoundTrip(ctx, c.hc, c.base, call, token, out)
 	c.cfg.Metrics.observe(call.method, errcodeLabel(err), time.Since(start))
-	return token, true, err
+	var notSent *NotSentError
+	return token, !errors.As(err, &notSent), err
 }
 
 // apiRoundTrip sends call once with token (none when empty) and decodes the
@@ -318,14 +344,23 @@ func apiRoundTrip(ctx context.Context, hc *http.Client, base string, call apiCal
 		req.Header.Set("Content-Type", call.contentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("wechat %s: %w", call.method, &NotSentError{Err: err})
+	}
+	w := newWriteTrace(hc)
+	req = req.WithContext(httptrace.WithClientTrace(ctx, w.trace()))
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("wechat %s: %w", call.method, apiRedact(err, token))
+		err = apiRedact(err, token)
+		if w.notSent(err) {
+			return fmt.Errorf("wechat %s: %w", call.method, &NotSentError{Err: err})
+		}
+		return fmt.Errorf("wechat %s: %w", call.method, sentError{err})
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, apiMaxResponseBytes+1))
 	if err != nil {
-		return fmt.Errorf("wechat %s: read response: %w", call.method, apiRedact(err, token))
+		return fmt.Errorf("wechat %s: read response: %w", call.method, sentError{apiRedact(err, token)})
 	}
 	if resp.StatusCode != http.StatusOK {
 		return &HTTPStatusError{Method: call.method, StatusCode: resp.StatusCode}
@@ -354,6 +389,48 @@ func apiRoundTrip(ctx context.Context, hc *http.Client, base string, call apiCal
 		}
 	}
 	return nil
+}
+
+// writeTrace follows one request through the HTTP transport to tell whether
+// it was completely written before the transport failed.
+type writeTrace struct {
+	// traced: the transport is net/http's, which reports the write; a
+	// custom RoundTripper may not, and then only a dial error proves that
+	// nothing was sent.
+	traced bool
+	// wrote: the whole request, body included, went out on a connection.
+	wrote atomic.Bool
+}
+
+func newWriteTrace(hc *http.Client) *writeTrace {
+	_, std := hc.Transport.(*http.Transport)
+	return &writeTrace{traced: hc.Transport == nil || std}
+}
+
+func (w *writeTrace) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				w.wrote.Store(true)
+			}
+		},
+	}
+}
+
+// notSent reports whether the transport error err came before any request
+// was completely written: dial, DNS, TLS handshake, a context that ended
+// while waiting for a connection. A request cut off halfway carries an
+// incomplete body, which no server acts on.
+func (w *writeTrace) notSent(err error) bool {
+	if w.traced {
+		return !w.wrote.Load()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
 }
 
 // apiRedact removes the token from a transport error. *url.Error prints the

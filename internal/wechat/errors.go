@@ -162,3 +162,125 @@ func IsRetryable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &netErr)
 }
+
+// NotSentError wraps the error of a request that never reached WeChat: the
+// access token could not be had (token endpoint or kefu_token bucket
+// unreachable), the client-side rate limit's wait outlasted the context, the
+// connection or its TLS handshake failed, or the context ended before the
+// request was completely written. Repeating such a request cannot do
+// anything twice.
+type NotSentError struct {
+	Err error
+}
+
+func (e *NotSentError) Error() string { return e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// NotSent is true: see NotSent.
+func (e *NotSentError) NotSent() bool { return true }
+
+// NotSent reports whether err certainly left nothing done at WeChat: the
+// request never left kefu (a *NotSentError in the chain), or WeChat answered
+// that it did not carry it out — errcode -1 (system busy), the quota codes
+// 45009/45011, a token error, or HTTP 429 from its gateway. Any other
+// errcode is a refusal (see IsPermanent), which also leaves nothing done.
+// Timeouts, resets, 5xx and malformed answers after the request was written
+// are not NotSent: WeChat may have carried the request out.
+func NotSent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ns interface{ NotSent() bool }
+	if errors.As(err, &ns) && ns.NotSent() {
+		return true
+	}
+	if code, ok := errCodeOf(err); ok {
+		return code == ErrCodeSystemBusy || isTokenErrCode(code) || isQuotaErrCode(code)
+	}
+	var statusErr *HTTPStatusError
+	return errors.As(err, &statusErr) && statusErr.StatusCode == http.StatusTooManyRequests
+}
+
+// Verdict is what a failed request means for a caller that must not repeat
+// an effect (a message to a customer).
+type Verdict int
+
+// Verdicts of Classify.
+const (
+	// VerdictDone: no error, WeChat carried the request out.
+	VerdictDone Verdict = iota
+	// VerdictRefused: WeChat answered no (IsPermanent): nothing was done and
+	// repeating cannot help.
+	VerdictRefused
+	// VerdictRetry: nothing was done (NotSent); a later attempt may succeed
+	// and cannot duplicate anything.
+	VerdictRetry
+	// VerdictUnknown: the request may have been carried out; repeating it
+	// could do it twice. UnknownReason says why.
+	VerdictUnknown
+)
+
+// Classify is the one decision the notifier and queuecare take on a send
+// error.
+func Classify(err error) Verdict {
+	switch {
+	case err == nil:
+		return VerdictDone
+	case IsPermanent(err):
+		return VerdictRefused
+	case NotSent(err):
+		return VerdictRetry
+	}
+	return VerdictUnknown
+}
+
+// Reasons for an unknown outcome: the closed label set of
+// kefu_wechat_api_unknown_outcome_total and the word after "unknown
+// outcome: " in a kefu.notify.failed errmsg.
+const (
+	// UnknownTimeout: the deadline passed after the request was written.
+	UnknownTimeout = "timeout_after_send"
+	// UnknownCancelled: the caller gave up after the request was written.
+	UnknownCancelled = "cancelled_after_send"
+	// UnknownConnection: the connection broke after the request was written
+	// (reset, EOF, unreadable answer).
+	UnknownConnection = "connection_lost_after_send"
+	// UnknownHTTPStatus: a gateway answered 5xx or 408; it may have passed
+	// the request on.
+	UnknownHTTPStatus = "http_status"
+	// UnknownMalformed: HTTP 200 with a body that is not WeChat's JSON.
+	UnknownMalformed = "malformed_response"
+	// UnknownOther: an error the client did not produce (a Sender other
+	// than *Client), or one it cannot place.
+	UnknownOther = "other"
+)
+
+// UnknownReasons lists every reason UnknownReason returns.
+var UnknownReasons = []string{UnknownTimeout, UnknownCancelled, UnknownConnection, UnknownHTTPStatus, UnknownMalformed, UnknownOther}
+
+// UnknownReason names why err leaves the outcome unknown; meaningful when
+// Classify(err) is VerdictUnknown.
+func UnknownReason(err error) string {
+	var statusErr *HTTPStatusError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &statusErr):
+		return UnknownHTTPStatus
+	case errors.Is(err, ErrMalformedResponse):
+		return UnknownMalformed
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return UnknownTimeout
+	case errors.Is(err, context.Canceled):
+		return UnknownCancelled
+	case errors.As(err, &sentError{}):
+		return UnknownConnection
+	}
+	return UnknownOther
+}
+
+// sentError marks a transport error that happened after the request was
+// completely written.
+type sentError struct{ err error }
+
+func (e sentError) Error() string { return e.err.Error() }
+func (e sentError) Unwrap() error { return e.err }

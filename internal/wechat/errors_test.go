@@ -64,3 +64,45 @@ func TestAPIErrorNamesMethodCodeAndMessage(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestClassifyAndNotSent(t *testing.T) {
+	api := func(code int) error { return &wechat.APIError{Method: "custom_send", ErrCode: code} }
+	notSent := func(err error) error { return fmt.Errorf("wechat custom_send: %w", &wechat.NotSentError{Err: err}) }
+	cases := []struct {
+		name    string
+		err     error
+		want    wechat.Verdict
+		notSent bool
+		reason  string
+	}{
+		{"success", nil, wechat.VerdictDone, false, ""},
+		{"-1 is not carried out", api(-1), wechat.VerdictRetry, true, ""},
+		{"45011 is not carried out", api(45011), wechat.VerdictRetry, true, ""},
+		{"40001 is not carried out", api(40001), wechat.VerdictRetry, true, ""},
+		{"HTTP 429 is not carried out", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 429}, wechat.VerdictRetry, true, ""},
+		{"45015 is refused", api(45015), wechat.VerdictRefused, false, ""},
+		{"a token fetch refused for good is refused", notSent(api(40125)), wechat.VerdictRefused, true, ""},
+		{"a KV read error before sending", notSent(errors.New("nats: timeout")), wechat.VerdictRetry, true, ""},
+		{"a cancelled context before sending", notSent(context.Canceled), wechat.VerdictRetry, true, ""},
+		{"HTTP 502 may have been passed on", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 502}, wechat.VerdictUnknown, false, wechat.UnknownHTTPStatus},
+		{"a malformed 200", fmt.Errorf("x: %w", wechat.ErrMalformedResponse), wechat.VerdictUnknown, false, wechat.UnknownMalformed},
+		{"a deadline after sending", fmt.Errorf("x: %w", context.DeadlineExceeded), wechat.VerdictUnknown, false, wechat.UnknownTimeout},
+		{"a cancel after sending", fmt.Errorf("x: %w", context.Canceled), wechat.VerdictUnknown, false, wechat.UnknownCancelled},
+		{"an unplaced error", errors.New("boom"), wechat.VerdictUnknown, false, wechat.UnknownOther},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := wechat.Classify(tc.err); got != tc.want {
+				t.Errorf("Classify = %v, want %v", got, tc.want)
+			}
+			if got := wechat.NotSent(tc.err); got != tc.notSent {
+				t.Errorf("NotSent = %v, want %v", got, tc.notSent)
+			}
+			if tc.reason != "" {
+				if got := wechat.UnknownReason(tc.err); got != tc.reason {
+					t.Errorf("UnknownReason = %q, want %q", got, tc.reason)
+				}
+			}
+		})
+	}
+}

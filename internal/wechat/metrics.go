@@ -19,6 +19,7 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	unknown  *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors kefu_wechat_api_requests_total{method,errcode}
@@ -38,12 +39,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of WeChat API HTTP attempts by API method.",
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"method"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_wechat_api_unknown_outcome_total",
+			Help: "Requests that change something at WeChat (custom_send, kfsession/close, …) and may or may not have been carried out, by API method and reason; they are not repeated.",
+		}, []string{"method", "reason"}),
 	}
 	if reg == nil {
 		return m
 	}
 	m.requests = registerOrReuse(reg, m.requests)
 	m.duration = registerOrReuse(reg, m.duration)
+	m.unknown = registerOrReuse(reg, m.unknown)
+	// The customer message is the one an operator watches: its series
+	// exist from the start so that an alert sees 0 before the first one.
+	for _, reason := range UnknownReasons {
+		m.unknown.WithLabelValues(MethodCustomSend, reason)
+	}
 	return m
 }
 
@@ -68,6 +79,14 @@ func (m *Metrics) observe(method, errcode string, d time.Duration) {
 	}
 	m.requests.WithLabelValues(method, errcode).Inc()
 	m.duration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// unknownOutcome counts a request whose outcome is unknown.
+func (m *Metrics) unknownOutcome(method, reason string) {
+	if m == nil {
+		return
+	}
+	m.unknown.WithLabelValues(method, reason).Inc()
 }
 
 // errcodeLabel maps the outcome of one attempt to the errcode label.

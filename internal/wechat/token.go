@@ -13,10 +13,18 @@ import (
 
 // TokenSource hands out the account's access token. Token returns a token
 // that is valid now; Invalidate tells the source that WeChat rejected bad
-// (errcode 40001/40014/42001), so that the next Token fetches a new one —
+// (errcode 40001/40014/42001), so that the next Token fetches again —
 // unless the source already holds a different token, in which case bad was
 // stale and nothing is fetched. That rule is what lets N callers that hit
-// 40001 together cause a single refresh.
+// 40001 together cause a single fetch.
+//
+// After a rejection the source first asks stable_token without
+// force_refresh: when another system forced a refresh, that answers the
+// current token and nobody's token is revoked. Only when WeChat hands back
+// the very token it rejected is a refresh forced, and then at most once per
+// MinForceRefresh and MaxForcePerDay times in 24 hours (WeChat's limits);
+// beyond them Token fails with ErrForceRefreshLimited until the next force
+// is allowed.
 type TokenSource interface {
 	Token(ctx context.Context) (string, error)
 	Invalidate(ctx context.Context, bad string) error
@@ -105,10 +113,16 @@ func (f *StableTokenFetcher) FetchToken(ctx context.Context, forceRefresh bool) 
 	return FetchedToken{AccessToken: out.AccessToken, ExpiresIn: time.Duration(out.ExpiresIn) * time.Second}, nil
 }
 
+// ErrForceRefreshLimited: WeChat rejected the token it still hands out, and
+// a forced refresh would exceed WeChat's limits (one per 30 s, 20 a day). The
+// API request was not sent; a later attempt may succeed.
+var ErrForceRefreshLimited = errors.New("wechat: access token rejected and a forced refresh is not allowed yet (WeChat allows one per 30 s and 20 a day)")
+
 // Defaults of TokenOptions.
 const (
 	DefaultRefreshMargin      = 5 * time.Minute
 	DefaultMinForceRefresh    = 30 * time.Second
+	DefaultMaxForcePerDay     = 20
 	DefaultTokenLeaseTTL      = 15 * time.Second
 	DefaultTokenPollInterval  = 100 * time.Millisecond
 	DefaultTokenLocalCacheTTL = time.Minute
@@ -124,12 +138,14 @@ type TokenOptions struct {
 	// only issues a new token (without force_refresh) in the last 5 minutes
 	// of the old one; a larger margin would fetch the same token again.
 	RefreshMargin time.Duration
-	// MinForceRefresh: a token fetched less than this long ago is not
-	// force-refreshed when rejected. WeChat allows a forced refresh only every
-	// 30 s (and 20 times a day); if a brand-new token is rejected something
-	// outside kefu is wrong (another system using cgi-bin/token for the same
-	// appid) and burning the daily forced refreshes would not fix it.
+	// MinForceRefresh is the least time between two forced refreshes, and
+	// MaxForcePerDay how many are allowed in any 24 hours: WeChat allows one
+	// per 30 s and 20 a day for the appid. The KV source counts them in the
+	// kefu_token bucket, so every replica keeps to the same budget (another
+	// system forcing refreshes for the same appid is not seen and spends
+	// WeChat's budget too).
 	MinForceRefresh time.Duration
+	MaxForcePerDay  int
 	// LeaseTTL bounds how long one process may hold the refresh lease; a
 	// crashed holder is replaced after it. Keep it above the HTTP timeout.
 	LeaseTTL time.Duration
@@ -150,6 +166,9 @@ func (o *TokenOptions) setDefaults() {
 	}
 	if o.MinForceRefresh == 0 {
 		o.MinForceRefresh = DefaultMinForceRefresh
+	}
+	if o.MaxForcePerDay == 0 {
+		o.MaxForcePerDay = DefaultMaxForcePerDay
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = DefaultTokenLeaseTTL
@@ -172,6 +191,8 @@ func (o TokenOptions) Validate() error {
 		return errors.New("token options: RefreshMargin must be between 0 and 5m")
 	case o.MinForceRefresh < 0:
 		return errors.New("token options: MinForceRefresh must not be negative")
+	case o.MaxForcePerDay < 0:
+		return errors.New("token options: MaxForcePerDay must not be negative")
 	case o.LeaseTTL < 0:
 		return errors.New("token options: LeaseTTL must not be negative")
 	case o.PollInterval < 0:
@@ -187,8 +208,8 @@ type tokenState struct {
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
 	FetchedAt time.Time `json:"fetched_at"`
-	// Invalid is set by Invalidate: WeChat rejected Token, the next refresh
-	// uses force_refresh.
+	// Invalid is set by Invalidate: WeChat rejected Token. The next refresh
+	// forces only if stable_token hands Token back.
 	Invalid bool `json:"invalid,omitempty"`
 }
 
@@ -206,6 +227,76 @@ func newTokenState(t FetchedToken, now time.Time) tokenState {
 	return tokenState{Token: t.AccessToken, ExpiresAt: now.Add(t.ExpiresIn), FetchedAt: now}
 }
 
+// forceGate grants forced refreshes within WeChat's limits; reserve counts
+// one and fails with ErrForceRefreshLimited when none is allowed now.
+type forceGate interface {
+	reserve(ctx context.Context) error
+}
+
+// renew fetches the token to use instead of st (missing, expiring or
+// rejected). A rejected token is first asked for again without force: if
+// another system forced a refresh, stable_token answers the new current
+// token, and forcing would revoke theirs. Only when WeChat hands back the
+// rejected token itself does a forced refresh follow, if gate allows it.
+func renew(ctx context.Context, f TokenFetcher, st tokenState, gate forceGate) (FetchedToken, error) {
+	fetched, err := f.FetchToken(ctx, false)
+	if err != nil {
+		return FetchedToken{}, err
+	}
+	if !st.Invalid || fetched.AccessToken != st.Token {
+		return fetched, nil
+	}
+	if err := gate.reserve(ctx); err != nil {
+		return FetchedToken{}, err
+	}
+	return f.FetchToken(ctx, true)
+}
+
+// forceWindow is the span of MaxForcePerDay. A sliding 24 hours never
+// allows more than WeChat's calendar day does.
+const forceWindow = 24 * time.Hour
+
+// forceBudget is the record of recent forced refreshes, oldest first.
+type forceBudget struct {
+	At []time.Time `json:"at"`
+}
+
+// take records a forced refresh at now if opts allow one; ok false
+// otherwise. Entries older than forceWindow are dropped.
+func (b *forceBudget) take(now time.Time, opts TokenOptions) bool {
+	kept := b.At[:0]
+	for _, t := range b.At {
+		if now.Sub(t) < forceWindow {
+			kept = append(kept, t)
+		}
+	}
+	b.At = kept
+	if len(b.At) >= opts.MaxForcePerDay {
+		return false
+	}
+	if n := len(b.At); n > 0 && now.Sub(b.At[n-1]) < opts.MinForceRefresh {
+		return false
+	}
+	b.At = append(b.At, now)
+	return true
+}
+
+// memoryGate is the forced-refresh budget of one process.
+type memoryGate struct {
+	opts   TokenOptions
+	mu     sync.Mutex
+	budget forceBudget
+}
+
+func (g *memoryGate) reserve(context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.budget.take(g.opts.Now(), g.opts) {
+		return ErrForceRefreshLimited
+	}
+	return nil
+}
+
 // MemoryTokenSource caches the token in process memory: for a single
 // process only (several processes each fetching would be fine with
 // stable_token, but a forced refresh by one would break the others).
@@ -213,6 +304,7 @@ func newTokenState(t FetchedToken, now time.Time) tokenState {
 type MemoryTokenSource struct {
 	fetcher TokenFetcher
 	opts    TokenOptions
+	gate    *memoryGate
 	// fetching is a one-slot semaphore held during a fetch; a channel rather
 	// than a mutex so that waiters give up when their context ends.
 	fetching chan struct{}
@@ -230,7 +322,7 @@ func NewMemoryTokenSource(fetcher TokenFetcher, opts TokenOptions) (*MemoryToken
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &MemoryTokenSource{fetcher: fetcher, opts: opts, fetching: make(chan struct{}, 1)}, nil
+	return &MemoryTokenSource{fetcher: fetcher, opts: opts, gate: &memoryGate{opts: opts}, fetching: make(chan struct{}, 1)}, nil
 }
 
 func (s *MemoryTokenSource) current() tokenState {
@@ -268,7 +360,7 @@ func (s *MemoryTokenSource) Token(ctx context.Context) (string, error) {
 	if st.fresh(now, s.opts.RefreshMargin) {
 		return st.Token, nil
 	}
-	fetched, err := s.fetcher.FetchToken(ctx, st.Invalid)
+	fetched, err := renew(ctx, s.fetcher, st, s.gate)
 	if err != nil {
 		if st.usable(now) {
 			// The old token still works; the next call tries again.
@@ -288,9 +380,6 @@ func (s *MemoryTokenSource) Invalidate(_ context.Context, bad string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state.Token != bad || s.state.Invalid {
-		return nil
-	}
-	if s.opts.Now().Sub(s.state.FetchedAt) < s.opts.MinForceRefresh {
 		return nil
 	}
 	s.state.Invalid = true

@@ -36,18 +36,23 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // countingFetcher issues tok-1, tok-2, … valid for two hours and records
-// each call's force_refresh flag.
+// each call's force_refresh flag. By default every call issues a new token,
+// as stable_token does once another system forced a refresh or the current
+// token is near its end; with sticky set a call without force hands back the
+// last token, as stable_token does while it lives.
 type countingFetcher struct {
 	calls  atomic.Int32
+	sticky bool
 	mu     sync.Mutex
 	forced []bool
+	issued int
 	// delay widens the window in which concurrent callers could fetch too.
 	delay time.Duration
 	fail  error // guarded by mu
 }
 
 func (f *countingFetcher) FetchToken(ctx context.Context, force bool) (wechat.FetchedToken, error) {
-	n := f.calls.Add(1)
+	f.calls.Add(1)
 	f.mu.Lock()
 	f.forced = append(f.forced, force)
 	f.mu.Unlock()
@@ -64,7 +69,12 @@ func (f *countingFetcher) FetchToken(ctx context.Context, force bool) (wechat.Fe
 	if fail != nil {
 		return wechat.FetchedToken{}, fail
 	}
-	return wechat.FetchedToken{AccessToken: fmt.Sprintf("tok-%d", n), ExpiresIn: 2 * time.Hour}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.sticky || force || f.issued == 0 {
+		f.issued++
+	}
+	return wechat.FetchedToken{AccessToken: fmt.Sprintf("tok-%d", f.issued), ExpiresIn: 2 * time.Hour}, nil
 }
 
 func (f *countingFetcher) setFail(err error) {
@@ -203,6 +213,7 @@ func testTokenSourceContract(t *testing.T, newSource newTokenSourceFunc) {
 		wantToken   string
 		wantFetches int32
 		wantForced  []bool
+		sticky      bool // the fetcher hands back the current token without force
 	}{
 		{
 			name:        "a fresh token is reused",
@@ -223,13 +234,22 @@ func testTokenSourceContract(t *testing.T, newSource newTokenSourceFunc) {
 			wantFetches: 2, wantForced: []bool{false, false},
 		},
 		{
-			name: "invalidating the current token forces a refresh",
+			name: "a rejected token is replaced by the current one without force",
 			act: func(s wechat.TokenSource, c *fakeClock) {
 				c.Advance(time.Minute)
 				_ = s.Invalidate(context.Background(), "tok-1")
 			},
 			wantToken:   "tok-2",
-			wantFetches: 2, wantForced: []bool{false, true},
+			wantFetches: 2, wantForced: []bool{false, false},
+		},
+		{
+			name: "a rejected token handed back by stable_token is force-refreshed",
+			act: func(s wechat.TokenSource, c *fakeClock) {
+				_ = s.Invalidate(context.Background(), "tok-1")
+			},
+			sticky:      true,
+			wantToken:   "tok-2",
+			wantFetches: 3, wantForced: []bool{false, false, true},
 		},
 		{
 			name: "invalidating twice still refreshes once",
@@ -238,8 +258,9 @@ func testTokenSourceContract(t *testing.T, newSource newTokenSourceFunc) {
 				_ = s.Invalidate(context.Background(), "tok-1")
 				_ = s.Invalidate(context.Background(), "tok-1")
 			},
+			sticky:      true,
 			wantToken:   "tok-2",
-			wantFetches: 2, wantForced: []bool{false, true},
+			wantFetches: 3, wantForced: []bool{false, false, true},
 		},
 		{
 			name: "invalidating a stale token does nothing",
@@ -250,20 +271,11 @@ func testTokenSourceContract(t *testing.T, newSource newTokenSourceFunc) {
 			wantToken:   "tok-1",
 			wantFetches: 1, wantForced: []bool{false},
 		},
-		{
-			name: "a token fetched under 30 s ago is not force-refreshed",
-			act: func(s wechat.TokenSource, c *fakeClock) {
-				c.Advance(10 * time.Second)
-				_ = s.Invalidate(context.Background(), "tok-1")
-			},
-			wantToken:   "tok-1",
-			wantFetches: 1, wantForced: []bool{false},
-		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
-			f := &countingFetcher{}
+			f := &countingFetcher{sticky: tc.sticky}
 			src := newSource(t, f, clock)
 			if tok := mustToken(t, src); tok != "tok-1" {
 				t.Fatalf("first token = %s", tok)
@@ -280,6 +292,61 @@ func testTokenSourceContract(t *testing.T, newSource newTokenSourceFunc) {
 			}
 		})
 	}
+
+	t.Run("forced refreshes keep to one per 30 s and 20 a day", func(t *testing.T) {
+		clock := newFakeClock()
+		f := &countingFetcher{sticky: true}
+		src := newSource(t, f, clock)
+		forces := func() int {
+			n := 0
+			for _, forced := range f.forcedFlags() {
+				if forced {
+					n++
+				}
+			}
+			return n
+		}
+		reject := func() error {
+			t.Helper()
+			tok := mustToken(t, src)
+			if err := src.Invalidate(context.Background(), tok); err != nil {
+				t.Fatal(err)
+			}
+			_, err := src.Token(context.Background())
+			return err
+		}
+		if err := reject(); err != nil {
+			t.Fatalf("first forced refresh: %v", err)
+		}
+		clock.Advance(29 * time.Second)
+		if err := reject(); !errors.Is(err, wechat.ErrForceRefreshLimited) {
+			t.Fatalf("a second force 29 s later: err = %v, want ErrForceRefreshLimited", err)
+		}
+		clock.Advance(time.Second)
+		if _, err := src.Token(context.Background()); err != nil {
+			t.Fatalf("30 s after the first force: %v", err)
+		}
+		for range 18 {
+			clock.Advance(time.Minute)
+			if err := reject(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := forces(); n != 20 {
+			t.Fatalf("forced refreshes = %d, want 20", n)
+		}
+		clock.Advance(time.Minute)
+		if err := reject(); !errors.Is(err, wechat.ErrForceRefreshLimited) {
+			t.Fatalf("the 21st force within a day: err = %v, want ErrForceRefreshLimited", err)
+		}
+		if n := forces(); n != 20 {
+			t.Fatalf("forced refreshes = %d, want still 20", n)
+		}
+		clock.Advance(24 * time.Hour)
+		if _, err := src.Token(context.Background()); err != nil {
+			t.Fatalf("a day later: %v", err)
+		}
+	})
 
 	t.Run("a failed refresh keeps a still-valid token and fails once it expired", func(t *testing.T) {
 		clock := newFakeClock()

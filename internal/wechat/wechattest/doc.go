@@ -34,10 +34,19 @@
 // previous one valid for five more minutes (documented). stable_token
 // returns the current token until five minutes before its expiry, then a
 // new one (the old one living out its lifetime); force_refresh issues a new
-// one and the previous one stops working at once. The two kinds are
-// independent. Lifetime: Config.TokenLifetime (7200 s). [Server.TokenFetches]
-// counts tokens handed out; [Server.ExpireTokens] makes every token answer
-// 42001, [Server.InvalidateTokens] 40001.
+// one and the previous one stops working at once, at most once per 30 s
+// (45011) and 20 times a day (45009). The two kinds are independent.
+// Lifetime: Config.TokenLifetime (7200 s). [Server.TokenFetches] counts
+// tokens handed out; [Server.ExpireTokens] makes every token answer 42001,
+// [Server.InvalidateTokens] 40001. [Server.ForceRefreshByOtherSystem] is
+// another system sharing the appid forcing a refresh;
+// [Server.ForceRefreshRequests] counts the forced refreshes asked through
+// the API.
+//
+// Faults: [Server.InjectErrors] queues errcodes, [Server.InjectFault]
+// failures of the HTTP exchange (HTTP 429 before handling; an answer held
+// or dropped after the request was carried out), and [NetFaults] breaks
+// dials and TLS handshakes before anything reaches the server.
 //
 // # Queue model
 //

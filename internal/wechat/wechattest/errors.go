@@ -20,6 +20,8 @@ const (
 	CodeRequirePOST        = 43002
 	CodeEmptyPostData      = 44002
 	CodeEmptyContent       = 44004
+	CodeDailyQuota         = 45009 // stable_token: more than 20 forced refreshes today
+	CodeFrequencyLimit     = 45011 // stable_token: forced refresh within 30 s of the last
 	CodeReplyTimeLimit     = 45015
 	CodeResponseCountLimit = 45047
 	CodeDataFormatError    = 47001

@@ -174,8 +174,10 @@ type Server struct {
 
 	faultMu sync.Mutex
 	faults  map[string][]int
-	latency map[string]time.Duration
-	calls   map[string]int
+	// httpFaults are the queued failures of the HTTP exchange by method.
+	httpFaults map[string][]Fault
+	latency    map[string]time.Duration
+	calls      map[string]int
 
 	// mu guards the account state below. It is never held while a callback
 	// is posted: state changes only queue callbacks.
@@ -184,16 +186,20 @@ type Server struct {
 	latestToken  string // the newest cgi-bin/token token
 	stableToken  string // the current stable_token token
 	tokenFetches int
-	notUpgraded  bool
-	agents       map[string]*agent
-	nextKFID     int
-	customers    map[string]*customer
-	waiting      []*waitCase // FIFO by arrival in the queue
-	sessions     map[string]*session
-	sent         []SentMessage
-	nextMsgID    int64
-	sim          *simulation
-	callbackIPs  []string // what getcallbackip answers
+	// forces are the forced stable_token refreshes of the last 24 hours;
+	// forceRequests counts those asked for through the API.
+	forces        []time.Time
+	forceRequests int
+	notUpgraded   bool
+	agents        map[string]*agent
+	nextKFID      int
+	customers     map[string]*customer
+	waiting       []*waitCase // FIFO by arrival in the queue
+	sessions      map[string]*session
+	sent          []SentMessage
+	nextMsgID     int64
+	sim           *simulation
+	callbackIPs   []string // what getcallbackip answers
 }
 
 // New builds a fake server from cfg after filling defaults and validating it.
@@ -211,6 +217,7 @@ func New(cfg Config) (*Server, error) {
 		codec:       codec,
 		clock:       cfg.Clock,
 		faults:      map[string][]int{},
+		httpFaults:  map[string][]Fault{},
 		latency:     map[string]time.Duration{},
 		calls:       map[string]int{},
 		tokens:      map[string]*accessToken{},
@@ -277,6 +284,13 @@ func (s *Server) routes() {
 func (s *Server) api(method string, opts apiOpts, h apiHandler) {
 	s.mux.HandleFunc("/"+method, func(w http.ResponseWriter, r *http.Request) {
 		delay, injected := s.recordCall(method)
+		switch f := s.takeFault(method); f {
+		case FaultTooManyRequests:
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		case FaultHangAfterHandling, FaultResetAfterHandling:
+			w = &faultWriter{ResponseWriter: w, r: r, fault: f}
+		}
 		if delay > 0 {
 			t := time.NewTimer(delay)
 			select {

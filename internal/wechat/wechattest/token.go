@@ -58,10 +58,17 @@ type stableTokenRequest struct {
 	ForceRefresh bool   `json:"force_refresh"`
 }
 
+// Limits of stable_token's forced refresh for one appid, as documented:
+// one per 30 s (45011 otherwise) and 20 a day (45009).
+const (
+	forceInterval = 30 * time.Second
+	forcePerDay   = 20
+)
+
 // handleStableToken serves POST cgi-bin/stable_token. In normal mode it
 // returns the current token until five minutes before its expiry; with
 // force_refresh it issues a new one and the previous one stops working at
-// once.
+// once, within the forced-refresh limits.
 func (s *Server) handleStableToken(_ *http.Request, body []byte) (any, *APIError) {
 	var req stableTokenRequest
 	if e := decodeJSONBody(body, &req); e != nil {
@@ -78,16 +85,81 @@ func (s *Server) handleStableToken(_ *http.Request, body []byte) (any, *APIError
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
+	if req.ForceRefresh {
+		s.forceRequests++
+		if e := s.takeForceLocked(now); e != nil {
+			return nil, e
+		}
+		return s.forceStableLocked(now), nil
+	}
 	cur, ok := s.tokens[s.stableToken]
-	if ok && !req.ForceRefresh && tokenUsable(cur, now) && cur.expiresAt.Sub(now) > tokenGrace {
+	if ok && tokenUsable(cur, now) && cur.expiresAt.Sub(now) > tokenGrace {
 		s.tokenFetches++
 		return tokenResponse{AccessToken: s.stableToken, ExpiresIn: int64(cur.expiresAt.Sub(now) / time.Second)}, nil
 	}
-	if ok && req.ForceRefresh {
+	s.stableToken = s.mintTokenLocked(now)
+	return tokenResponse{AccessToken: s.stableToken, ExpiresIn: int64(s.cfg.TokenLifetime / time.Second)}, nil
+}
+
+// takeForceLocked counts a forced refresh against the limits, or answers
+// the code WeChat gives when it is over them.
+func (s *Server) takeForceLocked(now time.Time) *APIError {
+	kept := s.forces[:0]
+	for _, t := range s.forces {
+		if now.Sub(t) < 24*time.Hour {
+			kept = append(kept, t)
+		}
+	}
+	s.forces = kept
+	if n := len(s.forces); n > 0 && now.Sub(s.forces[n-1]) < forceInterval {
+		return apiErr(CodeFrequencyLimit, "api minute-quota reach limit, force refresh at most once per 30 s")
+	}
+	if len(s.forces) >= forcePerDay {
+		return apiErr(CodeDailyQuota, "api daily quota reached for force refresh")
+	}
+	s.forces = append(s.forces, now)
+	return nil
+}
+
+// forceStableLocked revokes the current stable token and issues a new one.
+func (s *Server) forceStableLocked(now time.Time) tokenResponse {
+	if cur, ok := s.tokens[s.stableToken]; ok && (cur.revokedAt.IsZero() || now.Before(cur.revokedAt)) {
 		cur.revokedAt = now
 	}
 	s.stableToken = s.mintTokenLocked(now)
-	return tokenResponse{AccessToken: s.stableToken, ExpiresIn: int64(s.cfg.TokenLifetime / time.Second)}, nil
+	return tokenResponse{AccessToken: s.stableToken, ExpiresIn: int64(s.cfg.TokenLifetime / time.Second)}
+}
+
+// ForceRefreshByOtherSystem does what another system sharing the appid does
+// with stable_token and force_refresh: the current stable token stops
+// working at once and a new one is current, which stable_token without
+// force then returns. It counts against the daily and 30-second limits of
+// forced refreshes like any other, and fails as WeChat would beyond them.
+// It returns the new token.
+func (s *Server) ForceRefreshByOtherSystem() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	if e := s.takeForceLocked(now); e != nil {
+		return "", e
+	}
+	return s.forceStableLocked(now).AccessToken, nil
+}
+
+// ForceRefreshRequests returns how many stable_token requests with
+// force_refresh the API received (ForceRefreshByOtherSystem not included),
+// refused ones included.
+func (s *Server) ForceRefreshRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forceRequests
+}
+
+// StableToken returns the current stable token ("" before the first).
+func (s *Server) StableToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stableToken
 }
 
 func tokenUsable(t *accessToken, now time.Time) bool {
