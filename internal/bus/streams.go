@@ -59,6 +59,8 @@ func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
 			return err
 		}
 		if err := retryStartup(ctx, func(ctx context.Context) error {
+			cfg := cfg
+			keepSources(ctx, b.JS, &cfg) // a store-and-forward leaf's (leaf.go)
 			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
@@ -81,6 +83,11 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 		// no longer.
 		cfg.TTL = b.cfg.StreamMaxAge
 	}
+	if bucket == BucketLocks {
+		// Leases expire by per-key TTL, on the server's clock (lease.go);
+		// enabling it on an existing bucket is an allowed update.
+		cfg.LimitMarkerTTL = leaseMarkerTTL
+	}
 	if bucket == BucketCallbackSigs {
 		// A signature is fresh for a window on either side of its
 		// timestamp, so it must be remembered for twice that; the
@@ -95,6 +102,9 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ensure kv %s: %w", bucket, err)
+	}
+	if bucket == BucketLocks {
+		return &locksKV{KeyValue: kv, js: b.JS}, nil
 	}
 	return kv, nil
 }
