@@ -59,6 +59,8 @@ func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
 			return err
 		}
 		if err := retryStartup(ctx, func(ctx context.Context) error {
+			cfg := cfg
+			keepSources(ctx, b.JS, &cfg) // a store-and-forward leaf's (leaf.go)
 			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
