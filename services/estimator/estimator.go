@@ -13,6 +13,12 @@
 // takeover by another replica continues with what was learned. The session
 // events reach only the lease holder: its durable consumer is open while it
 // holds the lease.
+//
+// The lease is renewed throughout a poll, however long the WeChat calls
+// take, and every write to kefu_state is fenced by it (bus.FencedKV): a new
+// holder loads the state and writes it back at once, after which nothing a
+// paused former holder writes can land. A holder that finds its lease lost
+// stops, closes the session consumer and says so in its log.
 package estimator
 
 import (
@@ -114,6 +120,10 @@ type Service struct {
 	loop  *bus.Periodic
 	state jetstream.KeyValue
 	lease *bus.Lease
+	// fenced writes kefu_state under the lease; tenure is the lease fence
+	// the model was loaded (and claimed) under.
+	fenced *bus.FencedKV
+	tenure uint64
 
 	pollMu    sync.Mutex // one poll at a time (the loop, tests, an operator)
 	mu        sync.Mutex // guards model and published
@@ -174,6 +184,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.lease = bus.NewLease(locks, "estimator-"+events.Token(s.cfg.AppID), s.cfg.Holder, s.cfg.LeaseTTL)
 	s.lease.SetClock(s.now)
+	s.fenced = bus.NewFencedKV(s.bus.JS, s.state, s.lease)
 	s.loop.Start(ctx)
 	return nil
 }
@@ -216,8 +227,13 @@ func (s *Service) closeSessions() {
 	}
 }
 
+// Lease is the polling lease (nil before Start).
+func (s *Service) Lease() *bus.Lease { return s.lease }
+
 // PollOnce takes one snapshot and publishes what changed, if this replica
 // holds the lease. API errors are returned (and counted); the loop goes on.
+// An error wrapping bus.ErrLeaseLost means another replica took over
+// during the poll: nothing of this poll was saved.
 func (s *Service) PollOnce(ctx context.Context) error {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
@@ -230,8 +246,30 @@ func (s *Service) PollOnce(ctx context.Context) error {
 		s.m.leader.Set(0)
 		return nil
 	}
+	if fence := s.lease.Fence(); fence != s.tenure {
+		// A new tenure (first, or after losing the lease): what this
+		// replica has in memory may be older than what a holder in
+		// between saved. Load it again.
+		s.closeSessions()
+	}
 	s.m.leader.Set(1)
-	if err := s.takeOver(ctx); err != nil {
+	// Renewed in the background for as long as the poll takes; the
+	// context ends if the lease is lost.
+	job, stop := s.lease.Hold(ctx)
+	defer stop()
+	err = s.poll(job, ctx)
+	if err = bus.LostCause(job, err); errors.Is(err, bus.ErrLeaseLost) {
+		s.closeSessions()
+		s.m.leader.Set(0)
+		s.log.Warn("estimator lease lost to another replica; this replica stops polling", zap.Error(err))
+	}
+	return err
+}
+
+// poll is one poll by the holder under ctx; the session consumer is bound
+// to outer, which outlives the poll.
+func (s *Service) poll(ctx, outer context.Context) error {
+	if err := s.takeOver(ctx, outer); err != nil {
 		return err
 	}
 	snap, left, err := s.snapshot(ctx)
@@ -253,15 +291,21 @@ func (s *Service) PollOnce(ctx context.Context) error {
 	changed := s.changedEstimates(res)
 	s.mu.Unlock()
 
+	// The WeChat calls may have taken long: make sure the lease is still
+	// this replica's before telling anyone.
+	if err := s.lease.Check(ctx); err != nil {
+		return err
+	}
 	if err := s.publish(ctx, snap, res, changed); err != nil {
 		return err
 	}
 	return s.saveState(ctx)
 }
 
-// takeOver loads the saved model and opens the session consumer when
-// this replica has just become the holder.
-func (s *Service) takeOver(ctx context.Context) error {
+// takeOver loads the saved model, writes it back under this tenure's fence
+// (so that no earlier holder's write lands after it) and opens the session
+// consumer when this replica has just become the holder.
+func (s *Service) takeOver(ctx, outer context.Context) error {
 	s.mu.Lock()
 	open := s.sessions != nil
 	s.mu.Unlock()
@@ -278,7 +322,11 @@ func (s *Service) takeOver(ctx context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("load estimator state: %w", err)
 	}
-	sub, err := s.bus.Subscribe(ctx, bus.ConsumerSpec{
+	if err := s.saveState(ctx); err != nil {
+		return err
+	}
+	s.tenure = s.lease.Fence()
+	sub, err := s.bus.Subscribe(outer, bus.ConsumerSpec{
 		Role: "estimator", Stream: events.StreamWeChat, Durable: "estimator-sessions",
 		FilterSubject: events.SubjectSessionAll, Concurrency: 1, // the model learns from events in order
 		DeliverNew: true,
@@ -426,7 +474,7 @@ func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estim
 	if err != nil {
 		return err
 	}
-	if _, err := s.state.Put(ctx, s.queueKey(), body); err != nil {
+	if _, err := s.fenced.Put(ctx, s.queueKey(), body); err != nil {
 		return fmt.Errorf("save queue view: %w", err)
 	}
 	return nil
@@ -441,7 +489,7 @@ func (s *Service) saveState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("marshal estimator state: %w", err)
 	}
-	if _, err := s.state.Put(ctx, s.stateKey(), b); err != nil {
+	if _, err := s.fenced.Put(ctx, s.stateKey(), b); err != nil {
 		return fmt.Errorf("save estimator state: %w", err)
 	}
 	return nil
