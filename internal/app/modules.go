@@ -270,7 +270,7 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 		st.Close()
 		return nil, fmt.Errorf("feedback: %w", err)
 	}
-	svc, err := feedback.New(feedback.Config{}, deps)
+	svc, err := feedback.New(feedback.Config{MaxBackoff: rt.cfg.RetryMaxBackoff}, deps)
 	if err != nil {
 		st.Close()
 		return nil, err

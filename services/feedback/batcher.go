@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/services/feedback/store"
 )
 
 // errStopped answers a handler whose item reached a batcher that has
@@ -36,10 +37,10 @@ const (
 // batch would wait for the linger.
 type batcher[T any] struct {
 	kind string
-	// write stores items in one transaction. An error wrapping invalid
-	// means an item can never be stored; any other error may heal.
+	// write stores items in one transaction. An error for which invalid
+	// is true means an item can never be stored; any other error may heal.
 	write   func(ctx context.Context, items []T) error
-	invalid error
+	invalid func(error) bool
 	batchTiming
 	metrics *metrics
 	log     *zap.Logger
@@ -74,7 +75,15 @@ type request[T any] struct {
 	result chan error // buffered: the batcher never waits for a handler
 }
 
-func newBatcher[T any](kind string, write func(context.Context, []T) error, invalid error,
+// rejectedBy says which write errors mean an item can never be stored:
+// the store's own sentinel, or the database refusing the data itself. Any
+// other error — the database unreachable, a timeout, a failover — heals,
+// and its messages are retried until it does.
+func rejectedBy(sentinel error) func(error) bool {
+	return func(err error) bool { return errors.Is(err, sentinel) || store.IsDataError(err) }
+}
+
+func newBatcher[T any](kind string, write func(context.Context, []T) error, invalid func(error) bool,
 	timing batchTiming, m *metrics, log *zap.Logger) *batcher[T] {
 	base, abort := context.WithCancel(context.Background())
 	timing.size = max(timing.size, 1)
@@ -222,7 +231,7 @@ func (b *batcher[T]) flush(batch []request[T]) {
 	switch {
 	case err == nil:
 		outcome = outcomeOK
-	case errors.Is(err, b.invalid):
+	case b.invalid(err):
 		outcome = outcomeInvalid
 		b.isolate(ctx, items, errs, err)
 	default:
@@ -262,7 +271,7 @@ func (b *batcher[T]) isolate(ctx context.Context, items []T, errs []error, rejec
 		err := b.write(ctx, sub)
 		switch {
 		case err == nil:
-		case errors.Is(err, b.invalid):
+		case b.invalid(err):
 			b.isolate(ctx, sub, subErrs, err)
 		default:
 			failed := fmt.Errorf("store %s batch: %w", b.kind, err)

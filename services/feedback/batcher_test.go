@@ -70,7 +70,7 @@ func newTestBatcher(t *testing.T, w *fakeWriter, size int, linger time.Duration)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBatcher("post", w.write, store.ErrInvalidPost, batchTiming{size: size, linger: linger, timeout: 5 * time.Second}, m, zap.NewNop())
+	b := newBatcher("post", w.write, rejectedBy(store.ErrInvalidPost), batchTiming{size: size, linger: linger, timeout: 5 * time.Second}, m, zap.NewNop())
 	t.Cleanup(func() { _ = b.stop(context.Background()) })
 	return b
 }
@@ -221,7 +221,7 @@ func TestBatcherStopCancelsTheWriteWhenItsContextEnds(t *testing.T) {
 		close(blocked)
 		<-ctx.Done() // a write that never finishes by itself
 		return ctx.Err()
-	}, store.ErrInvalidPost, batchTiming{size: 1, linger: time.Hour, timeout: time.Hour}, m, zap.NewNop())
+	}, rejectedBy(store.ErrInvalidPost), batchTiming{size: 1, linger: time.Hour, timeout: time.Hour}, m, zap.NewNop())
 	result := make(chan error, 1)
 	go func() { result <- b.submit(context.Background(), "stuck") }()
 	<-blocked

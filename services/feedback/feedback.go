@@ -15,10 +15,15 @@
 // per kind; while it commits, the next batch gathers and is written as soon
 // as the first one is done, so batches grow with the load. A store failure
 // fails every message of the batch, which
-// JetStream redelivers after the consumer's backoff; the store's writes are
-// idempotent, so a redelivered message never makes a second row. When the
+// JetStream redelivers after the consumer's backoff, for as long as the
+// store fails: a store that is away never sends a message to the
+// dead-letter subject. While the store's Ping fails too, both consumers
+// stop taking messages (Ready reports it) and resume when it answers. The
+// store's writes are idempotent, so a redelivered message never makes a
+// second row. When the
 // store rejects a batch as invalid (store.ErrInvalidPost,
-// store.ErrInvalidSessionFact), the batch is split until the rejected items
+// store.ErrInvalidSessionFact, or a database error about the data itself,
+// see store.IsDataError), the batch is split until the rejected items
 // are alone: those go to kefu.dlq.feedback at once, the others are stored.
 // A body that is not JSON of the expected event goes to the dead-letter
 // subject without reaching the store.
@@ -112,12 +117,21 @@ type Config struct {
 	// (default 30s); it must exceed Linger + 2×WriteTimeout: an item may
 	// wait for the write before its own.
 	AckWait time.Duration
-	// MaxDeliver is how many times a message is tried before it goes to
-	// kefu.dlq.feedback (default 5).
+	// MaxDeliver is the delivery from which a message that still cannot
+	// be written is logged as an error (default 5). It is retried
+	// regardless: only a message the store rejects goes to
+	// kefu.dlq.feedback.
 	MaxDeliver int
 	// Backoff is the delay before each redelivery after a failed write;
-	// the last value repeats (default: the bus's, 1s, 5s, 30s, 2m).
+	// it doubles after its last value up to MaxBackoff (default: the
+	// bus's, 1s, 2s, 4s, …).
 	Backoff []time.Duration
+	// MaxBackoff caps the delay between two tries of a message
+	// (KEFU_RETRY_MAX_BACKOFF, default 2m).
+	MaxBackoff time.Duration
+	// ProbeInterval is how often the store is pinged while the consumers
+	// are paused because it does not answer (default 1s).
+	ProbeInterval time.Duration
 	// FillInterval is how often facts stored without a pseudonym are
 	// looked for again after the fill at Start (default 10m): another
 	// replica without the key, or an older kefu during a rolling upgrade,
@@ -242,8 +256,29 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	mux.Handle(api.PathSessions, s.api)
 }
 
-// Ready reports whether the store answers.
+// Ready reports whether the store answers and the consumers take
+// messages: a consumer paused by a store outage stays paused until its own
+// probe finds the store back, a moment after Ping does.
 func (s *Service) Ready(ctx context.Context) error {
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("feedback store: %w", err)
+	}
+	s.mu.Lock()
+	r := s.run
+	s.mu.Unlock()
+	if r != nil {
+		for _, sub := range r.subs {
+			if err := sub.Paused(); err != nil {
+				return fmt.Errorf("feedback: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// storeReady is the consumers' dependency check: while it fails they take
+// no messages.
+func (s *Service) storeReady(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("feedback store: %w", err)
 	}
@@ -274,8 +309,8 @@ func (s *Service) Start(ctx context.Context) error {
 		idle:    s.cfg.Idle,
 		timeout: s.cfg.WriteTimeout,
 	}
-	r.posts = newBatcher(KindPost, s.store.UpsertPosts, store.ErrInvalidPost, timing, s.metrics, s.log)
-	r.sessions = newBatcher(KindSession, s.store.RecordSessions, store.ErrInvalidSessionFact, timing, s.metrics, s.log)
+	r.posts = newBatcher(KindPost, s.store.UpsertPosts, rejectedBy(store.ErrInvalidPost), timing, s.metrics, s.log)
+	r.sessions = newBatcher(KindSession, s.store.RecordSessions, rejectedBy(store.ErrInvalidSessionFact), timing, s.metrics, s.log)
 
 	for _, c := range []struct {
 		stream, durable, filter string
@@ -329,7 +364,10 @@ func (s *Service) spec(stream, durable, filter string) bus.ConsumerSpec {
 		AckWait:       s.cfg.AckWait,
 		MaxDeliver:    s.cfg.MaxDeliver,
 		Backoff:       s.cfg.Backoff,
+		MaxBackoff:    s.cfg.MaxBackoff,
 		Concurrency:   s.cfg.Concurrency,
+		Ready:         s.storeReady,
+		ProbeInterval: s.cfg.ProbeInterval,
 	}
 }
 

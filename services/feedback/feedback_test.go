@@ -260,6 +260,8 @@ func metric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]
 			switch {
 			case m.Counter != nil:
 				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
 			case m.Histogram != nil:
 				sum += float64(m.Histogram.GetSampleCount())
 			}

@@ -46,7 +46,19 @@ func SQLite(tb testing.TB) Opener {
 // the database of KEFU_TEST_PG_DSN; it skips the test when that is unset.
 func Postgres(tb testing.TB) Opener {
 	tb.Helper()
-	dsn := os.Getenv(PostgresDSNEnv)
+	dsn, schema := newSchema(tb)
+	return func(opts ...store.Option) (store.Store, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return store.OpenPostgres(ctx, dsn, append([]store.Option{store.WithSchema(schema)}, opts...)...)
+	}
+}
+
+// newSchema names a fresh schema in the database of KEFU_TEST_PG_DSN,
+// dropped when the test ends; it skips the test when that is unset.
+func newSchema(tb testing.TB) (dsn, schema string) {
+	tb.Helper()
+	dsn = os.Getenv(PostgresDSNEnv)
 	if dsn == "" {
 		tb.Skipf("%s is not set: skipping the PostgreSQL store tests", PostgresDSNEnv)
 	}
@@ -54,7 +66,7 @@ func Postgres(tb testing.TB) Opener {
 	if _, err := rand.Read(b[:]); err != nil {
 		tb.Fatalf("random schema name: %v", err)
 	}
-	schema := "kefu_test_" + hex.EncodeToString(b[:])
+	schema = "kefu_test_" + hex.EncodeToString(b[:])
 	tb.Cleanup(func() {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -68,11 +80,7 @@ func Postgres(tb testing.TB) Opener {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return func(opts ...store.Option) (store.Store, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return store.OpenPostgres(ctx, dsn, append([]store.Option{store.WithSchema(schema)}, opts...)...)
-	}
+	return dsn, schema
 }
 
 // Open opens an empty store of backend, closed when the test ends.
