@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 
+	"go.uber.org/zap"
+
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/tucao"
 
@@ -82,6 +84,7 @@ func (noopModule) Stop(context.Context) error  { return nil }
 type ingestModule struct {
 	svc    *ingest.Service
 	router *kfadmin.Router
+	leaf   *bus.Leaf // store and forward (KEFU_INGEST_STORE_FORWARD)
 }
 
 func (m ingestModule) Start(ctx context.Context) error {
@@ -101,6 +104,10 @@ func (m ingestModule) Stop(ctx context.Context) error {
 			err = rerr
 		}
 	}
+	if m.leaf != nil {
+		// What the hub has not taken yet stays in the spool on disk.
+		m.leaf.Close()
+	}
 	return err
 }
 
@@ -114,6 +121,34 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 	}
 	deps := ingest.Deps{Publisher: rt.bus, Logger: rt.log.Named("ingest"), Registerer: rt.registry}
 	var mod ingestModule
+	if rt.cfg.IngestStoreForward {
+		// Callbacks go to a local spool the cluster's KEFU_WECHAT sources
+		// over a leaf node connection (docs/operations.md).
+		if rt.bus.Embedded() {
+			return nil, errors.New("KEFU_INGEST_STORE_FORWARD needs a NATS cluster (KEFU_NATS_URL); the embedded server cannot be cut off from ingest")
+		}
+		hubs, err := bus.LeafURLs(rt.cfg.NATSURLs, bus.DefaultLeafPort)
+		if err != nil {
+			return nil, err
+		}
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("KEFU_INGEST_STORE_FORWARD: the spool's domain is named after the host: %w", err)
+		}
+		leaf, err := bus.OpenLeaf(ctx, rt.bus, bus.LeafConfig{HubURLs: hubs, Domain: bus.DomainFromHost("kefu-ingest-", host),
+			DataDir: rt.cfg.DataDir, MaxBytes: rt.cfg.IngestSpoolBytes, Stream: events.StreamWeChat})
+		if err != nil {
+			return nil, err
+		}
+		rt.log.Info("store and forward on: callbacks are kept in a local spool while the NATS cluster is unreachable",
+			zap.String("domain", leaf.Domain()), zap.Int64("spool_max_bytes", rt.cfg.IngestSpoolBytes))
+		deps.Publisher, mod.leaf = leaf, leaf
+		defer func() {
+			if mod.svc == nil {
+				leaf.Close() // the module was not built
+			}
+		}()
+	}
 	if rt.cfg.WeChatTransfer && rt.cfg.WeChatSecret == "" {
 		rt.log.Info("keyword routing off: KEFU_WECHAT_SECRET is not set, customers go to any agent")
 	} else if rt.cfg.WeChatTransfer {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,7 +186,12 @@ func OpenLeaf(ctx context.Context, hub *Bus, cfg LeafConfig) (*Leaf, error) {
 
 // leafRemote is the leaf connection to the hub, authenticated as the bus is.
 func (c *Config) leafRemote(urls []*url.URL) (*server.RemoteLeafOpts, error) {
-	r := &server.RemoteLeafOpts{URLs: urls}
+	r := &server.RemoteLeafOpts{URLs: append([]*url.URL(nil), urls...)}
+	for _, u := range urls {
+		if u.Scheme == "tls" {
+			r.TLS = true
+		}
+	}
 	for _, u := range urls {
 		if u.User != nil {
 			return r, nil
@@ -426,4 +433,33 @@ func keepSources(ctx context.Context, js jetstream.JetStream, cfg *jetstream.Str
 	if s, err := js.Stream(ctx, cfg.Name); err == nil {
 		cfg.Sources = s.CachedInfo().Config.Sources
 	}
+}
+
+// DefaultLeafPort is the port NATS servers conventionally accept leaf
+// node connections on.
+const DefaultLeafPort = 7422
+
+// LeafURLs turns the hub's client URLs (KEFU_NATS_URL) into its leaf node
+// URLs: same hosts and credentials, the leaf node port. tls:// stays TLS.
+func LeafURLs(clientURLs []string, port int) ([]*url.URL, error) {
+	var out []*url.URL
+	for i, s := range clientURLs {
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Hostname() == "" {
+			// The URL may carry user:password; name only its position.
+			return nil, fmt.Errorf("KEFU_NATS_URL: URL number %d has no host", i+1)
+		}
+		scheme := "nats-leaf"
+		if u.Scheme == "tls" {
+			scheme = "tls"
+		}
+		out = append(out, &url.URL{Scheme: scheme, User: u.User, Host: net.JoinHostPort(u.Hostname(), strconv.Itoa(port))})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("store and forward needs the NATS cluster's address (KEFU_NATS_URL)")
+	}
+	return out, nil
 }
