@@ -56,8 +56,10 @@ type runtime struct {
 	mux      *http.ServeMux
 	stdout   io.Writer
 	draining atomic.Bool
-	checks   []readyChecker
-	warners  []warner
+	// unhealthy is set while /healthz fails (logged once per episode).
+	unhealthy atomic.Bool
+	checks    []readyChecker
+	warners   []warner
 	// demo is set by `kefu demo`.
 	demo *demoEnv
 	// wechat is the shared API client, built on first use.
@@ -183,15 +185,21 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		log.Info("embedded NATS server started", zap.String("url", b.ClientURL()), zap.String("data_dir", cfg.DataDir))
 	}
 
+	grace := shutdownGrace(cfg)
 	var started []module
-	stopAll := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	// stopAll stops the modules in reverse order: each drains its
+	// consumers and releases its leases within ctx.
+	stopAll := func(ctx context.Context) {
 		for i := len(started) - 1; i >= 0; i-- {
-			if err := started[i].Stop(sctx); err != nil {
+			if err := started[i].Stop(ctx); err != nil {
 				log.Error("stop module", zap.Error(err))
 			}
 		}
+	}
+	stopWithin := func(d time.Duration) {
+		sctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		stopAll(sctx)
 	}
 	for _, name := range r.modules {
 		if skipModule(cfg, name) {
@@ -205,11 +213,11 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 				log.Warn("integration disabled: setting missing", zap.String("module", name), zap.String("missing", missing.Var))
 				continue
 			}
-			stopAll()
+			stopWithin(grace)
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		if err := m.Start(ctx); err != nil {
-			stopAll()
+			stopWithin(grace)
 			return fmt.Errorf("start %s: %w", name, err)
 		}
 		if rc, ok := m.(readyChecker); ok {
@@ -221,7 +229,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		started = append(started, m)
 	}
 
-	rt.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	rt.mux.HandleFunc("/healthz", rt.healthz)
 	rt.mux.HandleFunc("/readyz", rt.readyz)
 	metrics := promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{Registry: rt.registry})
 	// Every listener gets the same limits (httpedge.NewServer); the main
@@ -246,7 +254,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		zap.String("http", httpURL), zap.String("nats", b.ClientURL()))
 	if demo != nil {
 		if err := demo.start(ctx, rt, httpURL); err != nil {
-			stopAll()
+			stopWithin(grace)
 			return err
 		}
 	}
@@ -257,29 +265,100 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		for _, srv := range servers {
 			srv.Close()
 		}
-		stopAll()
+		stopWithin(grace)
 		return fmt.Errorf("http server: %w", err)
 	}
-	// Shutdown: readiness fails first so load balancers stop sending, then
-	// requests in flight finish, then services drain, then the bus.
-	log.Info("shutting down")
+	rt.shutdown(grace, servers, func(ctx context.Context) {
+		if demo != nil {
+			demo.stop()
+		}
+		stopAll(ctx)
+	})
+	return nil
+}
+
+// shutdownGrace is KEFU_SHUTDOWN_GRACE, 25 s when unset.
+func shutdownGrace(cfg config.Config) time.Duration {
+	if cfg.ShutdownGrace > 0 {
+		return cfg.ShutdownGrace
+	}
+	return 25 * time.Second
+}
+
+// Shares of the grace period, from SIGTERM: readiness fails and HTTP is
+// still served for unreadyShare (at most unreadyMax) — the time a load
+// balancer or a Kubernetes Service needs to stop routing here, so requests
+// it still sends are answered rather than refused —; requests in flight
+// finish by httpShare, services drain their consumers and release their leases by
+// stopShare, the bus drains by drainShare; the rest is for the embedded
+// server to stop. A step that overruns its share is cut short so that the
+// next still runs, and the whole never outlasts the grace: the
+// orchestrator's own grace period (deploy/, a margin longer) never has to
+// kill kefu mid-write.
+const (
+	unreadyShare = 0.1
+	unreadyMax   = 5 * time.Second
+	httpShare    = 0.35
+	stopShare    = 0.75
+	drainShare   = 0.9
+)
+
+// shutdown runs the shutdown sequence within grace: readiness fails first
+// (load balancers stop sending), then the HTTP servers stop accepting and
+// drain, then stop
+// runs (modules), then the bus drains.
+func (rt *runtime) shutdown(grace time.Duration, servers []*http.Server, stop func(context.Context)) {
+	start := time.Now()
+	at := func(share float64) time.Time { return start.Add(time.Duration(float64(grace) * share)) }
+	rt.log.Info("shutting down", zap.Duration("grace", grace))
 	rt.draining.Store(true)
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for _, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil {
-			log.Warn("http shutdown", zap.Error(err))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(min(time.Duration(float64(grace)*unreadyShare), unreadyMax))
+		hctx, cancel := context.WithDeadline(context.Background(), at(httpShare))
+		for _, srv := range servers {
+			if err := srv.Shutdown(hctx); err != nil {
+				rt.log.Warn("http requests still running at the end of their share of the shutdown grace; closing", zap.Error(err))
+				srv.Close()
+			}
+		}
+		cancel()
+		sctx, cancel := context.WithDeadline(context.Background(), at(stopShare))
+		stop(sctx)
+		cancel()
+		if err := rt.bus.DrainWithin(time.Until(at(drainShare))); err != nil {
+			rt.log.Warn("nats drain", zap.Error(err))
+		}
+	}()
+	select {
+	case <-done:
+		rt.log.Info("stopped", zap.Duration("took", time.Since(start)))
+	case <-time.After(time.Until(at(1))):
+		rt.log.Error("shutdown outlasted KEFU_SHUTDOWN_GRACE; exiting anyway", zap.Duration("grace", grace))
+	}
+}
+
+// healthz is liveness: it fails only once the bus has been unusable for
+// longer than KEFU_NATS_DOWN_LIMIT, so that the orchestrator restarts a
+// process that cannot recover by itself (the bus reconnects and redials
+// on its own; a shorter outage only fails /readyz).
+func (rt *runtime) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if since := rt.bus.UnusableSince(); !since.IsZero() && rt.cfg.NATSDownLimit > 0 {
+		if down := time.Since(since); down > rt.cfg.NATSDownLimit && !rt.draining.Load() {
+			if !rt.unhealthy.Swap(true) {
+				rt.log.Error("NATS unusable for longer than KEFU_NATS_DOWN_LIMIT: /healthz fails so that the orchestrator restarts kefu",
+					zap.Duration("down", down.Round(time.Second)), zap.Duration("limit", rt.cfg.NATSDownLimit))
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "unhealthy: nats unusable for %s (KEFU_NATS_DOWN_LIMIT %s)\n", down.Round(time.Second), rt.cfg.NATSDownLimit)
+			return
 		}
 	}
-	if demo != nil {
-		demo.stop()
-	}
-	stopAll()
-	if err := b.Drain(); err != nil {
-		log.Warn("nats drain", zap.Error(err))
-	}
-	log.Info("stopped")
-	return nil
+	rt.unhealthy.Store(false)
+	io.WriteString(w, "ok\n")
 }
 
 // listen opens a listener on addr (the value of the variable name). `kefu
