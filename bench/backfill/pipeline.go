@@ -94,8 +94,8 @@ type timedLister struct {
 	handling time.Duration // only the backfill's goroutine adds to it
 }
 
-func (l *timedLister) Iterate(ctx context.Context, opt tucao.ListOptions, fn func(tucao.Post) (bool, error)) error {
-	return l.client.Iterate(ctx, opt, func(post tucao.Post) (bool, error) {
+func (l *timedLister) Walk(ctx context.Context, opt tucao.ListOptions, maxPages int, fn func(tucao.Post) (bool, error)) (int, error) {
+	return l.client.Walk(ctx, opt, maxPages, func(post tucao.Post) (bool, error) {
 		start := time.Now()
 		more, err := fn(post)
 		l.handling += time.Since(start)

@@ -200,9 +200,22 @@ type ListOptions struct {
 	Count int
 	// MaxID asks for posts whose id is at most MaxID (older pages).
 	MaxID string
-	// From and To (YYYYMMDD, Asia/Shanghai, inclusive whole days) limit
-	// the posts to a creation window; either may be empty.
+	// From and To (YYYYMMDD, Asia/Shanghai) limit the posts to a creation
+	// window, as Tucao reads them: From is the first day, To the day after
+	// the last (exclusive; the seed's from=20180123&to=20180124 is January
+	// 23rd alone). Either may be empty. Callers that take inclusive days
+	// from a person translate with DayAfter.
 	From, To string
+}
+
+// DayAfter returns the YYYYMMDD day after day: the exclusive To of a
+// window whose last day is day.
+func DayAfter(day string) (string, error) {
+	t, err := ParseDate(day)
+	if err != nil {
+		return "", err
+	}
+	return FormatDate(t.AddDate(0, 0, 1)), nil
 }
 
 func (o ListOptions) query() (url.Values, error) {
@@ -233,8 +246,8 @@ func (o ListOptions) query() (url.Values, error) {
 		}
 		q.Set("to", o.To)
 	}
-	if o.From != "" && o.To != "" && to.Before(from) {
-		return nil, fmt.Errorf("to %s is before from %s", o.To, o.From)
+	if o.From != "" && o.To != "" && !to.After(from) {
+		return nil, fmt.Errorf("to %s must be after from %s (to is exclusive: the day after the last day)", o.To, o.From)
 	}
 	return q, nil
 }
@@ -306,6 +319,10 @@ func (c *Client) resolve(next string) (*url.URL, error) {
 	return &u, nil
 }
 
+// ErrMorePages is what Walk returns when it stopped at its page budget with
+// older pages still to read.
+var ErrMorePages = errors.New("page budget spent with more pages to read")
+
 // Iterate calls fn for each post matching opt, newest first, following
 // next_page_url until fn says stop, fn fails or there is no next page.
 //
@@ -316,9 +333,22 @@ func (c *Client) resolve(next string) (*url.URL, error) {
 // next_page_url that was already followed stops the walk with
 // ErrMalformedResponse instead of looping for ever.
 func (c *Client) Iterate(ctx context.Context, opt ListOptions, fn func(Post) (more bool, err error)) error {
+	_, err := c.Walk(ctx, opt, 0, fn)
+	return err
+}
+
+// Walk is Iterate that reads at most maxPages pages (0: no limit) and says
+// how many requests it made. When the budget is spent while older pages
+// remain it returns ErrMorePages, so the caller can resume later with
+// MaxID set to the last post fn saw.
+func (c *Client) Walk(ctx context.Context, opt ListOptions, maxPages int, fn func(Post) (more bool, err error)) (pages int, err error) {
+	if maxPages < 0 {
+		return 0, fmt.Errorf("iterate tucao posts: page budget %d is negative", maxPages)
+	}
+	pages = 1
 	page, err := c.ListPosts(ctx, opt)
 	if err != nil {
-		return err
+		return pages, err
 	}
 	followed := make(map[string]bool)
 	var previous map[string]bool
@@ -331,26 +361,30 @@ func (c *Client) Iterate(ctx context.Context, opt ListOptions, fn func(Post) (mo
 			current[p.ID] = true
 			more, err := fn(p)
 			if err != nil {
-				return fmt.Errorf("iterate tucao posts: post %s: %w", p.ID, err)
+				return pages, fmt.Errorf("iterate tucao posts: post %s: %w", p.ID, err)
 			}
 			if !more {
-				return nil
+				return pages, nil
 			}
 		}
 		if page.NextPageURL == "" {
-			return nil
+			return pages, nil
+		}
+		if maxPages > 0 && pages >= maxPages {
+			return pages, ErrMorePages
 		}
 		next, err := carryOptions(page.NextPageURL, opt)
 		if err != nil {
-			return fmt.Errorf("iterate tucao posts: %w", err)
+			return pages, fmt.Errorf("iterate tucao posts: %w", err)
 		}
 		if followed[next] {
-			return fmt.Errorf("iterate tucao posts: %w: next_page_url %q repeats", ErrMalformedResponse, next)
+			return pages, fmt.Errorf("iterate tucao posts: %w: next_page_url %q repeats", ErrMalformedResponse, next)
 		}
 		followed[next] = true
 		previous = current
+		pages++
 		if page, err = c.NextPage(ctx, next); err != nil {
-			return fmt.Errorf("iterate tucao posts: %w", err)
+			return pages, fmt.Errorf("iterate tucao posts: %w", err)
 		}
 	}
 }

@@ -128,6 +128,7 @@ func TestListOptionsAreSentAndChecked(t *testing.T) {
 		"max_id not a number": {MaxID: "abc"},
 		"from not YYYYMMDD":   {From: "2018-01-23"},
 		"to before from":      {From: "20180124", To: "20180123"},
+		"to equal to from":    {From: "20180123", To: "20180123"}, // exclusive to: an empty window
 		"to not a real day":   {To: "20180230"},
 	} {
 		if _, err := c.ListPosts(context.Background(), opt); err == nil {

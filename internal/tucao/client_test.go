@@ -130,15 +130,16 @@ func TestFromToSelectsWholeShanghaiDays(t *testing.T) {
 	}
 	slices.Reverse(want)
 
-	first, err := c.ListPosts(context.Background(), tucao.ListOptions{Count: 4, From: "20181002", To: "20181003"})
+	// Days 2 and 3: to is the day after the last (exclusive, as the seed).
+	first, err := c.ListPosts(context.Background(), tucao.ListOptions{Count: 4, From: "20181002", To: "20181004"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Total != 6 || first.From != "20181002" || first.To != "20181003" || first.PerPage != 4 {
+	if first.Total != 6 || first.From != "20181002" || first.To != "20181004" || first.PerPage != 4 {
 		t.Errorf("pagination = total %d, from %q, to %q, per_page %d", first.Total, first.From, first.To, first.PerPage)
 	}
 	var got []string
-	err = c.Iterate(context.Background(), tucao.ListOptions{Count: 4, From: "20181002", To: "20181003"}, func(p tucao.Post) (bool, error) {
+	err = c.Iterate(context.Background(), tucao.ListOptions{Count: 4, From: "20181002", To: "20181004"}, func(p tucao.Post) (bool, error) {
 		got = append(got, p.ID)
 		return true, nil
 	})

@@ -130,6 +130,15 @@ func (p Post) LastReplyTime() (time.Time, error) {
 	return ParseTime(p.LastReplyAt)
 }
 
+// ParseID checks that s is a Tucao post id as the API writes it: decimal
+// digits only (no sign, no spaces) of a positive int64.
+func ParseID(s string) (int64, error) {
+	if len(s) == 0 || len(s) > 19 || !isDigits(s) {
+		return 0, fmt.Errorf("post id %.24q is not a decimal int64", s)
+	}
+	return parseID(s)
+}
+
 // parseID accepts a positive decimal int64 and nothing else.
 func parseID(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)

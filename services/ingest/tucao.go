@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,12 +30,18 @@ type TucaoConfig struct {
 	ProductID string
 	// Interval between polls (KEFU_TUCAO_POLL_INTERVAL, default 60s).
 	Interval time.Duration
-	// RescanWindow: every poll walks past the newest post it already knew
-	// until posts older than this, to see replies and flag changes by
-	// updated_at (default 72h).
+	// RescanWindow: posts created within this long are re-read, in a pass
+	// spread over polls, so replies and flag changes (a new updated_at) are
+	// seen (KEFU_TUCAO_RESCAN_WINDOW, default 7 days). Tucao lists posts by
+	// creation, not by update, so an older post's changes are seen only
+	// through a webhook that names it.
 	RescanWindow time.Duration
-	// MaxPagesPerPoll bounds one poll's requests (default 20 pages of 100).
+	// MaxPagesPerPoll bounds one poll's requests (default 20 pages of 100);
+	// what is left is read by the next polls.
 	MaxPagesPerPoll int
+	// MaxHintsPerPoll bounds the posts re-read because a webhook named them
+	// (default 5 a poll, inside MaxPagesPerPoll).
+	MaxHintsPerPoll int
 	// Holder names this process in the lease (default hostname-pid).
 	Holder string
 	// LeaseTTL: another replica takes over this long after the holder
@@ -41,15 +49,25 @@ type TucaoConfig struct {
 	LeaseTTL time.Duration
 }
 
+// DefaultTucaoRescanWindow is the default of TucaoConfig.RescanWindow.
+const DefaultTucaoRescanWindow = 7 * 24 * time.Hour
+
+// maxPendingHints bounds the webhook hints waiting for a poll, so a flood
+// of made-up ids costs memory and requests that do not grow with it.
+const maxPendingHints = 64
+
 func (c *TucaoConfig) setDefaults() {
 	if c.Interval <= 0 {
 		c.Interval = time.Minute
 	}
 	if c.RescanWindow <= 0 {
-		c.RescanWindow = 72 * time.Hour
+		c.RescanWindow = DefaultTucaoRescanWindow
 	}
 	if c.MaxPagesPerPoll <= 0 {
 		c.MaxPagesPerPoll = 20
+	}
+	if c.MaxHintsPerPoll <= 0 {
+		c.MaxHintsPerPoll = 5
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 3 * c.Interval
@@ -61,23 +79,41 @@ func (c *TucaoConfig) setDefaults() {
 
 // PostLister is the part of the Tucao client the poller uses.
 type PostLister interface {
-	Iterate(ctx context.Context, opt tucao.ListOptions, fn func(tucao.Post) (bool, error)) error
+	// Walk calls fn for each post newest first, reading at most maxPages
+	// pages (0: all); it returns tucao.ErrMorePages when older pages remain.
+	Walk(ctx context.Context, opt tucao.ListOptions, maxPages int, fn func(tucao.Post) (bool, error)) (int, error)
 }
+
+// ErrStaleWalk is returned by a poll whose walk position was moved on by
+// another poller meanwhile (this one lost its lease while it was paused):
+// its own, older position is not written.
+var ErrStaleWalk = errors.New("tucao walk position was moved by another poller")
 
 // TucaoPoller publishes new and changed Tucao posts. One poller at a time
 // is active across replicas (a lease in kefu_locks); what it has seen is
-// kept in kefu_cursors, so a restart resumes without re-publishing.
+// kept in kefu_cursors, so a restart resumes without re-publishing or
+// skipping anything.
 //
-// State: the key tucao.<product>.seen.<id> holds the updated_at (unix
-// seconds) of the last version published. A post never seen is
-// published as post.created, a newer version as post.updated. The seen
-// record is written only after JetStream acknowledged the event, and the
-// event's Nats-Msg-Id (tucao-<id>-<updated_at>) is deterministic, so a crash
+// Seen posts: the key tucao.<product>.seen.<id> holds the updated_at (unix
+// seconds) of the last version published. A post never seen is published
+// as post.created, a newer version as post.updated. The seen record is
+// written only after JetStream acknowledged the event, and the event's
+// Nats-Msg-Id (tucao-<id>-<updated_at>) is deterministic, so a crash
 // between the two publishes the event again at most — and JetStream drops
-// it. Each poll walks newest-first until it reaches posts older than
-// RescanWindow that it has already seen, so nothing between polls is
-// skipped, even after a long outage (bounded by MaxPagesPerPoll per poll;
-// the walk continues at the next poll).
+// it.
+//
+// The walk: Tucao pages newest first by max_id and has no "since", so the
+// position of the walk is kept in tucao.<product>.walk: the newest post
+// read (head), the stretches below it not read yet (gaps: resume at max_id,
+// stop at floor) and where the rescan pass stands. Each poll, within
+// MaxPagesPerPoll pages, reads (1) the new posts, from the newest down to
+// the head — what it cannot finish becomes a gap —, (2) posts a webhook
+// named, (3) the gaps, newest first, resuming at their stored max_id until
+// they meet posts already read, and (4) the rescan pass over the posts
+// created within RescanWindow. The position is saved every page and when
+// the poll stops for any reason (page budget, rate limit, error), with a
+// compare-and-set on the key's revision, so a poller that lost its lease
+// while paused cannot move the walk back.
 type TucaoPoller struct {
 	cfg     TucaoConfig
 	client  PostLister
@@ -89,6 +125,9 @@ type TucaoPoller struct {
 	metrics *tucaoMetrics
 	loop    *bus.Periodic
 	kicks   kickLimiter
+
+	hintMu sync.Mutex
+	hints  []string // post ids webhooks named, oldest first, distinct
 }
 
 // NewTucaoPoller builds a poller; Start runs it.
@@ -110,8 +149,12 @@ func NewTucaoPoller(cfg TucaoConfig, client PostLister, pub Publisher, cursors, 
 		kicks: kickLimiter{every: WebhookPollEvery},
 	}
 	p.loop = bus.NewPeriodic(cfg.Interval, func(ctx context.Context) {
-		if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("tucao poll failed; will retry next interval", zap.Error(err))
+		res, err := p.PollOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("tucao poll failed; the walk resumes where it stopped at the next interval", zap.Error(err))
+		}
+		if res.Behind {
+			p.log.Info("tucao poll stopped with older posts still to read; the next poll continues", zap.Int("gaps", res.Gaps), zap.Int("created", res.Created))
 		}
 	})
 	return p, nil
@@ -142,49 +185,384 @@ type PollResult struct {
 	Active           bool // this process held the lease
 	Created, Updated int
 	Seen             int
+	Pages            int  // requests made
+	Behind           bool // older posts remain to be read by the next polls
+	Gaps             int  // stretches of the walk not read yet
 }
 
+// walkState is the walk's position, stored as JSON under walkKey.
+type walkState struct {
+	// Head is the newest post id read by a walk from the top.
+	Head string `json:"head,omitempty"`
+	// Gaps are the stretches below Head not read yet, newest first.
+	Gaps []walkGap `json:"gaps,omitempty"`
+	// Rescan is the post id the rescan pass resumes at; empty: at the top.
+	Rescan string `json:"rescan,omitempty"`
+}
+
+// walkGap is a stretch of posts not read yet: resume at MaxID (the last post
+// read, which an inclusive max_id gives again and is skipped as seen), stop
+// at the first post whose id is at most Floor (read before; empty: the
+// oldest post).
+type walkGap struct {
+	MaxID string `json:"max_id"`
+	Floor string `json:"floor,omitempty"`
+}
+
+func walkKey(product string) string { return "tucao." + events.Token(product) + ".walk" }
+
+// walk is a poll's view of the stored position and its revision.
+type walk struct {
+	state    walkState
+	revision uint64 // 0: the key did not exist
+	// rescanned: this poll already read every post of the rescan window.
+	rescanned bool
+}
+
+func (p *TucaoPoller) loadWalk(ctx context.Context) (*walk, error) {
+	entry, err := p.cursors.Get(ctx, walkKey(p.cfg.ProductID))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return &walk{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("read walk position: %w", err)
+	}
+	w := &walk{revision: entry.Revision()}
+	if entry.Operation() == jetstream.KeyValuePut {
+		if err := json.Unmarshal(entry.Value(), &w.state); err != nil {
+			// Unreadable: start over from the top. Nothing is published
+			// twice (the seen records), the walk only costs requests.
+			p.log.Warn("tucao walk position unreadable; walking the whole history again", zap.Error(err))
+			w.state = walkState{}
+		}
+	}
+	return w, nil
+}
+
+// saveWalk writes st if the key is still at the revision this poll read
+// or last wrote; otherwise another poller moved the walk and this one is
+// stale: ErrStaleWalk, and nothing is written. It uses its own short
+// context so that a cancelled poll still records how far it got.
+func (p *TucaoPoller) saveWalk(ctx context.Context, w *walk, st walkState) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if w.revision != 0 && reflect.DeepEqual(st, w.state) {
+		return nil // unchanged: no write
+	}
+	data, _ := json.Marshal(st)
+	var rev uint64
+	var err error
+	if w.revision == 0 {
+		rev, err = p.cursors.Create(ctx, walkKey(p.cfg.ProductID), data)
+	} else {
+		rev, err = p.cursors.Update(ctx, walkKey(p.cfg.ProductID), data, w.revision)
+	}
+	if err != nil {
+		if isCASConflict(err) {
+			return ErrStaleWalk
+		}
+		return fmt.Errorf("write walk position: %w", err)
+	}
+	w.state, w.revision = st, rev
+	p.metrics.gaps.Set(float64(len(st.Gaps)))
+	return nil
+}
+
+func isCASConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
+// checkpointEvery is how many posts a walk reads between two saves of its
+// position: one page.
+const checkpointEvery = tucao.MaxCount
+
 // PollOnce runs one poll if this process holds the lease.
-func (p *TucaoPoller) PollOnce(ctx context.Context) (PollResult, error) {
+func (p *TucaoPoller) PollOnce(ctx context.Context) (res PollResult, err error) {
 	held, err := p.lease.TryAcquire(ctx)
 	if err != nil || !held {
 		return PollResult{}, err
 	}
-	res := PollResult{Active: true}
+	res = PollResult{Active: true}
+	defer func() {
+		p.metrics.polls.WithLabelValues(outcome(err)).Inc()
+		if err != nil {
+			err = fmt.Errorf("tucao poll: %w", err)
+		}
+	}()
+	w, err := p.loadWalk(ctx)
+	if err != nil {
+		return res, err
+	}
+	budget := p.cfg.MaxPagesPerPoll
+	steps := []func(context.Context, *walk, *int, *PollResult) error{p.readNew, p.readHints, p.readGaps, p.rescan}
+	for _, step := range steps {
+		if budget <= 0 {
+			break
+		}
+		if err = step(ctx, w, &budget, &res); err != nil {
+			break
+		}
+	}
+	res.Pages = p.cfg.MaxPagesPerPoll - budget
+	res.Gaps = len(w.state.Gaps)
+	res.Behind = res.Gaps > 0
+	return res, err
+}
+
+// walkFrom reads posts from opt within the budget, calling fn for each;
+// fn handles the post and says whether to go on. Every checkpointEvery
+// posts it saves position() (and renews the lease); it saves once more
+// when the walk stops early, whatever stopped it. It reports whether the walk
+// ran out of budget with older pages left. When the walk completes, the
+// caller saves its finished state.
+func (p *TucaoPoller) walkFrom(ctx context.Context, w *walk, opt tucao.ListOptions, budget *int, fn func(tucao.Post) (bool, error), position func() walkState) (more bool, err error) {
+	n := 0
+	pages, err := p.client.Walk(ctx, opt, *budget, func(post tucao.Post) (bool, error) {
+		ok, err := fn(post)
+		if err != nil || !ok {
+			return ok, err
+		}
+		if n++; n%checkpointEvery == 0 {
+			if err := p.saveWalk(ctx, w, position()); err != nil {
+				return false, err
+			}
+			if held, err := p.lease.TryAcquire(ctx); err != nil || !held {
+				return false, errors.Join(errors.New("lost the poller lease"), err)
+			}
+		}
+		return true, nil
+	})
+	*budget -= pages
+	more = errors.Is(err, tucao.ErrMorePages)
+	switch {
+	case errors.Is(err, ErrStaleWalk):
+		return false, err // nothing of this poller's may be written any more
+	case more:
+		return true, p.saveWalk(ctx, w, position())
+	case err != nil:
+		// Rate limited after the retries, a network failure, a store
+		// failure: keep what was read, the next poll resumes here.
+		return false, errors.Join(err, p.saveWalk(ctx, w, position()))
+	}
+	return false, nil // complete: the caller saves the finished state
+}
+
+// readNew reads the posts newer than the head, newest first. If it stops
+// before reaching the head, the stretch between becomes the newest gap.
+// When no gap is pending and no rescan pass is under way, it goes on past
+// the head as the rescan pass, so a quiet poll reads the newest page once.
+func (p *TucaoPoller) readNew(ctx context.Context, w *walk, budget *int, res *PollResult) error {
+	start := w.state
+	head := idInt(start.Head)
+	rescanning := len(start.Gaps) == 0 && start.Rescan == ""
 	boundary := p.now().Add(-p.cfg.RescanWindow)
-	pages := 0
-	err = p.client.Iterate(ctx, tucao.ListOptions{Count: 100}, func(post tucao.Post) (bool, error) {
-		res.Seen++
-		if res.Seen%100 == 1 {
-			pages++
-			if pages > p.cfg.MaxPagesPerPoll {
+	var top, last, rescanAt string
+	met, passDone := false, false
+	position := func() walkState {
+		st := cloneWalk(start)
+		if top != "" {
+			st.Head = top
+			if !met {
+				st.Gaps = append([]walkGap{{MaxID: last, Floor: start.Head}}, st.Gaps...)
+			}
+		}
+		if met && !passDone {
+			st.Rescan = rescanAt
+		}
+		return st
+	}
+	more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount}, budget, func(post tucao.Post) (bool, error) {
+		if !met && head > 0 && post.IDInt() <= head {
+			met = true
+			if !rescanning {
 				return false, nil
 			}
 		}
-		known, err := p.handle(ctx, post, &res)
-		if err != nil {
+		if met { // the rescan pass, over posts read before
+			if created, err := post.CreatedTime(); err == nil && created.Before(boundary) {
+				passDone = true
+				return false, nil
+			}
+			if err := p.handlePost(ctx, post, res); err != nil {
+				return false, err
+			}
+			rescanAt = post.ID
+			return true, nil
+		}
+		if err := p.handlePost(ctx, post, res); err != nil {
 			return false, err
 		}
-		created, _ := post.CreatedTime()
-		// Past the rescan window and already known: everything older was
-		// seen by an earlier poll.
-		return !(known && created.Before(boundary)), nil
-	})
-	p.metrics.polls.WithLabelValues(outcome(err)).Inc()
-	if err != nil {
-		return res, fmt.Errorf("tucao poll: %w", err)
+		if top == "" {
+			top = post.ID
+		}
+		last = post.ID
+		return true, nil
+	}, position)
+	if err != nil || more {
+		return err
 	}
-	return res, nil
+	// Reached the head (and, rescanning, the window's end) or the oldest
+	// post: nothing above the head is left.
+	if !met || rescanning {
+		// The oldest post was reached, or the pass went to its end:
+		// every post of the window was read in this poll.
+		w.rescanned = true
+	}
+	met, passDone = true, true
+	return p.saveWalk(ctx, w, position())
 }
 
-// Backfill publishes every post created in [from, to] (YYYYMMDD) that
-// was not published in that version yet. It takes the poller lease so the
-// product's request budget is never shared by two pollers.
-func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult, error) {
-	if _, err := tucao.ParseDate(from); err != nil {
-		return PollResult{}, err
+// readGaps reads the stretches left by earlier polls, newest first.
+func (p *TucaoPoller) readGaps(ctx context.Context, w *walk, budget *int, res *PollResult) error {
+	for len(w.state.Gaps) > 0 && *budget > 0 {
+		start := w.state
+		gap := start.Gaps[0]
+		floor := idInt(gap.Floor)
+		resume := gap.MaxID
+		closed := false
+		position := func() walkState {
+			st := cloneWalk(start)
+			if closed {
+				st.Gaps = st.Gaps[1:]
+			} else {
+				st.Gaps[0].MaxID = resume
+			}
+			return st
+		}
+		more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount, MaxID: gap.MaxID}, budget, func(post tucao.Post) (bool, error) {
+			if floor > 0 && post.IDInt() <= floor {
+				closed = true
+				return false, nil
+			}
+			if err := p.handlePost(ctx, post, res); err != nil {
+				return false, err
+			}
+			resume = post.ID
+			return true, nil
+		}, position)
+		if err != nil || more {
+			return err
+		}
+		closed = true // met the floor, or the oldest post was reached
+		if err := p.saveWalk(ctx, w, position()); err != nil {
+			return err
+		}
 	}
-	if _, err := tucao.ParseDate(to); err != nil {
+	return nil
+}
+
+// rescan re-reads the posts created within RescanWindow, newest first, a
+// budget's worth per poll, so replies and flag changes are published as
+// updates; a pass that reaches the window's end starts over at the next
+// poll.
+func (p *TucaoPoller) rescan(ctx context.Context, w *walk, budget *int, res *PollResult) error {
+	if w.rescanned {
+		return nil
+	}
+	boundary := p.now().Add(-p.cfg.RescanWindow)
+	start := w.state
+	resume := start.Rescan
+	position := func() walkState {
+		st := cloneWalk(start)
+		st.Rescan = resume
+		return st
+	}
+	more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount, MaxID: start.Rescan}, budget, func(post tucao.Post) (bool, error) {
+		if created, err := post.CreatedTime(); err == nil && created.Before(boundary) {
+			resume = "" // the pass is complete
+			return false, nil
+		}
+		if err := p.handlePost(ctx, post, res); err != nil {
+			return false, err
+		}
+		resume = post.ID
+		return true, nil
+	}, position)
+	if err != nil || more {
+		return err
+	}
+	resume = ""
+	return p.saveWalk(ctx, w, position())
+}
+
+func cloneWalk(st walkState) walkState {
+	st.Gaps = append([]walkGap(nil), st.Gaps...)
+	return st
+}
+
+func idInt(id string) int64 {
+	if id == "" {
+		return 0
+	}
+	n, _ := tucao.ParseID(id)
+	return n
+}
+
+// Hint asks the next poll to re-read the post with this id (a webhook
+// named it), so a reply on a post older than RescanWindow is seen too. The
+// id must be a Tucao post id (a positive decimal int64). At most
+// maxPendingHints wait; more are dropped (the rescan still covers recent
+// posts), and each poll re-reads at most MaxHintsPerPoll, one request
+// each, inside its page budget.
+func (p *TucaoPoller) Hint(id string) error {
+	if _, err := tucao.ParseID(id); err != nil {
+		return err
+	}
+	p.hintMu.Lock()
+	defer p.hintMu.Unlock()
+	if slices.Contains(p.hints, id) {
+		return nil
+	}
+	if len(p.hints) >= maxPendingHints {
+		p.metrics.hints.WithLabelValues("dropped").Inc()
+		return nil
+	}
+	p.hints = append(p.hints, id)
+	p.metrics.hints.WithLabelValues("queued").Inc()
+	return nil
+}
+
+func (p *TucaoPoller) takeHints(n int) []string {
+	p.hintMu.Lock()
+	defer p.hintMu.Unlock()
+	n = min(n, len(p.hints))
+	out := append([]string(nil), p.hints[:n]...)
+	p.hints = p.hints[n:]
+	return out
+}
+
+// readHints re-reads the posts webhooks named: one page of one post from
+// max_id=<id>.
+func (p *TucaoPoller) readHints(ctx context.Context, _ *walk, budget *int, res *PollResult) error {
+	ids := p.takeHints(min(p.cfg.MaxHintsPerPoll, *budget))
+	for i, id := range ids {
+		pages, err := p.client.Walk(ctx, tucao.ListOptions{Count: 1, MaxID: id}, 1, func(post tucao.Post) (bool, error) {
+			if post.ID == id {
+				return false, p.handlePost(ctx, post, res)
+			}
+			return false, nil // no such post (any more): nothing to read
+		})
+		*budget -= pages
+		if err != nil && !errors.Is(err, tucao.ErrMorePages) {
+			for _, later := range ids[i:] { // the next poll tries them again
+				_ = p.Hint(later)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Backfill publishes every post created from the day from to the day to,
+// both included (YYYYMMDD, Asia/Shanghai), that was not published in that
+// version yet. Tucao's to is exclusive, so the request asks for the day
+// after to. It takes the poller lease so the product's request budget is
+// never shared by two pollers.
+func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult, error) {
+	opt, err := BackfillWindow(from, to)
+	if err != nil {
 		return PollResult{}, err
 	}
 	for {
@@ -203,49 +581,68 @@ func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult
 		}
 	}
 	res := PollResult{Active: true}
-	err := p.client.Iterate(ctx, tucao.ListOptions{Count: 100, From: from, To: to}, func(post tucao.Post) (bool, error) {
+	res.Pages, err = p.client.Walk(ctx, opt, 0, func(post tucao.Post) (bool, error) {
 		res.Seen++
 		if res.Seen%500 == 0 {
 			if _, err := p.lease.TryAcquire(ctx); err != nil {
 				return false, err
 			}
 		}
-		_, err := p.handle(ctx, post, &res)
+		err := p.handle(ctx, post, &res)
 		return err == nil, err
 	})
 	return res, err
 }
 
+// BackfillWindow turns the inclusive days of `--from D1 --to D2` into
+// Tucao's window, whose to is the day after the last.
+func BackfillWindow(from, to string) (tucao.ListOptions, error) {
+	first, err := tucao.ParseDate(from)
+	if err != nil {
+		return tucao.ListOptions{}, fmt.Errorf("--from: %w", err)
+	}
+	last, err := tucao.ParseDate(to)
+	if err != nil {
+		return tucao.ListOptions{}, fmt.Errorf("--to: %w", err)
+	}
+	if last.Before(first) {
+		return tucao.ListOptions{}, fmt.Errorf("--to %s is before --from %s", to, from)
+	}
+	end, _ := tucao.DayAfter(to)
+	return tucao.ListOptions{Count: tucao.MaxCount, From: from, To: end}, nil
+}
+
 func seenKey(product, id string) string { return "tucao." + events.Token(product) + ".seen." + id }
 
-// handle publishes post if it is new or changed; known reports whether
-// this version had been published before.
-func (p *TucaoPoller) handle(ctx context.Context, post tucao.Post, res *PollResult) (known bool, err error) {
+// handlePost is handle for a poll: it counts what was read.
+func (p *TucaoPoller) handlePost(ctx context.Context, post tucao.Post, res *PollResult) error {
+	res.Seen++
+	return p.handle(ctx, post, res)
+}
+
+// handle publishes post if it is new or changed since the version recorded
+// as seen.
+func (p *TucaoPoller) handle(ctx context.Context, post tucao.Post, res *PollResult) error {
 	updated, err := post.UpdatedTime()
 	if err != nil {
 		p.log.Warn("tucao post with an unreadable updated_at skipped", zap.String("post_id", post.ID), zap.Error(err))
-		return true, nil
+		return nil
 	}
 	key := seenKey(p.cfg.ProductID, post.ID)
-	entry, err := p.cursors.Get(ctx, key)
-	var seenUnix int64 = -1
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	case err != nil:
-		return false, fmt.Errorf("read cursor: %w", err)
-	default:
-		seenUnix, _ = strconv.ParseInt(string(entry.Value()), 10, 64)
+	seenUnix, rev, err := p.readSeen(ctx, key)
+	if err != nil {
+		return err
 	}
 	if seenUnix >= updated.Unix() {
-		return true, nil
+		return nil
 	}
 	ev := FeedbackPost(post, p.cfg.ProductID, p.now())
 	ev.Updated = seenUnix >= 0
 	if _, err := p.pub.Publish(ctx, ev, bus.Envelope{ID: events.TucaoPostID(post.ID, updated), Source: "kefu/ingest/tucao/" + p.cfg.ProductID, Time: p.now()}); err != nil {
-		return false, err
+		return err
 	}
-	if _, err := p.cursors.Put(ctx, key, []byte(strconv.FormatInt(updated.Unix(), 10))); err != nil {
-		return false, fmt.Errorf("write cursor: %w", err)
+	if err := p.writeSeen(ctx, key, updated.Unix(), rev); err != nil {
+		return err
 	}
 	if ev.Updated {
 		res.Updated++
@@ -254,7 +651,53 @@ func (p *TucaoPoller) handle(ctx context.Context, post tucao.Post, res *PollResu
 		res.Created++
 		p.metrics.posts.WithLabelValues("created").Inc()
 	}
-	return false, nil
+	return nil
+}
+
+// readSeen returns the recorded updated_at (-1: never seen) and the key's
+// revision (0: absent).
+func (p *TucaoPoller) readSeen(ctx context.Context, key string) (int64, uint64, error) {
+	entry, err := p.cursors.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return -1, 0, nil
+	case err != nil:
+		return -1, 0, fmt.Errorf("read cursor: %w", err)
+	}
+	n, perr := strconv.ParseInt(string(entry.Value()), 10, 64)
+	if perr != nil || entry.Operation() != jetstream.KeyValuePut {
+		n = -1
+	}
+	return n, entry.Revision(), nil
+}
+
+// writeSeen records updated_at as a compare-and-set, so a record never
+// moves back: when another poller wrote meanwhile, the newer of the two
+// stays.
+func (p *TucaoPoller) writeSeen(ctx context.Context, key string, updated int64, rev uint64) error {
+	value := []byte(strconv.FormatInt(updated, 10))
+	for range 3 {
+		var err error
+		if rev == 0 {
+			_, err = p.cursors.Create(ctx, key, value)
+		} else {
+			_, err = p.cursors.Update(ctx, key, value, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !isCASConflict(err) {
+			return fmt.Errorf("write cursor: %w", err)
+		}
+		var seen int64
+		if seen, rev, err = p.readSeen(ctx, key); err != nil {
+			return err
+		}
+		if seen >= updated {
+			return nil
+		}
+	}
+	return fmt.Errorf("write cursor %s: kept changing under concurrent writers", key)
 }
 
 // FeedbackPost turns a Tucao post into its contract event.
@@ -365,8 +808,11 @@ func (l *kickLimiter) allow(now time.Time) bool {
 // reply.created, webhook.test). Tucao does not sign them, so the body is
 // only a hint: it triggers a poll through the signed API (at most one per
 // WebhookPollEvery), which publishes the same events polling would, and
-// nothing of the body reaches the bus. A body over MaxWebhookBody is
-// answered 413, one that is not a JSON object with a "type" 400, a method
+// nothing of the body reaches the bus. The post id it names
+// (payload.post.id) is queued for that poll to re-read through the API
+// (see Hint), so a reply on a post older than the rescan window is seen.
+// A body over MaxWebhookBody is answered 413, one that is not a JSON
+// object with a "type", or whose post id is not a Tucao id, 400, a method
 // other than POST 405.
 func (p *TucaoPoller) WebhookHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -390,19 +836,51 @@ func (p *TucaoPoller) WebhookHandler() http.Handler {
 			return
 		}
 		var hook struct {
-			Type string `json:"type"`
+			Type    string `json:"type"`
+			Payload struct {
+				Post struct {
+					ID json.RawMessage `json:"id"`
+				} `json:"post"`
+			} `json:"payload"`
 		}
 		if err := json.Unmarshal(body, &hook); err != nil || hook.Type == "" {
 			http.Error(w, "malformed webhook JSON: want {\"id\",\"type\",\"payload\"}", http.StatusBadRequest)
 			return
 		}
+		postID, ok := hintedID(hook.Payload.Post.ID)
+		if !ok {
+			http.Error(w, "malformed webhook JSON: payload.post.id must be a Tucao post id (decimal digits)", http.StatusBadRequest)
+			return
+		}
 		p.metrics.webhooks.WithLabelValues(webhookTypeLabel(hook.Type)).Inc()
 		if hook.Type != "webhook.test" {
+			if postID != "" {
+				_ = p.Hint(postID) // checked by hintedID
+			}
 			p.Kick()
 		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"ok":true}`)
 	})
+}
+
+// hintedID reads payload.post.id: absent or null gives "", a Tucao id (a
+// JSON string or number of decimal digits that fits in int64) gives the
+// id, anything else is refused.
+func hintedID(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	id := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return "", false
+		}
+	}
+	if _, err := tucao.ParseID(id); err != nil {
+		return "", false
+	}
+	return id, true
 }
 
 // RegisterWebhook serves the webhook on mux. Without a secret it is served
@@ -432,7 +910,8 @@ func (p *TucaoPoller) RegisterWebhook(mux *http.ServeMux, secret string) {
 }
 
 type tucaoMetrics struct {
-	polls, posts, webhooks, kicks *prometheus.CounterVec
+	polls, posts, webhooks, kicks, hints *prometheus.CounterVec
+	gaps                                 prometheus.Gauge
 }
 
 func newTucaoMetrics(reg prometheus.Registerer) *tucaoMetrics {
@@ -442,6 +921,10 @@ func newTucaoMetrics(reg prometheus.Registerer) *tucaoMetrics {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhooks_total", Help: "Tucao webhook pushes accepted, by type (post.created, reply.created, webhook.test, other)."}, []string{"type"}),
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhook_kicks_total",
 			Help: "Webhook pushes that asked for a poll, by result: polled, or throttled (within 10 s of the last one; the next poll covers it)."}, []string{"result"}),
+		hints: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_tucao_webhook_hints_total",
+			Help: "Post ids named by webhooks, by result: queued for a re-read at the next poll, or dropped (64 already waiting)."}, []string{"result"}),
+		gaps: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_tucao_walk_gaps",
+			Help: "Stretches of Tucao posts older than the newest not read yet (0: caught up); each poll reads on where the last stopped."}),
 	}
 	// Every series exists from the start, so that no request, however
 	// strange, adds one (and dashboards see zeros rather than gaps).
@@ -458,8 +941,11 @@ func newTucaoMetrics(reg prometheus.Registerer) *tucaoMetrics {
 	for _, r := range []string{"polled", "throttled"} {
 		m.kicks.WithLabelValues(r)
 	}
+	for _, r := range []string{"queued", "dropped"} {
+		m.hints.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.polls, m.posts, m.webhooks, m.kicks)
+		reg.MustRegister(m.polls, m.posts, m.webhooks, m.kicks, m.hints, m.gaps)
 	}
 	return m
 }

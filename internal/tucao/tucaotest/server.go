@@ -8,8 +8,10 @@
 // GET /api/v1/{product_id}/posts with the headers Timestamp (unix seconds,
 // exactly ten digits) and Signature (md5 hex of Timestamp + secret). Query:
 // count (1..100, default 20), max_id (answer posts with id <= max_id), from
-// and to (YYYYMMDD, inclusive whole days in Asia/Shanghai, matched against
-// created_at). Posts come newest first (largest id first). When older posts
+// and to (YYYYMMDD, whole days in Asia/Shanghai matched against created_at:
+// from is the first day, to the day after the last — exclusive, as in the
+// seed, where from=20180123&to=20180124 is January 23rd alone; a to that is
+// not after from selects nothing). Posts come newest first (largest id first). When older posts
 // match, pagination.next_page_url is
 // "/api/v1/{product_id}/posts?max_id=<id of the next older post>" followed
 // by the count, from and to of the request when it had them; on the last
@@ -163,6 +165,7 @@ type Server struct {
 
 	faults   []FaultKind
 	requests int
+	times    []time.Time // clock time of every request, in arrival order
 	accepted []time.Time // accepted requests in the rate window, oldest first
 
 	sessions map[string]Login // feedback page session cookie -> logged-in user
@@ -290,9 +293,19 @@ func (s *Server) RequestCount() int {
 	return s.requests
 }
 
+// RequestTimes returns the server-clock time of every request the posts
+// endpoint has received, in arrival order, so a test can count requests in
+// any 60-second window.
+func (s *Server) RequestTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.times...)
+}
+
 func (s *Server) handlePosts(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
+	s.times = append(s.times, s.clock.Now())
 	var fault FaultKind
 	if len(s.faults) > 0 {
 		fault, s.faults = s.faults[0], s.faults[1:]
@@ -436,7 +449,7 @@ func parseQuery(r *http.Request) (listQuery, error) {
 		if err != nil {
 			return q, fmt.Errorf("to must be YYYYMMDD")
 		}
-		q.to, q.end = t, day.AddDate(0, 0, 1)
+		q.to, q.end = t, day // exclusive, as the seed's example
 	}
 	return q, nil
 }

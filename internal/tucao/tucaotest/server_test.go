@@ -197,6 +197,58 @@ func TestMaxIDIsInclusiveAndLastPageHasNoNext(t *testing.T) {
 	}
 }
 
+// The seed: "from=20180123&to=20180124 可以获取,2018年1月23日全日的数据" —
+// to is exclusive, so that window is January 23rd (Asia/Shanghai) alone,
+// and a window whose to is not after its from is empty.
+func TestFromToIsTheSeedsExclusiveWindow(t *testing.T) {
+	s, _ := newServer(t, Options{})
+	cst := time.FixedZone("CST", 8*3600)
+	var jan23 []string
+	for _, at := range []time.Time{
+		time.Date(2018, 1, 22, 23, 59, 59, 0, cst),
+		time.Date(2018, 1, 23, 0, 0, 0, 0, cst),
+		time.Date(2018, 1, 23, 12, 0, 0, 0, cst),
+		time.Date(2018, 1, 23, 23, 59, 59, 0, cst),
+		time.Date(2018, 1, 24, 0, 0, 0, 0, cst),
+		time.Date(2018, 1, 24, 9, 0, 0, 0, cst),
+	} {
+		p := s.AddPost(PostInput{Content: "反馈", CreatedAt: at})
+		if at.Day() == 23 {
+			jan23 = append([]string{p.ID}, jan23...)
+		}
+	}
+	ids := func(query string) []string {
+		t.Helper()
+		a := get(t, s, "/api/v1/1234/posts?"+query, "", "")
+		var page struct {
+			Pagination struct {
+				Total *int `json:"total"`
+			} `json:"pagination"`
+			Data []tucao.Post `json:"data"`
+		}
+		if err := json.Unmarshal(a.raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		got := []string{}
+		for _, p := range page.Data {
+			got = append(got, p.ID)
+		}
+		if page.Pagination.Total == nil || *page.Pagination.Total != len(got) {
+			t.Errorf("%s: total %v for %d posts", query, page.Pagination.Total, len(got))
+		}
+		return got
+	}
+	if got := ids("from=20180123&to=20180124"); !slices.Equal(got, jan23) {
+		t.Errorf("the seed's window = %v, want January 23rd alone %v", got, jan23)
+	}
+	if got := ids("from=20180123&to=20180123"); len(got) != 0 {
+		t.Errorf("from=to selects %v, want nothing (to is exclusive)", got)
+	}
+	if got := ids("to=20180123"); len(got) != 1 {
+		t.Errorf("to=20180123 selects %d posts, want the one of January 22nd", len(got))
+	}
+}
+
 func TestRateLimitIsASlidingWindow(t *testing.T) {
 	s, clock := newServer(t, Options{RateLimit: 3})
 	ok := func(want bool, when string) {
