@@ -64,8 +64,9 @@ type k8sPodSpec struct {
 			Type string `yaml:"type"`
 		} `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
-	Containers []k8sContainer `yaml:"containers"`
-	Volumes    []struct {
+	TerminationGracePeriodSeconds *int64         `yaml:"terminationGracePeriodSeconds"`
+	Containers                    []k8sContainer `yaml:"containers"`
+	Volumes                       []struct {
 		Name     string `yaml:"name"`
 		EmptyDir any    `yaml:"emptyDir"`
 	} `yaml:"volumes"`
