@@ -245,7 +245,7 @@ func (l *Lease) Check(ctx context.Context) error {
 	held, rev, until := l.held, l.revision, l.validUntil
 	l.mu.Unlock()
 	if !held {
-		return ErrLeaseLost
+		return fmt.Errorf("lease %s: %w", l.key, ErrLeaseLost)
 	}
 	start := time.Now()
 	newRev, err := w.updateTTL(ctx, l.key, l.record(), rev, l.serverTTL)

@@ -42,6 +42,7 @@ type harness struct {
 	nats  *server.Server
 	clock *wechattest.FakeClock
 	wx    *wechattest.Server
+	wxURL string // the fake's base URL, for more replicas
 	pub   *bus.Bus
 	web   *httptest.Server // ingest and queue care routes
 	svc   *queuecare.Service
@@ -76,7 +77,7 @@ func newHarness(t *testing.T, cfg queuecare.Config) *harness {
 	}
 	wxs := httptest.NewServer(wx)
 	t.Cleanup(func() { wxs.Close(); wx.Close() })
-	h.wx = wx
+	h.wx, h.wxURL = wx, wxs.URL
 	if err := wx.AddAgent(wang, "小王"); err != nil {
 		t.Fatal(err)
 	}

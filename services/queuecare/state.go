@@ -93,6 +93,10 @@ type Closing struct {
 	// Done: kfsession/close succeeded; Failed: WeChat refused it for good.
 	Done   bool `json:"done,omitempty"`
 	Failed bool `json:"failed,omitempty"`
+	// Fence is the sweeper lease's fence of the tenure that marked it: only
+	// that tenure closes the session, and a later one takes an unfinished
+	// close over (sweeper.go).
+	Fence uint64 `json:"fence,omitempty"`
 }
 
 // DeferredClose is the session opened for a customer who had left.

@@ -3,6 +3,7 @@ package queuecare
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -48,7 +50,8 @@ type StaleSession struct {
 // SweepOnce looks for served sessions with no customer message and no
 // session event for Config.StaleAfter and closes them (or, in dry run,
 // only reports them). It does nothing unless this replica holds the lease,
-// and returns the report it stored (nil when it did not sweep).
+// and returns the report it stored (nil when it did not sweep). An error
+// wrapping bus.ErrLeaseLost means another replica took the sweep over.
 func (s *Service) SweepOnce(ctx context.Context) (*StaleReport, error) {
 	s.holderMu.Lock()
 	defer s.holderMu.Unlock()
@@ -59,8 +62,31 @@ func (s *Service) SweepOnce(ctx context.Context) (*StaleReport, error) {
 	return s.sweep(ctx)
 }
 
+// Lease is the lease of the sweeper and the reconciler (nil before Start).
+func (s *Service) Lease() *bus.Lease { return s.lease }
+
 // sweep is one sweep by the lease holder; the caller holds holderMu.
+//
+// The lease is renewed throughout (a sweep of many sessions can outlast a
+// tick) and the sweep stops as soon as it is lost. Every close is fenced:
+// the Closing marker carries the lease's fence and is set by
+// compare-and-set, the lease is checked right before kfsession/close and
+// before every write that follows it, and the report is written through
+// bus.FencedKV. A replica frozen past its TTL therefore writes nothing
+// once it resumes; a close already on its way to WeChat when it froze can
+// still reach WeChat, which then answers that the session is gone.
 func (s *Service) sweep(ctx context.Context) (*StaleReport, error) {
+	ctx, stop := s.lease.Hold(ctx)
+	defer stop()
+	rep, err := s.sweepHeld(ctx)
+	if err = bus.LostCause(ctx, err); errors.Is(err, bus.ErrLeaseLost) {
+		s.m.active.Set(0)
+		s.log.Warn("queue care lease lost to another replica during a sweep; it stops here", zap.Error(err))
+	}
+	return rep, err
+}
+
+func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	now := s.now()
 	s.lastSweep = now
 	var stale []CustomerState
@@ -82,7 +108,11 @@ func (s *Service) sweep(ctx context.Context) (*StaleReport, error) {
 		if s.cfg.StaleDryRun {
 			item.Action = ActionWouldClose
 		} else {
-			item.Action, item.Error = s.closeStale(ctx, st, now)
+			var lost error
+			item.Action, item.Error, lost = s.closeStale(ctx, st, now)
+			if lost != nil {
+				return nil, lost
+			}
 		}
 		s.m.staleCloses.WithLabelValues(item.Action).Inc()
 		rep.Sessions = append(rep.Sessions, item)
@@ -103,45 +133,81 @@ func (s *Service) sweep(ctx context.Context) (*StaleReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode stale report: %w", err)
 	}
-	if _, err := s.states.kv.Put(ctx, reportKey, data); err != nil {
+	if _, err := bus.NewFencedKV(s.bus.JS, s.states.kv, s.lease).Put(ctx, reportKey, data); err != nil {
 		return nil, fmt.Errorf("store stale report: %w", err)
 	}
 	return rep, nil
 }
 
+// leaseLost reports whether err (of a lease check) means another replica
+// holds the lease; transient errors leave the close for the next sweep.
+func leaseLost(err error) error {
+	if errors.Is(err, bus.ErrLeaseLost) {
+		return err
+	}
+	return nil
+}
+
 // closeStale closes one stale session, at most once:
 //
-//  1. mark it Closing (compare-and-set, re-checking that it is the same
-//     session and still idle: activity that arrived meanwhile wins);
-//  2. kfsession/close with the note for the agent — skipped when an
-//     earlier sweep already did it and kf_close_session is still on its way;
-//  3. mark Closing done; then tell the customer, once (kefu_notified), with
-//     the feedback link.
-func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.Time) (action, why string) {
+//  1. mark it Closing with this tenure's lease fence (compare-and-set,
+//     re-checking that it is the same session and still idle: activity
+//     that arrived meanwhile wins); an unfinished close marked by an
+//     earlier tenure is taken over, one marked by a later tenure means
+//     the lease is lost;
+//  2. check the lease, then kfsession/close with the note for the agent —
+//     skipped when an earlier sweep already did it and kf_close_session is
+//     still on its way;
+//  3. check the lease again, mark Closing done (only if the marker is
+//     still this tenure's); then tell the customer, once (kefu_notified),
+//     with the feedback link.
+//
+// lost is non-nil (wrapping bus.ErrLeaseLost) when the sweep must stop.
+func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.Time) (action, why string, lost error) {
+	if err := s.lease.Check(ctx); err != nil {
+		return ActionRetry, err.Error(), leaseLost(err)
+	}
+	fence := s.lease.Fence()
 	st, _, err := s.states.update(ctx, cand.OpenID, func(st *CustomerState) bool {
 		if st.Status != StatusServed || st.KfAccount != cand.KfAccount || !st.Since.Equal(cand.Since) ||
 			now.Sub(st.idleSince()) < s.cfg.StaleAfter || st.Closing.Failed {
 			return false
 		}
 		if st.Closing.Reason == ClosedByStale && st.Closing.SessionAt.Equal(st.Since) {
-			return false // marked by an earlier sweep
+			if st.Closing.Done || st.Closing.Fence >= fence {
+				return false // marked by an earlier sweep of this tenure, or by a later holder
+			}
+			st.Closing.Fence = fence // an earlier holder's unfinished close: finish it
+			return true
 		}
-		st.Closing = Closing{Reason: ClosedByStale, KfAccount: st.KfAccount, SessionAt: st.Since, At: now.UTC()}
+		st.Closing = Closing{Reason: ClosedByStale, KfAccount: st.KfAccount, SessionAt: st.Since, At: now.UTC(), Fence: fence}
 		return true
 	})
 	if err != nil {
-		return ActionRetry, err.Error()
+		return ActionRetry, err.Error(), nil
 	}
 	if st.Status != StatusServed || st.Closing.Reason != ClosedByStale || !st.Closing.SessionAt.Equal(cand.Since) || st.Closing.Failed {
-		return ActionActive, ""
+		return ActionActive, "", nil
+	}
+	if st.Closing.Fence > fence {
+		err := fmt.Errorf("%w: a later holder (fence %d) is closing the session", bus.ErrLeaseLost, st.Closing.Fence)
+		return ActionRetry, err.Error(), err
 	}
 
 	action = ActionPending
 	if !st.Closing.Done {
+		if err := s.lease.Check(ctx); err != nil {
+			return ActionRetry, err.Error(), leaseLost(err)
+		}
 		note := render(s.cfg.AgentStaleNote, s.cfg.StaleAfter, "")
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 		err := s.api.CloseSession(cctx, st.KfAccount, st.OpenID, note)
 		cancel()
+		// The call may have taken long, or the process may have stood
+		// still: nothing is written unless the lease is still held.
+		if cerr := s.lease.Check(ctx); cerr != nil {
+			return ActionRetry, cerr.Error(), leaseLost(cerr)
+		}
 		switch code := errCode(err); {
 		case err == nil:
 			action = ActionClosed
@@ -150,12 +216,12 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 			// Gone already (the close event was lost, or the agent closed
 			// it): the customer is not told about a close kefu did not make.
 			s.correct(ctx, st.OpenID, func(c *CustomerState) (bool, effect) { return c.applyIdleSeen(observedAt(s.now())), effect{} })
-			return ActionAlreadyClosed, ""
+			return ActionAlreadyClosed, "", nil
 		case wechat.IsPermanent(err):
 			s.markClosing(ctx, st, func(c *Closing) { c.Failed = true })
-			return ActionFailed, err.Error()
+			return ActionFailed, err.Error(), nil
 		default:
-			return ActionRetry, err.Error()
+			return ActionRetry, err.Error(), nil
 		}
 	}
 
@@ -174,16 +240,17 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 		// Closed; the message is tried again at the next sweep while the
 		// record still shows the session (or never, once the close event
 		// is in: a late "we closed your session" is better left unsaid).
-		return action, err.Error()
+		return action, err.Error(), nil
 	}
 	s.m.messages.WithLabelValues(events.NotifyStaleClosed, outcome).Inc()
-	return action, ""
+	return action, "", nil
 }
 
-// markClosing updates the Closing marker of st's session.
+// markClosing updates the Closing marker of st's session, if it is still
+// the one this tenure set (st.Closing.Fence).
 func (s *Service) markClosing(ctx context.Context, st CustomerState, fn func(*Closing)) {
 	_, _, err := s.states.update(ctx, st.OpenID, func(c *CustomerState) bool {
-		if c.Closing.Reason != ClosedByStale || !c.Closing.SessionAt.Equal(st.Since) {
+		if c.Closing.Reason != ClosedByStale || !c.Closing.SessionAt.Equal(st.Since) || c.Closing.Fence != st.Closing.Fence {
 			return false
 		}
 		fn(&c.Closing)
