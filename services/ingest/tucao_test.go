@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -642,4 +644,342 @@ func TestTucaoWebhookRefusalsTriggerNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// publishedOnce checks that every post of want was published as created
+// exactly once (the stream holds one message per post) and nothing else was.
+func (h *tucaoHarness) publishedOnce(want map[string]bool) {
+	h.t.Helper()
+	count := map[string]int{}
+	for _, p := range h.published()[events.SubjectPostCreated] {
+		count[p.ID]++
+	}
+	missing, doubled, extra := 0, 0, 0
+	for id := range want {
+		switch count[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	for id := range count {
+		if !want[id] {
+			extra++
+		}
+	}
+	if missing+doubled+extra > 0 {
+		h.t.Fatalf("of %d posts: %d never published, %d published more than once, %d unexpected", len(want), missing, doubled, extra)
+	}
+}
+
+// maxPerMinute is the most requests any 60-second window of times holds.
+func maxPerMinute(times []time.Time) int {
+	most := 0
+	for i, start := range times {
+		n := 0
+		for _, t := range times[i:] {
+			if t.Sub(start) < time.Minute {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// The issue's operator test: kefu stopped, 2,600 posts arrive, kefu
+// restarted. Each poll reads at most 20 pages, so the restarted poller
+// needs several polls; every one of them first publishes what arrived
+// since the last, then reads on where the walk stopped, until it meets
+// the posts read before the downtime. Polls run back to back (as webhook
+// kicks would make them), so only the client's limiter keeps the fake's
+// 100 requests a minute; the fake's clock moves by itself when the limiter
+// waits, so the test takes seconds.
+func TestTucaoPollerCatchesUpAfterDowntime(t *testing.T) {
+	h := newTucaoHarness(t)
+	clock := tucao.NewFakeClock(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
+	h.fake.SetClock(clock)
+	h.fake.SetRateLimit(tucao.DefaultRequestsPerMinute)
+	poller := func(holder string) *ingest.TucaoPoller {
+		client, err := tucao.New(h.fake.ClientConfig()) // the fake's clock drives timestamps and the limiter
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: holder, Interval: time.Minute},
+			client, h.bus, h.cursors, h.locks, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.SetClock(clock.Now)
+		return p
+	}
+	want := map[string]bool{}
+	for _, post := range h.fake.Generate(250, 7) {
+		want[post.ID] = true
+	}
+	a := poller("before")
+	if res, err := a.PollOnce(context.Background()); err != nil || res.Created != 250 || res.Behind {
+		t.Fatalf("first poll %+v, %v", res, err)
+	}
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Downtime: 2,600 posts over 26 hours.
+	for i := range 2600 {
+		clock.Advance(36 * time.Second)
+		want[h.fake.AddPost(tucaotest.PostInput{Content: "停机期间的反馈 " + strconv.Itoa(i)}).ID] = true
+	}
+	clock.SetAutoAdvance(true)
+	b := poller("after")
+	created, polls := 0, 0
+	for {
+		polls++
+		if polls > 10 {
+			t.Fatalf("still behind after %d polls", polls-1)
+		}
+		// Posts that arrive while the poller catches up are published by
+		// the very next poll, before the rest of the backlog.
+		fresh := h.fake.AddPost(tucaotest.PostInput{Content: "追赶期间的新反馈"})
+		want[fresh.ID] = true
+		res, err := b.PollOnce(context.Background())
+		if err != nil {
+			t.Fatalf("poll %d: %v", polls, err)
+		}
+		created += res.Created
+		if res.Pages > 20 {
+			t.Errorf("poll %d made %d requests, over its 20 pages", polls, res.Pages)
+		}
+		if !slices.ContainsFunc(h.published()[events.SubjectPostCreated], func(p events.FeedbackPost) bool { return p.ID == fresh.ID }) {
+			t.Fatalf("poll %d did not publish the post that arrived just before it", polls)
+		}
+		if !res.Behind {
+			break
+		}
+	}
+	t.Logf("caught up in %d polls, %d requests, at most %d in a minute", polls, h.fake.RequestCount(), maxPerMinute(h.fake.RequestTimes()))
+	if polls < 2 {
+		t.Fatalf("caught up in %d poll; the test needs a backlog larger than one poll", polls)
+	}
+	if created != len(want)-250 {
+		t.Errorf("the restarted poller published %d posts, want %d", created, len(want)-250)
+	}
+	h.publishedOnce(want)
+	// Caught up: polls read the new posts and go on with the rescan pass
+	// (the 2,600 posts are within its 7 days), and publish nothing twice.
+	// Back to back, they spend more than a minute's budget: the limiter
+	// must spread them.
+	for range 6 {
+		if res, err := b.PollOnce(context.Background()); err != nil || res.Created != 0 || res.Updated != 0 || res.Behind {
+			t.Fatalf("poll after catching up %+v, %v", res, err)
+		}
+	}
+	times := h.fake.RequestTimes()
+	most := maxPerMinute(times)
+	t.Logf("%d requests in all over %v, at most %d in a minute", len(times), times[len(times)-1].Sub(times[0]), most)
+	if len(times) <= tucao.DefaultRequestsPerMinute {
+		t.Fatalf("only %d requests: the budget was not put to the test", len(times))
+	}
+	if most > tucao.DefaultRequestsPerMinute {
+		t.Errorf("%d requests within 60 s; Tucao allows %d", most, tucao.DefaultRequestsPerMinute)
+	}
+	h.publishedOnce(want)
+}
+
+// Replies on a post 5 days old are seen by the rescan (default window 7
+// days); one on a post 9 days old is not re-read by polls — Tucao lists
+// posts by creation — until a webhook names the post.
+func TestTucaoRescanWindowAndWebhookHints(t *testing.T) {
+	h := newTucaoHarness(t)
+	now := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	clock := tucao.NewFakeClock(now.Add(-9 * 24 * time.Hour))
+	h.fake.SetClock(clock)
+	old := h.fake.AddPost(tucaotest.PostInput{Content: "九天前的反馈"})
+	clock.Set(now.Add(-5 * 24 * time.Hour))
+	recent := h.fake.AddPost(tucaotest.PostInput{Content: "五天前的反馈"})
+	clock.Set(now)
+	for range 150 { // newer posts: the rescan reaches the 5-day post on a second page
+		clock.Advance(time.Minute)
+		h.fake.AddPost(tucaotest.PostInput{Content: "最近的反馈"})
+	}
+	client, _ := tucao.New(h.fake.ClientConfig())
+	p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "a", Interval: time.Hour},
+		client, h.bus, h.cursors, h.locks, nil, nil) // RescanWindow left at its default
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetClock(clock.Now)
+	if res, err := p.PollOnce(context.Background()); err != nil || res.Created != 152 {
+		t.Fatalf("first poll %+v, %v", res, err)
+	}
+
+	clock.Advance(time.Hour)
+	for _, id := range []string{old.ID, recent.ID} {
+		if _, err := h.fake.AddReply(id, "您好，已处理"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	updated := func() map[string]int {
+		out := map[string]int{}
+		for _, p := range h.published()[events.SubjectPostUpdated] {
+			out[p.ID]++
+		}
+		return out
+	}
+	res, err := p.PollOnce(context.Background())
+	if err != nil || res.Updated != 1 {
+		t.Fatalf("poll after the replies %+v, %v; want the 5-day-old post updated", res, err)
+	}
+	if got := updated(); got[recent.ID] != 1 || got[old.ID] != 0 {
+		t.Fatalf("updates published %v; want %s (5 days old) once and not %s (9 days old)", got, recent.ID, old.ID)
+	}
+
+	// The webhook for the reply names the old post: the next poll re-reads
+	// it, one request.
+	hook := httptest.NewServer(p.WebhookHandler())
+	defer hook.Close()
+	if err := h.fake.PushWebhook(hook.URL, tucaotest.EventReplyCreated, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = p.PollOnce(context.Background()); err != nil || res.Updated != 1 {
+		t.Fatalf("poll after the webhook %+v, %v; want the 9-day-old post updated", res, err)
+	}
+	if got := updated(); got[recent.ID] != 1 || got[old.ID] != 1 {
+		t.Fatalf("updates published %v; want each post once", got)
+	}
+
+	// A hinted id must be a Tucao id; anything else is refused and
+	// queues nothing.
+	for _, id := range []string{`"-1"`, `"+153985339090723620"`, `"99999999999999999999"`, `"1e9"`, `"../x"`, `{}`, `1.5`, `" 12"`} {
+		body := `{"type":"reply.created","payload":{"post":{"id":` + id + `}}}`
+		resp, err := http.Post(hook.URL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("post id %s: %d, want 400", id, resp.StatusCode)
+		}
+	}
+	if err := p.Hint("0"); err == nil {
+		t.Error("Hint accepted id 0")
+	}
+}
+
+// --from D --to D is the day D: the poller asks Tucao for to=D+1.
+func TestTucaoBackfillOfOneDay(t *testing.T) {
+	h := newTucaoHarness(t)
+	cst := time.FixedZone("CST", 8*3600)
+	clock := tucao.NewFakeClock(time.Date(2026, 1, 10, 0, 0, 0, 0, cst))
+	h.fake.SetClock(clock)
+	days := map[string]map[string]bool{}
+	for day := 10; day <= 14; day++ {
+		for _, hm := range [][2]int{{0, 0}, {9, 30}, {23, 59}} {
+			at := time.Date(2026, 1, day, hm[0], hm[1], 0, 0, cst)
+			post := h.fake.AddPost(tucaotest.PostInput{Content: "历史反馈", CreatedAt: at})
+			d := at.Format("20060102")
+			if days[d] == nil {
+				days[d] = map[string]bool{}
+			}
+			days[d][post.ID] = true
+		}
+	}
+	clock.Set(time.Date(2026, 2, 1, 12, 0, 0, 0, cst))
+	client, _ := tucao.New(h.fake.ClientConfig())
+	p, _ := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "backfill"}, client, h.bus, h.cursors, h.locks, nil, nil)
+	p.SetClock(clock.Now)
+	res, err := p.Backfill(context.Background(), "20260112", "20260112")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 3 {
+		t.Fatalf("backfill of January 12th published %d posts, want its 3", res.Created)
+	}
+	h.publishedOnce(days["20260112"])
+	if _, err := p.Backfill(context.Background(), "20260113", "20260112"); err == nil {
+		t.Error("--to before --from must be an error")
+	}
+}
+
+// gatedLister holds every Walk until the test lets it go on.
+type gatedLister struct {
+	ingest.PostLister
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedLister) Walk(ctx context.Context, opt tucao.ListOptions, maxPages int, fn func(tucao.Post) (bool, error)) (int, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.PostLister.Walk(ctx, opt, maxPages, fn)
+}
+
+// A poller paused mid-poll loses its lease; another takes over and moves
+// the walk on. When the paused one wakes, its write of the position it
+// read before the pause loses: the stored position stays the newer one.
+func TestStaleTucaoPollerCannotMoveTheWalkBack(t *testing.T) {
+	h := newTucaoHarness(t)
+	h.fake.Generate(450, 3)
+	newPoller := func(holder string, lister ingest.PostLister) *ingest.TucaoPoller {
+		p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: holder, Interval: time.Hour, MaxPagesPerPoll: 2},
+			lister, h.bus, h.cursors, h.locks, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	client, _ := tucao.New(h.fake.ClientConfig())
+	gate := &gatedLister{PostLister: client, entered: make(chan struct{}), release: make(chan struct{})}
+	stale := newPoller("stale", gate)
+	done := make(chan error, 1)
+	go func() {
+		_, err := stale.PollOnce(context.Background())
+		done <- err
+	}()
+	<-gate.entered // holds the lease and has read the (empty) walk position
+
+	// Its lease runs out while it is paused (the record is gone, as when
+	// it expires), and another poller walks two pages.
+	if err := h.locks.Delete(context.Background(), "tucao-poller-"+events.Token(h.fake.ProductID())); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newPoller("fresh", client)
+	res, err := fresh.PollOnce(context.Background())
+	if err != nil || !res.Active || res.Created != 200 || !res.Behind {
+		t.Fatalf("the new holder's poll %+v, %v", res, err)
+	}
+	walkKey := "tucao." + events.Token(h.fake.ProductID()) + ".walk"
+	before, err := h.cursors.Get(context.Background(), walkKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	close(gate.release)
+	if err := <-done; !errors.Is(err, ingest.ErrStaleWalk) {
+		t.Fatalf("the stale poller's poll: %v, want ErrStaleWalk", err)
+	}
+	after, err := h.cursors.Get(context.Background(), walkKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Revision() != before.Revision() || string(after.Value()) != string(before.Value()) {
+		t.Fatalf("walk position moved from %s to %s by the stale poller", before.Value(), after.Value())
+	}
+
+	// The new holder goes on from its own position and finishes the walk.
+	for i := 0; res.Behind; i++ {
+		if i > 5 {
+			t.Fatal("walk does not finish")
+		}
+		if res, err = fresh.PollOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]bool{}
+	for _, p := range h.fake.Posts() {
+		want[p.ID] = true
+	}
+	h.publishedOnce(want)
 }
