@@ -116,6 +116,7 @@ type Bus struct {
 	closing   bool
 	downSince time.Time // zero while the bus is usable
 	onRedial  []func()
+	tracked   map[*nats.Conn]struct{}
 	redials   atomic.Int64
 	stop      chan struct{} // closed by Drain and Close: ends a redial loop
 }
@@ -213,14 +214,45 @@ func (b *Bus) OnRedial(f func()) {
 	b.onRedial = append(b.onRedial, f)
 }
 
+// Track counts nc — a connection of its own, such as a consumer's — in
+// the bus's health: while it is not connected, Ready fails and
+// UnusableSince runs, so that a consumer whose connection the server
+// closed for good ends in a restart instead of silence. untrack removes it
+// (call it before closing nc on purpose).
+func (b *Bus) Track(nc *nats.Conn) (untrack func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tracked == nil {
+		b.tracked = map[*nats.Conn]struct{}{}
+	}
+	b.tracked[nc] = struct{}{}
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.tracked, nc)
+	}
+}
+
+// trackedDown returns the status of a tracked connection that is not
+// connected, or "". b.mu must be held.
+func (b *Bus) trackedDown() string {
+	for nc := range b.tracked {
+		if !nc.IsConnected() {
+			return fmt.Sprintf("connection %s %s", nc.Opts.Name, nc.Status())
+		}
+	}
+	return ""
+}
+
 // UnusableSince is when the bus stopped being usable — disconnected,
-// closed, or between a close and the new connection — or zero while it is
-// connected. /healthz fails once this is older than KEFU_NATS_DOWN_LIMIT.
+// closed, or between a close and the new connection; or a tracked
+// connection down — or zero while it is connected. /healthz fails once
+// this is older than KEFU_NATS_DOWN_LIMIT.
 func (b *Bus) UnusableSince() time.Time {
 	g := b.gen.Load()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if g != nil && g.nc.IsConnected() && !b.closing {
+	if g != nil && g.nc.IsConnected() && !b.closing && b.trackedDown() == "" {
 		b.downSince = time.Time{}
 	} else if b.downSince.IsZero() {
 		b.downSince = time.Now()
@@ -469,6 +501,12 @@ func (b *Bus) Ready(ctx context.Context) error {
 	g := b.gen.Load()
 	if !g.nc.IsConnected() {
 		return fmt.Errorf("nats %s", g.nc.Status())
+	}
+	b.mu.Lock()
+	down := b.trackedDown()
+	b.mu.Unlock()
+	if down != "" {
+		return errors.New("nats " + down)
 	}
 	if _, err := g.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
