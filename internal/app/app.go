@@ -72,6 +72,7 @@ func commands() []command {
 		}},
 		{"replay", "print or republish events of a stream (`kefu replay --help`)", runReplay},
 		{"events", "`kefu events tail`: watch events live", runEvents},
+		{"dlq", "dead letters: `kefu dlq list|show|redrive --role R` (`kefu dlq --help`)", runDLQ},
 		{"kf", "多客服 admin: accounts, online agents, queue, sessions, groups (`kefu kf help`)", runKf},
 		{"help", "show this help", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			usage(out)

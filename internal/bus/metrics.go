@@ -14,7 +14,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kefu_consumer_messages_total",
-			Help: "Messages handled by durable consumers, by outcome (ack, retry, dead_letter; paused: handed back unhandled while the consumer pauses).",
+			Help: "Messages handled by durable consumers, by outcome (ack, retry, dead_letter; paused: handed back unhandled while the consumer pauses; skipped: a dead letter redriven for another consumer).",
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kefu_consumer_handle_seconds",

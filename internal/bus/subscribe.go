@@ -177,6 +177,11 @@ const (
 	// cannot carry under its own name (it has a de-duplication id of its
 	// own); `kefu dlq redrive` derives the redriven message's id from it.
 	HeaderDLQMsgID = "Kefu-Dlq-Msg-Id"
+	// HeaderRedriveConsumer is set by `kefu dlq redrive` to the durable
+	// consumer that dead-lettered the message: every other consumer of
+	// its subject already handled the original and acknowledges the
+	// redriven copy without handling it.
+	HeaderRedriveConsumer = "Kefu-Redrive-Consumer"
 )
 
 // Subscription is a running consumer.
@@ -371,6 +376,11 @@ func (s *Subscription) deliver(m *nats.Msg) {
 		// come back once the dependency answers (or to another replica).
 		m.NakWithDelay(s.spec.ProbeInterval) //nolint:errcheck // unacked, it comes back after AckWait anyway
 		s.b.metrics.handled.WithLabelValues(durable, "paused").Inc()
+		return
+	}
+	if c := m.Header.Get(HeaderRedriveConsumer); c != "" && c != durable {
+		m.Ack() //nolint:errcheck // a lost ack redelivers it, and it is skipped again
+		s.b.metrics.handled.WithLabelValues(durable, "skipped").Inc()
 		return
 	}
 	d := delivery(m)
