@@ -364,16 +364,7 @@ func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
 		return nil, err
 	}
 	svc, err := notifier.New(ncfg, notifier.Deps{Bus: rt.bus, Sender: client, Logger: rt.log.Named("notifier"), Registerer: rt.registry,
-		Suppress: func(ctx context.Context, kind, openid string) bool {
-			st, err := states.Get(ctx, openid)
-			if err != nil {
-				return false // unknown customer or state unreadable: announce
-			}
-			if kind == events.NotifyWaitEstimated {
-				return st.SuppressWaitNotice()
-			}
-			return st.SuppressSessionNotice()
-		}})
+		Suppress: states.SuppressNotice})
 	if err != nil {
 		return nil, err
 	}

@@ -281,8 +281,9 @@ func (c *Client) shouldRetry(call apiCall, err error, sent bool) bool {
 	if !IsRetryable(err) {
 		return false
 	}
-	// Nothing reached WeChat (token fetch failed), or repeating is harmless.
-	return !sent || call.idempotent
+	// Nothing reached WeChat (token fetch failed, no connection, the
+	// gateway's 429), or repeating is harmless.
+	return !sent || call.idempotent || NotSent(err)
 }
 
 // backoff returns the delay before retry n (0-based): Backoff·2ⁿ capped at

@@ -194,6 +194,15 @@ func NotSent(err error) bool {
 	if errors.As(err, &ns) && ns.NotSent() {
 		return true
 	}
+	// No connection, nothing sent, whoever made the error.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
 	if code, ok := errCodeOf(err); ok {
 		return code == ErrCodeSystemBusy || isTokenErrCode(code) || isQuotaErrCode(code)
 	}

@@ -31,13 +31,17 @@
 // replay, a duplicate outside JetStream's de-duplication window). One that
 // finds a "sending" marker younger than SendTimeout + RecordTimeout (+5 s
 // for clock skew) returns a transient error: its owner may be alive, and
-// the redelivery comes back later. When nothing was sent (WeChat answered
-// -1 or a token error, the connection was never made, the rate limiter ran
-// out of time) the marker is deleted and the event redelivered with
-// backoff; -1 and token errors are first retried inside the WeChat client.
-// On the last delivery the failure is published as kefu.notify.failed.
+// the redelivery comes back later. When nothing was sent — the verdict of
+// wechat.Classify, which queuecare uses too: no access token (token
+// endpoint or kefu_token bucket unreachable), the rate limiter ran out of
+// time, the connection or TLS handshake failed, the context ended before
+// the request was written, or WeChat answered -1, 45009/45011, a token
+// error or HTTP 429 — the marker is deleted and the event redelivered with
+// capped backoff for as long as it takes (MaxDeliver does not end it);
+// -1 and token errors are first retried inside the WeChat client.
 // 45015, 45047, 65400–65414 and other permanent codes are not retried:
-// kefu.notify.failed at once.
+// kefu.notify.failed at once. A customer state that cannot be read
+// (Deps.Suppress) is retried the same way rather than announced.
 //
 // Crash between send and record: a marker older than that limit was left
 // by a process that died after claiming — before the send, during it or
@@ -47,8 +51,11 @@
 // (crash during send)". Before that it publishes the failure with the
 // cause's outcome id; if JetStream reports a duplicate, the dead process
 // had published the real outcome, which is read back and recorded instead.
-// A send whose answer is lost (timeout, connection reset, gateway 5xx) is
-// treated the same way, with errmsg "unknown outcome: …".
+// A send whose answer is lost after the request was written (timeout,
+// connection reset, gateway 5xx, malformed answer) is treated the same way,
+// with errmsg "unknown outcome: <reason>: …", the reason one of
+// wechat.UnknownReasons, also counted by
+// kefu_wechat_api_unknown_outcome_total{method,reason}.
 //
 // Why at most once: a duplicate is visible to the customer and counts
 // against WeChat's per-customer limit (45047: a handful of messages until

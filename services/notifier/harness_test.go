@@ -42,13 +42,19 @@ type harness struct {
 	pub   *bus.Bus // the publisher's connection (another process)
 	clock *wechattest.FakeClock
 	log   *zap.Logger
+	// netFaults breaks the dials of h.transport, which every client of
+	// h.client uses.
+	netFaults *wechattest.NetFaults
+	transport *http.Transport
 	// suppress becomes Deps.Suppress of the processes started after it is set.
-	suppress func(ctx context.Context, kind, openid string) bool
+	suppress func(ctx context.Context, kind, openid string) (bool, error)
 }
 
 type harnessOptions struct {
 	fakeClock bool
 	wx        func(*wechattest.Config)
+	// tls serves the fake over HTTPS, reached through h.netFaults.
+	tls bool
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -69,9 +75,20 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(wx)
+	h.netFaults = &wechattest.NetFaults{}
+	// As many idle connections as the notifier has concurrent sends: the
+	// default two per host would open a connection per message.
+	base := &http.Transport{MaxIdleConnsPerHost: 128}
+	var hs *httptest.Server
+	if o.tls {
+		hs = httptest.NewTLSServer(wx)
+		base = hs.Client().Transport.(*http.Transport).Clone()
+		base.MaxIdleConnsPerHost = 128
+	} else {
+		hs = httptest.NewServer(wx)
+	}
 	t.Cleanup(func() { hs.Close(); wx.Close() })
-	h.wx, h.wxURL = wx, hs.URL
+	h.wx, h.wxURL, h.transport = wx, hs.URL, h.netFaults.Transport(base)
 	for account, nick := range map[string]string{wang: "小王", li: "小李"} {
 		if err := wx.AddAgent(account, nick); err != nil {
 			t.Fatal(err)
@@ -132,11 +149,17 @@ func (h *harness) start(cfg notifier.Config) *process {
 
 func (h *harness) startWith(cfg notifier.Config, sender notifier.Sender) *process {
 	h.t.Helper()
+	return h.startWithRegistry(cfg, sender, prometheus.NewRegistry())
+}
+
+// startWithRegistry is startWith with the process's metrics registry,
+// which the sender may share.
+func (h *harness) startWithRegistry(cfg notifier.Config, sender notifier.Sender, reg *prometheus.Registry) *process {
+	h.t.Helper()
 	b := h.openBus()
 	if sender == nil {
 		sender = h.client()
 	}
-	reg := prometheus.NewRegistry()
 	deps := notifier.Deps{Bus: b, Sender: sender, Logger: h.log.With(zap.String("instance", cfg.Instance)), Registerer: reg, Suppress: h.suppress}
 	if h.clock != nil {
 		deps.Now = h.clock.Now
@@ -165,9 +188,7 @@ func (h *harness) client() *wechat.Client {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	// As many idle connections as the notifier has concurrent sends: the
-	// default two per host would open a connection per message.
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: h.transport}
 	c, err := wechat.NewClient(wechat.ClientConfig{BaseURL: h.wxURL, Tokens: tokens, HTTPClient: hc,
 		Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	if err != nil {
@@ -329,6 +350,30 @@ func (p *process) counted() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// gauge returns the value of the counter or gauge name with labels (0 when
+// absent).
+func (p *process) gauge(name string, labels map[string]string) float64 {
+	families, _ := p.reg.Gather()
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue metric
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // handled is how many events reached a final outcome (retries excluded).

@@ -15,6 +15,7 @@ import (
 	"github.com/kefu-io/kefu/internal/wechat"
 )
 
+// The notifier's expectations of wechat.Classify, the verdict it acts on.
 func TestClassify(t *testing.T) {
 	dial := &url.Error{Op: "Post", URL: "https://api.weixin.qq.com", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}
 	reset := &url.Error{Op: "Post", URL: "https://api.weixin.qq.com", Err: &net.OpError{Op: "read", Err: errors.New("connection reset")}}
@@ -24,26 +25,26 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		want verdict
+		want wechat.Verdict
 	}{
-		{"no error is sent", nil, verdictSent},
-		{"45015 outside the 48 hours is refused", api(45015), verdictRefused},
-		{"45047 over the reply limit is refused", api(45047), verdictRefused},
-		{"65400 kf codes are refused", api(65400), verdictRefused},
-		{"-1 system busy is retried", api(-1), verdictRetry},
-		{"a token error is retried", api(40001), verdictRetry},
-		{"a quota code is retried later", api(45011), verdictRetry},
-		{"a refused connection is retried: nothing was sent", dial, verdictRetry},
-		{"a reset connection leaves the outcome unknown", reset, verdictUnknown},
-		{"a timeout leaves the outcome unknown", context.DeadlineExceeded, verdictUnknown},
-		{"a gateway 502 leaves the outcome unknown", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 502}, verdictUnknown},
-		{"a gateway 429 sent nothing", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 429}, verdictRetry},
-		{"an invalid request is refused", wechat.ErrInvalidRequest, verdictRefused},
+		{"no error is sent", nil, wechat.VerdictDone},
+		{"45015 outside the 48 hours is refused", api(45015), wechat.VerdictRefused},
+		{"45047 over the reply limit is refused", api(45047), wechat.VerdictRefused},
+		{"65400 kf codes are refused", api(65400), wechat.VerdictRefused},
+		{"-1 system busy is retried", api(-1), wechat.VerdictRetry},
+		{"a token error is retried", api(40001), wechat.VerdictRetry},
+		{"a quota code is retried later", api(45011), wechat.VerdictRetry},
+		{"a refused connection is retried: nothing was sent", dial, wechat.VerdictRetry},
+		{"a reset connection leaves the outcome unknown", reset, wechat.VerdictUnknown},
+		{"a timeout leaves the outcome unknown", context.DeadlineExceeded, wechat.VerdictUnknown},
+		{"a gateway 502 leaves the outcome unknown", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 502}, wechat.VerdictUnknown},
+		{"a gateway 429 sent nothing", &wechat.HTTPStatusError{Method: "custom_send", StatusCode: 429}, wechat.VerdictRetry},
+		{"an invalid request is refused", wechat.ErrInvalidRequest, wechat.VerdictRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classify(tt.err); got != tt.want {
-				t.Errorf("classify = %v, want %v", got, tt.want)
+			if got := wechat.Classify(tt.err); got != tt.want {
+				t.Errorf("Classify = %v, want %v", got, tt.want)
 			}
 		})
 	}

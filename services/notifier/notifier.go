@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -43,7 +42,9 @@ type Deps struct {
 	// Suppress, when set, can hold back a message of kind to openid that
 	// another part of kefu knows is wrong to send (the customer left the
 	// queue, or kefu closed the session itself and said goodbye already).
-	Suppress func(ctx context.Context, kind, openid string) bool
+	// An error (the state could not be read) retries the event later:
+	// announcing without knowing could say goodbye a second time.
+	Suppress func(ctx context.Context, kind, openid string) (bool, error)
 }
 
 // Service is the notifier.
@@ -62,7 +63,7 @@ type Service struct {
 	limiter  *rate.Limiter        // nil: no limit
 	links    *feedbacklink.Signer // nil: links go straight to Tucao
 	csp      string
-	suppress func(ctx context.Context, kind, openid string) bool
+	suppress func(ctx context.Context, kind, openid string) (bool, error)
 
 	inflight   keySet
 	unrecorded outcomes
@@ -326,9 +327,8 @@ func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
 		s.count(n.kind, outcomeSkipped)
 		return nil
 	}
-	if s.suppress != nil && s.suppress(ctx, n.kind, n.openid) {
-		s.count(n.kind, outcomeSkipped)
-		return nil
+	if quiet, err := s.suppressed(ctx, n.kind, n.openid); err != nil || quiet {
+		return err
 	}
 	return s.notify(ctx, d, job{
 		kind: n.kind, cause: cause, openid: n.openid, appID: n.meta.AppID, receivedAt: received,
@@ -386,9 +386,8 @@ func (s *Service) handleWait(_ context.Context, d *bus.Delivery) error {
 	}
 	ctx, cancel := s.handlerContext()
 	defer cancel()
-	if s.suppress != nil && s.suppress(ctx, kind, est.OpenID) {
-		s.count(kind, outcomeSkipped)
-		return nil
+	if quiet, err := s.suppressed(ctx, kind, est.OpenID); err != nil || quiet {
+		return err
 	}
 	// Most estimates are held back; a read decides that without writing.
 	// A redelivery goes through the claim all the same: it may be the
@@ -469,6 +468,23 @@ func waitOutcome(reason string) string {
 	return outcomeSkipped
 }
 
+// suppressed asks Deps.Suppress and counts a suppressed message as
+// skipped. A failed read is returned as a retry: nothing is sent that
+// queuecare may already have said.
+func (s *Service) suppressed(ctx context.Context, kind, openid string) (bool, error) {
+	if s.suppress == nil {
+		return false, nil
+	}
+	quiet, err := s.suppress(ctx, kind, openid)
+	if err != nil {
+		return false, s.retry(kind, fmt.Errorf("read customer state: %w", err))
+	}
+	if quiet {
+		s.count(kind, outcomeSkipped)
+	}
+	return quiet, nil
+}
+
 // job is one message to send for one cause event.
 type job struct {
 	kind, cause, openid, appID string
@@ -535,15 +551,19 @@ func (s *Service) notify(ctx context.Context, d *bus.Delivery, j job) error {
 		Meta:   events.Meta{AppID: j.appID, OccurredAt: now, ReceivedAt: now},
 		OpenID: j.openid, Kind: j.kind, CauseEventID: j.cause, Text: msg.recorded, Outcome: events.OutcomeSent,
 	}
-	switch verdict := classify(sendErr); {
-	case verdict == verdictSent:
+	switch wechat.Classify(sendErr) {
+	case wechat.VerdictDone:
 		s.metrics.latency.WithLabelValues(j.kind).Observe(now.Sub(j.receivedAt).Seconds())
-	case verdict == verdictRetry && d.NumDelivered < uint64(s.cfg.MaxDeliver):
+	case wechat.VerdictRetry:
+		// Certainly not sent: however often it fails, trying again cannot
+		// message the customer twice. The bus redelivers with capped
+		// back-off for as long as it takes; session notices past
+		// MaxEventAge are then skipped as too old.
 		release()
 		return s.retry(j.kind, sendErr)
-	case verdict == verdictUnknown:
-		n.Outcome, n.ErrMsg = events.OutcomeFailed, "unknown outcome: "+sendErr.Error()
-	default: // refused, or retries spent
+	case wechat.VerdictUnknown:
+		n.Outcome, n.ErrMsg = events.OutcomeFailed, unknownErrMsg(sendErr)
+	default: // refused
 		n.Outcome = events.OutcomeFailed
 		n.ErrCode, n.ErrMsg = errCode(sendErr)
 	}
@@ -880,45 +900,12 @@ func (o *outcomes) get(cause string) (events.Notification, bool) {
 
 func (o *outcomes) remove(cause string) { o.mu.Lock(); delete(o.m, cause); o.mu.Unlock() }
 
-// Verdicts on a send.
-type verdict int
-
-const (
-	verdictSent    verdict = iota
-	verdictRefused         // WeChat answered no: not sent, do not retry
-	verdictRetry           // not sent; a later try may succeed
-	verdictUnknown         // may or may not have been delivered
-)
-
-// classify decides what a SendText error means. WeChat carried nothing out
-// when it answered with an errcode, or when the connection was never made;
-// a timeout, a reset or a gateway's 5xx leave the outcome unknown.
-func classify(err error) verdict {
-	if err == nil {
-		return verdictSent
-	}
-	if wechat.IsPermanent(err) {
-		return verdictRefused
-	}
-	if notSent(err) {
-		if wechat.IsRetryable(err) {
-			return verdictRetry
-		}
-		return verdictRefused
-	}
-	return verdictUnknown
-}
-
-func notSent(err error) bool {
-	var apiErr *wechat.APIError
-	if errors.As(err, &apiErr) {
-		return true
-	}
-	var status *wechat.HTTPStatusError
-	if errors.As(err, &status) {
-		return status.StatusCode == http.StatusTooManyRequests
-	}
-	return isDialError(err)
+// unknownErrMsg is the errmsg of a message that may or may not have
+// reached the customer: "unknown outcome: <reason>: <error>", the reason
+// one of wechat.UnknownReasons (the labels of
+// kefu_wechat_api_unknown_outcome_total).
+func unknownErrMsg(err error) string {
+	return "unknown outcome: " + wechat.UnknownReason(err) + ": " + err.Error()
 }
 
 func errCode(err error) (int, string) {
@@ -927,15 +914,4 @@ func errCode(err error) (int, string) {
 		return apiErr.ErrCode, strings.TrimSpace(apiErr.ErrMsg)
 	}
 	return 0, err.Error()
-}
-
-// isDialError reports a connection that was never made: nothing reached
-// WeChat.
-func isDialError(err error) bool {
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return true
-	}
-	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr)
 }

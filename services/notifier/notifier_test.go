@@ -415,8 +415,10 @@ func TestTransientErrorsAreRetriedAndSendOnce(t *testing.T) {
 		{"-1 twice then ok: one message", 5, func(h *harness) { h.wx.InjectErrors(wechattest.MethodCustomSend, -1, 2) }, events.OutcomeSent, 0, 3},
 		{"-1 beyond the client's retries: redelivered, then one message", 5,
 			func(h *harness) { h.wx.InjectErrors(wechattest.MethodCustomSend, -1, 6) }, events.OutcomeSent, 0, 7},
-		{"-1 on every try: failed with -1 on the last delivery", 2,
-			func(h *harness) { h.wx.InjectErrors(wechattest.MethodCustomSend, -1, 8) }, events.OutcomeFailed, -1, 8},
+		// -1 is documented as not carried out: retried past MaxDeliver for as
+		// long as it lasts, never recorded as failed.
+		{"-1 beyond MaxDeliver deliveries: still retried, then one message", 2,
+			func(h *harness) { h.wx.InjectErrors(wechattest.MethodCustomSend, -1, 8) }, events.OutcomeSent, 0, 9},
 		{"a rejected access token is refreshed: one message", 5, func(h *harness) { h.wx.InvalidateTokens() }, events.OutcomeSent, 0, 2},
 	}
 	for _, tt := range tests {
@@ -657,7 +659,7 @@ func TestDisabledKindsAndOldEventsAreNotSent(t *testing.T) {
 // the case WeChat still had for them.
 func TestSuppressedMessagesAreNotSent(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	h.suppress = func(_ context.Context, kind, openid string) bool { return openid == "o-left" }
+	h.suppress = func(_ context.Context, kind, openid string) (bool, error) { return openid == "o-left", nil }
 	p := h.start(testConfig("p1"))
 	h.customer("o-left", "o-stays")
 	for _, openid := range []string{"o-left", "o-stays"} {

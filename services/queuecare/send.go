@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,16 @@ type outgoing struct {
 	recorded string
 }
 
+// unsent holds the claims this process could not release after a send that
+// certainly did not reach WeChat, by service and key, with the claim's
+// revision: only that revision, still ours, may be taken over.
+var unsent sync.Map // unsentKey → uint64
+
+type unsentKey struct {
+	s   *Service
+	key string
+}
+
 // errSendInFlight: another process claimed the message moments ago and may
 // be sending it now; the caller retries later.
 var errSendInFlight = errors.New("queuecare: message being sent by another process")
@@ -67,26 +78,38 @@ func (s *Service) sendOnce(ctx context.Context, m outgoing) (outcome string, err
 		}
 		return s.settleClaimed(ctx, m)
 	}
+	return s.sendClaimed(ctx, m, rev)
+}
 
+// sendClaimed sends m under our claim at rev and records the outcome.
+func (s *Service) sendClaimed(ctx context.Context, m outgoing, rev uint64) (outcome string, err error) {
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	sendErr := s.api.SendText(sctx, m.openid, m.text, "")
 	cancel()
 
 	rec := sendRecord{State: sendSent, Kind: m.kind, Cause: m.cause, Owner: s.cfg.Holder, At: s.now().UTC()}
-	switch {
-	case sendErr == nil:
-	case notDelivered(sendErr):
-		// WeChat answered and refused for now (busy, quota, token): nothing
-		// reached the customer. Give the claim back and let the caller retry.
-		if derr := s.notified.Delete(ctx, m.key, jetstream.LastRevision(rev)); derr != nil {
+	// The notifier's classification (wechat.Classify): both services send
+	// to the same customers and must agree on what may be repeated.
+	switch wechat.Classify(sendErr) {
+	case wechat.VerdictDone:
+	case wechat.VerdictRetry:
+		// Certainly not sent (no token, no connection, busy, quota, token
+		// rejected, 429): give the claim back and let the caller retry. Its
+		// own context may have ended; the release must not.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if derr := s.notified.Delete(rctx, m.key, jetstream.LastRevision(rev)); derr != nil {
+			// The claim stays; this process remembers that it sent
+			// nothing under it, so its retry takes the claim over instead
+			// of waiting for it to look abandoned (and be given up).
+			unsent.Store(unsentKey{s, m.key}, rev)
 			s.log.Warn("release message claim", zap.String("kind", m.kind), zap.Error(derr))
 		}
+		cancel()
 		return "", fmt.Errorf("send %s: %w", m.kind, sendErr)
-	default:
+	case wechat.VerdictUnknown:
+		rec.State, rec.ErrMsg = sendFailed, "unknown outcome: "+wechat.UnknownReason(sendErr)+": "+sendErr.Error()
+	default: // refused
 		rec.State, rec.ErrCode, rec.ErrMsg = sendFailed, errCode(sendErr), sendErr.Error()
-		if !wechat.IsPermanent(sendErr) {
-			rec.ErrMsg = "unknown outcome: " + rec.ErrMsg
-		}
 	}
 	s.finishSend(ctx, m, rec, rev)
 	return rec.State, nil
@@ -98,6 +121,9 @@ func (s *Service) settleClaimed(ctx context.Context, m outgoing) (string, error)
 	entry, err := s.notified.Get(ctx, m.key)
 	if err != nil {
 		return "", fmt.Errorf("read %s message record: %w", m.kind, err)
+	}
+	if rev, ok := unsent.LoadAndDelete(unsentKey{s, m.key}); ok && rev.(uint64) == entry.Revision() {
+		return s.sendClaimed(ctx, m, entry.Revision())
 	}
 	var rec sendRecord
 	if err := json.Unmarshal(entry.Value(), &rec); err != nil || rec.State != sendPending {
@@ -137,18 +163,28 @@ func (s *Service) finishSend(ctx context.Context, m outgoing, rec sendRecord, re
 	}
 }
 
-// notDelivered reports errors WeChat answered with and that leave nothing
-// delivered while a later attempt may succeed: -1, the quota codes and
-// token errors. Timeouts, resets and 5xx are ambiguous and not included.
-func notDelivered(err error) bool {
-	var apiErr *wechat.APIError
-	return errors.As(err, &apiErr) && wechat.IsRetryable(err)
-}
-
 func errCode(err error) int {
 	var apiErr *wechat.APIError
 	if errors.As(err, &apiErr) {
 		return apiErr.ErrCode
 	}
 	return 0
+}
+
+// SuppressNotice reports whether the notifier must not send a message of
+// kind to openid (see CustomerState.SuppressWaitNotice and
+// SuppressSessionNotice). An unknown customer is announced; a state that
+// cannot be read is an error, so that the notifier retries rather than
+// say goodbye after kefu's own goodbye.
+func (m *States) SuppressNotice(ctx context.Context, kind, openid string) (bool, error) {
+	st, err := m.Get(ctx, openid)
+	switch {
+	case errors.Is(err, ErrUnknownCustomer), errors.Is(err, ErrInvalidOpenID):
+		return false, nil
+	case err != nil:
+		return false, err
+	case kind == events.NotifyWaitEstimated:
+		return st.SuppressWaitNotice(), nil
+	}
+	return st.SuppressSessionNotice(), nil
 }
