@@ -225,7 +225,8 @@ func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, erro
 	}
 	return ingest.NewTucaoPoller(ingest.TucaoConfig{
 		ProductID: rt.cfg.TucaoProductID, Interval: rt.cfg.TucaoPollInterval,
-		Holder: holderName("tucao"),
+		RescanWindow: rt.cfg.TucaoRescanWindow,
+		Holder:       holderName("tucao"),
 	}, client, rt.bus, cursors, locks, rt.log.Named("tucao"), rt.registry)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/services/ingest"
 	"github.com/kefu-io/kefu/services/notifier"
 	"github.com/kefu-io/kefu/services/queuecare"
 )
@@ -93,8 +94,8 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, ro
 	fs := flag.NewFlagSet("kefu "+name, flag.ContinueOnError)
 	if name == "ingest" {
 		fs.BoolVar(&opts.tucaoBackfill, "tucao-backfill", false, "publish the Tucao posts created between --from and --to, then exit")
-		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYYMMDD (Asia/Shanghai)")
-		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYYMMDD (Asia/Shanghai)")
+		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYYMMDD (Asia/Shanghai), included")
+		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYYMMDD (Asia/Shanghai), included: --from D --to D is the day D")
 	}
 	fs.SetOutput(stderr)
 	for _, v := range config.Vars {
@@ -115,6 +116,11 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, ro
 	}
 	if !opts.tucaoBackfill && (opts.from != "" || opts.to != "") {
 		return cfg, opts, usageError{"--from and --to go with --tucao-backfill"}
+	}
+	if opts.tucaoBackfill {
+		if _, err := ingest.BackfillWindow(opts.from, opts.to); err != nil {
+			return cfg, opts, usageError{err.Error()}
+		}
 	}
 	return cfg, opts, nil
 }
@@ -445,7 +451,7 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	}
 	defer p.Stop(context.Background())
 	res, err := p.Backfill(ctx, opts.from, opts.to)
-	fmt.Fprintf(stdout, "backfill %s..%s: %d posts read, %d published as created, %d as updated\n", opts.from, opts.to, res.Seen, res.Created, res.Updated)
+	fmt.Fprintf(stdout, "backfill %s..%s (both days included): %d posts read, %d published as created, %d as updated\n", opts.from, opts.to, res.Seen, res.Created, res.Updated)
 	return err
 }
 

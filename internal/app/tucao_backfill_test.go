@@ -1,0 +1,47 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kefu-io/kefu/internal/tucao"
+	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
+)
+
+// `kefu ingest --tucao-backfill --from D --to D` publishes the posts of the
+// day D (Asia/Shanghai) and no other: --to is the last day, included,
+// while Tucao's to is exclusive.
+func TestTucaoBackfillOfOneDayFromTheCommandLine(t *testing.T) {
+	cst := time.FixedZone("CST", 8*3600)
+	fake := tucaotest.New(tucaotest.Options{RateLimit: -1})
+	t.Cleanup(fake.Close)
+	fake.SetClock(tucao.NewFakeClock(time.Date(2026, 1, 9, 0, 0, 0, 0, cst)))
+	for day := 10; day <= 12; day++ {
+		for _, hour := range []int{0, 12, 23} {
+			fake.AddPost(tucaotest.PostInput{Content: "历史反馈", CreatedAt: time.Date(2026, 1, day, hour, 59, 0, 0, cst)})
+		}
+	}
+	fake.SetClock(nil) // request timestamps are checked against the real clock
+	t.Setenv("KEFU_NATS_LISTEN", "127.0.0.1:0")
+	t.Setenv("KEFU_DATA_DIR", t.TempDir())
+	t.Setenv("KEFU_TUCAO_PRODUCT_ID", fake.ProductID())
+	t.Setenv("KEFU_TUCAO_SECRET", fake.Secret())
+	t.Setenv("KEFU_TUCAO_API_BASE", fake.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260111", "--to", "20260111"}, &out, io.Discard); err != nil {
+		t.Fatalf("backfill: %v (%s)", err, out.String())
+	}
+	if !strings.Contains(out.String(), "3 posts read, 3 published as created") {
+		t.Fatalf("backfill of one day: %q, want its 3 posts", out.String())
+	}
+	var stderr bytes.Buffer
+	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260112", "--to", "20260111"}, io.Discard, &stderr); err == nil || !strings.Contains(err.Error()+stderr.String(), "before --from") {
+		t.Fatalf("--to before --from: %v %s", err, stderr.String())
+	}
+}
