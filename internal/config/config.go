@@ -270,7 +270,7 @@ var Vars = []Var{
 		c.TucaoWebhookSecret = Secret(v)
 		return nil
 	}},
-	{"KEFU_TUCAO_RESCAN_WINDOW", "168h", "posts updated within this long are re-read at every poll so replies and changes are seen", duration(func(c *Config) *time.Duration { return &c.TucaoRescanWindow })},
+	{"KEFU_TUCAO_RESCAN_WINDOW", "168h", "posts created within this long are re-read (a pass spread over polls) so replies and changes are seen", duration(func(c *Config) *time.Duration { return &c.TucaoRescanWindow })},
 	{"KEFU_QUEUE_POLL_INTERVAL", "15s", "多客服 queue snapshot period", duration(func(c *Config) *time.Duration { return &c.QueuePollInterval })},
 	{"KEFU_FEEDBACK_DSN", "", "postgres://… for PostgreSQL; unset: SQLite in KEFU_DATA_DIR", secret(func(c *Config) *Secret { return &c.FeedbackDSN })},
 	{"KEFU_ADMIN_TOKEN", "", "bearer token for every /api/… request, any method (the admin API's changes need it)", secret(func(c *Config) *Secret { return &c.AdminToken })},
