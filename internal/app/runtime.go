@@ -358,8 +358,9 @@ func (rt *runtime) healthz(w http.ResponseWriter, _ *http.Request) {
 				rt.log.Error("NATS unusable for longer than KEFU_NATS_DOWN_LIMIT: /healthz fails so that the orchestrator restarts kefu",
 					zap.Duration("down", down.Round(time.Second)), zap.Duration("limit", rt.cfg.NATSDownLimit))
 			}
+			// Probes need only the status; the log says why.
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "unhealthy: nats unusable for %s (KEFU_NATS_DOWN_LIMIT %s)\n", down.Round(time.Second), rt.cfg.NATSDownLimit)
+			io.WriteString(w, "unhealthy\n")
 			return
 		}
 	}
