@@ -90,6 +90,9 @@ type Leaf struct {
 	apiPrefix string
 	subjects  []string
 
+	// upSince and lastNudge belong to the sync loop (nudge).
+	upSince, lastNudge time.Time
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -388,6 +391,7 @@ func (l *Leaf) sync(ctx context.Context) error {
 	for _, si := range info.Sources {
 		if si != nil && l.isOurs(si.Name, si.External) {
 			stored = si.Seq
+			l.nudge(si.Active)
 		}
 	}
 	if stored == 0 {
@@ -404,6 +408,39 @@ func (l *Leaf) sync(ctx context.Context) error {
 		return nil
 	}
 	return spool.Purge(ctx, jetstream.WithPurgeSequence(stored+1))
+}
+
+// staleSource is how long the hub may go without hearing from the spool
+// (its source consumer sends a heartbeat every second) while the leaf
+// connection is up before the connection is renewed.
+const staleSource = 5 * time.Second
+
+// nudge renews the leaf connection when the hub's source has been silent
+// for a while although the connection is up. The hub retries a source it
+// failed to set up (say, at its own restart, before the leaf was back)
+// with a back-off of up to two minutes, but at once when a leaf node
+// connects: reconnecting cuts the wait short.
+func (l *Leaf) nudge(active time.Duration) {
+	now := time.Now()
+	if l.srv.NumLeafNodes() == 0 {
+		l.upSince = time.Time{}
+		return
+	}
+	if l.upSince.IsZero() {
+		l.upSince = now
+	}
+	if (active >= 0 && active < staleSource) || now.Sub(l.upSince) < staleSource || now.Sub(l.lastNudge) < 4*staleSource {
+		return
+	}
+	lz, err := l.srv.Leafz(nil)
+	if err != nil {
+		return
+	}
+	l.lastNudge = now
+	l.log.Info("store and forward: the hub has not fetched from the spool for a while; reconnecting to the hub", zap.Duration("silent", active))
+	for _, ln := range lz.Leafs {
+		l.srv.DisconnectClientByID(ln.ID)
+	}
 }
 
 // Close stops trimming and shuts the leaf node down; what the spool holds
