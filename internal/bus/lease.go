@@ -268,7 +268,7 @@ func (l *Lease) Check(ctx context.Context) error {
 		return nil
 	case isRevisionConflict(err):
 		l.drop()
-		return fmt.Errorf("lease %s: %w: another holder has it", l.key, ErrLeaseLost)
+		return fmt.Errorf("lease %s: %w: it expired or another holder has it", l.key, ErrLeaseLost)
 	case !time.Now().Before(until):
 		l.drop()
 		return fmt.Errorf("lease %s: %w: not renewed in time: %v", l.key, ErrLeaseLost, err)

@@ -70,8 +70,10 @@ func TestLeaseExpiresByServerTTLNotHostClocks(t *testing.T) {
 	}
 	// Renewals past the first TTL keep it: each restarts the server's TTL.
 	acquired := time.Now()
+	var lastRenewal time.Time // when the last renewal was sent: the server's TTL starts after it
 	for time.Since(acquired) < leaseTTL+leaseTTL/2 {
 		time.Sleep(leaseTTL / 3)
+		lastRenewal = time.Now()
 		if err := a.Check(ctx); err != nil {
 			t.Fatalf("renewal: %v", err)
 		}
@@ -84,11 +86,12 @@ func TestLeaseExpiresByServerTTLNotHostClocks(t *testing.T) {
 	}
 
 	// a stops renewing: the server expires the key one TTL later, not before.
-	lastRenewal := time.Now()
 	took := acquireWithin(t, c, 10*leaseTTL)
-	if since := time.Since(lastRenewal); since < leaseTTL-100*time.Millisecond {
+	since := time.Since(lastRenewal)
+	if since < leaseTTL-50*time.Millisecond {
 		t.Fatalf("lease taken over %v after the last renewal (%v polling), before its TTL of %v", since, took, leaseTTL)
 	}
+	t.Logf("taken over %v after the last renewal was sent (TTL %v)", since, leaseTTL)
 	if c.Fence() <= fence {
 		t.Fatalf("the successor's fence %d is not above the predecessor's %d", c.Fence(), fence)
 	}
@@ -253,5 +256,28 @@ func TestLeaseNeedsTheLocksBucket(t *testing.T) {
 	}
 	if ok, err := bus.NewLease(raw, "k", "a", time.Minute).TryAcquire(context.Background()); ok || err == nil {
 		t.Fatalf("lease on a plain bucket: %v %v", ok, err)
+	}
+}
+
+// A job longer than the TTL keeps its lease: Hold renews it in the
+// background (without it the server would have expired the key, and the
+// holder's own renewal after the job would fail).
+func TestHoldRenewsThroughALongJob(t *testing.T) {
+	b := openBus(t)
+	kv := locks(t, b)
+	ctx := context.Background()
+	l := bus.NewLease(kv, "queuecare-test", "a", leaseTTL)
+	if ok, err := l.TryAcquire(ctx); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	fence := l.Fence()
+	job, stop := l.Hold(ctx)
+	time.Sleep(2 * leaseTTL) // the job
+	if job.Err() != nil {
+		t.Fatalf("job context ended: %v", context.Cause(job))
+	}
+	stop()
+	if err := l.Check(ctx); err != nil || l.Fence() != fence || !l.Held() {
+		t.Fatalf("after a job of twice the TTL: %v, fence %d (was %d)", err, l.Fence(), fence)
 	}
 }
