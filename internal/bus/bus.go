@@ -158,6 +158,11 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 			b.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) { b.markUp(nc) }),
+		// nats.go's default prints asynchronous errors (the server's -ERR,
+		// a slow consumer) to stderr, outside kefu's log.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			b.log.Warn("nats error", zap.Error(err))
+		}),
 		// nats.go gives up on a connection for good when the server sends
 		// an error it does not treat as transient (say "maximum control
 		// line exceeded" after a bad request): the bus then dials anew.
