@@ -99,6 +99,35 @@ func TestIterateVisitsEveryPost(t *testing.T) {
 	}
 }
 
+// Walk stops at its page budget and says that older pages remain; resuming
+// at the last post seen (max_id) reads the rest, the post at the seam once
+// more at most.
+func TestWalkStopsAtItsPageBudgetAndResumes(t *testing.T) {
+	srv, c, _ := newFake(t, nil)
+	srv.Generate(250, 10)
+	var got []tucao.Post
+	pages, err := c.Walk(context.Background(), tucao.ListOptions{Count: 100}, 2, func(p tucao.Post) (bool, error) {
+		got = append(got, p)
+		return true, nil
+	})
+	if !errors.Is(err, tucao.ErrMorePages) || pages != 2 || len(got) != 200 || srv.RequestCount() != 2 {
+		t.Fatalf("Walk: %v, %d pages, %d posts, %d requests; want ErrMorePages, 2, 200, 2", err, pages, len(got), srv.RequestCount())
+	}
+	last := got[len(got)-1].ID
+	pages, err = c.Walk(context.Background(), tucao.ListOptions{Count: 100, MaxID: last}, 2, func(p tucao.Post) (bool, error) {
+		if p.ID != last {
+			got = append(got, p)
+		}
+		return true, nil
+	})
+	if err != nil || pages != 1 {
+		t.Fatalf("resumed Walk: %v, %d pages; want nil, 1", err, pages)
+	}
+	if !slices.Equal(ids(got), ids(srv.Posts())) {
+		t.Errorf("two walks read %d posts, want all %d in order", len(got), len(srv.Posts()))
+	}
+}
+
 func TestIterateStopsWhenTheCallbackSaysSo(t *testing.T) {
 	srv, c, _ := newFake(t, nil)
 	srv.Generate(250, 9)

@@ -983,3 +983,44 @@ func TestStaleTucaoPollerCannotMoveTheWalkBack(t *testing.T) {
 	}
 	h.publishedOnce(want)
 }
+
+// A stranger's flood of webhooks naming made-up posts costs at most 5
+// re-reads a poll, and at most 64 wait: the budget stays the poller's.
+func TestTucaoWebhookHintsAreBounded(t *testing.T) {
+	h := newTucaoHarness(t)
+	h.fake.Generate(5, 12)
+	client, _ := tucao.New(h.fake.ClientConfig())
+	reg := prometheus.NewRegistry()
+	p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "a", Interval: time.Hour}, client, h.bus, h.cursors, h.locks, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hook := httptest.NewServer(p.WebhookHandler())
+	defer hook.Close()
+	for i := range 100 {
+		body := `{"type":"reply.created","payload":{"post":{"id":"` + strconv.Itoa(100000+i) + `"}}}`
+		resp, err := http.Post(hook.URL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("webhook %d: %d", i, resp.StatusCode)
+		}
+	}
+	if got := tucaoCounter(t, reg, "kefu_tucao_webhook_hints_total", "result", "dropped"); got != 36 {
+		t.Errorf("%v hints dropped, want the 36 over 64", got)
+	}
+	for range 2 {
+		before := h.fake.RequestCount()
+		if _, err := p.PollOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.fake.RequestCount() - before; n != 1+5 {
+			t.Errorf("a poll with hints waiting made %d requests, want 1 page and 5 re-reads", n)
+		}
+	}
+}
