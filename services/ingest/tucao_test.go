@@ -1024,3 +1024,54 @@ func TestTucaoWebhookHintsAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// faultAfter makes the fake answer 429 to the request that follows the
+// n-th post read, once.
+type faultAfter struct {
+	ingest.PostLister
+	fake *tucaotest.Server
+	n    int
+}
+
+func (f *faultAfter) Walk(ctx context.Context, opt tucao.ListOptions, maxPages int, fn func(tucao.Post) (bool, error)) (int, error) {
+	return f.PostLister.Walk(ctx, opt, maxPages, func(p tucao.Post) (bool, error) {
+		if f.n--; f.n == 0 {
+			f.fake.FailNext(1, tucaotest.FaultRateLimited)
+		}
+		return fn(p)
+	})
+}
+
+// A poll cut short by a rate limit keeps its position: the next one
+// resumes at the stored max_id instead of walking from the top again.
+func TestTucaoPollStoppedByARateLimitResumes(t *testing.T) {
+	h := newTucaoHarness(t)
+	h.fake.Generate(450, 13)
+	cfg := h.fake.ClientConfig()
+	cfg.MaxRetries = -1 // the 429 ends the poll
+	client, _ := tucao.New(cfg)
+	p, err := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "a", Interval: time.Hour},
+		&faultAfter{PostLister: client, fake: h.fake, n: 300}, h.bus, h.cursors, h.locks, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.PollOnce(context.Background())
+	var apiErr *tucao.APIError
+	if !errors.As(err, &apiErr) || !apiErr.RateLimited() || res.Created != 300 || !res.Behind {
+		t.Fatalf("first poll %+v, %v; want 300 posts and a rate-limit error", res, err)
+	}
+	before := h.fake.RequestCount()
+	res, err = p.PollOnce(context.Background())
+	if err != nil || res.Created != 150 || res.Behind {
+		t.Fatalf("second poll %+v, %v; want the other 150", res, err)
+	}
+	// The newest page, the two pages from the stored max_id, the rescan.
+	if n := h.fake.RequestCount() - before; n > 4 {
+		t.Errorf("the second poll made %d requests; it should resume, not walk from the top", n)
+	}
+	want := map[string]bool{}
+	for _, post := range h.fake.Posts() {
+		want[post.ID] = true
+	}
+	h.publishedOnce(want)
+}
