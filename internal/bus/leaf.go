@@ -412,8 +412,10 @@ func (l *Leaf) sync(ctx context.Context) error {
 
 // staleSource is how long the hub may go without hearing from the spool
 // (its source consumer sends a heartbeat every second) while the leaf
-// connection is up before the connection is renewed.
-const staleSource = 5 * time.Second
+// connection is up before the connection is renewed. It exceeds the 10 s
+// after which the hub counts a source with a consumer as stale, so that
+// the retry a reconnection triggers applies to it too.
+const staleSource = 12 * time.Second
 
 // nudge renews the leaf connection when the hub's source has been silent
 // for a while although the connection is up. The hub retries a source it
@@ -429,7 +431,7 @@ func (l *Leaf) nudge(active time.Duration) {
 	if l.upSince.IsZero() {
 		l.upSince = now
 	}
-	if (active >= 0 && active < staleSource) || now.Sub(l.upSince) < staleSource || now.Sub(l.lastNudge) < 4*staleSource {
+	if (active >= 0 && active < staleSource) || now.Sub(l.upSince) < staleSource || now.Sub(l.lastNudge) < staleSource+3*time.Second {
 		return
 	}
 	lz, err := l.srv.Leafz(nil)

@@ -82,14 +82,22 @@ func TestLeafForwardsToTheHubAndEnsureStreamsKeepsTheSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m *jetstream.RawStreamMsg
-	deadline := time.Now().Add(20 * time.Second)
+	// Seconds normally; the hub's retry of a failed source setup can take
+	// longer under load.
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		m, err = s.GetLastMsgForSubject(ctx, "kefu.wechat.>")
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("never forwarded: %v", err)
+			if info, ierr := s.Info(ctx); ierr == nil {
+				for _, si := range info.Sources {
+					t.Logf("source %s active %s lag %d err %v", si.Name, si.Active, si.Lag, si.Error)
+				}
+			}
+			st, _ := leaf.State(ctx)
+			t.Fatalf("never forwarded: %v; spool %+v", err, st)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
