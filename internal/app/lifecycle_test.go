@@ -9,15 +9,20 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // get returns the status of GET url on a fresh connection, or 0 when the
@@ -253,4 +258,86 @@ func TestShutdownIsBoundedByTheGrace(t *testing.T) {
 		t.Fatalf("modules stopped %s after the signal, before the unready period ended", s)
 	}
 	t.Logf("returned after %s (grace %s); modules stopped from %s", took.Round(time.Millisecond), grace, stopAt.Sub(start).Round(time.Millisecond))
+}
+
+// The server drops kefu's connections when their credentials stop being
+// valid (a password rotated on the server before kefu got the new one),
+// and refuses every reconnect: nats.go used to give up for good after the
+// second refusal. kefu keeps trying; once the server accepts the password
+// again, callbacks are answered and stored without a restart.
+func TestRoleRecoversAfterTheServerRefusedItsCredentials(t *testing.T) {
+	const user, password = "kefu", "first-password-0123456789"
+	opts := natstest.Options(t)
+	opts.Users = []*server.User{{Username: user, Password: password}}
+	srv := natstest.Run(t, opts)
+	httpAddr := freeAddr(t)
+	for k, v := range map[string]string{
+		"KEFU_HTTP_ADDR": httpAddr, "KEFU_NATS_URL": srv.ClientURL(), "KEFU_DATA_DIR": t.TempDir(),
+		"KEFU_NATS_USER": user, "KEFU_NATS_PASSWORD": password,
+		"KEFU_WECHAT_APPID": edgeAppID, "KEFU_WECHAT_TOKEN": edgeToken, "KEFU_WECHAT_AES_KEY": edgeAESKey,
+		"KEFU_LOG_LEVEL": "warn", "KEFU_PUBLIC_RATE_LIMIT": "0", "KEFU_SHUTDOWN_GRACE": "5s",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs lockedBuffer
+	go func() { done <- run(ctx, []string{"ingest"}, io.Discard, &logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop")
+		}
+	})
+	base := "http://" + httpAddr
+	pollStatus(t, base+"/readyz", 200, 20*time.Second)
+
+	rotated := *opts
+	rotated.Users = []*server.User{{Username: user, Password: "second-password-9876543210"}}
+	if err := srv.ReloadOptions(&rotated); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, base+"/readyz", 503, 5*time.Second)
+	// More refusals than the two after which nats.go used to stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(strings.ToLower(logs.String()), "authorization violation") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kefu stopped retrying:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	back := *opts
+	if err := srv.ReloadOptions(&back); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, base+"/readyz", 200, 10*time.Second)
+	q, body := signedEvent(t, "o-after-rotation")
+	resp, err := http.Post(base+"/wechat/callback?"+q.Encode(), "text/xml", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("callback after recovery: %d", resp.StatusCode)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), events.StreamWeChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("KEFU_WECHAT after recovery: %+v %v", info, err)
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Error("the log shows the NATS password")
+	}
 }
