@@ -142,6 +142,9 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 		}
 		rt.log.Info("store and forward on: callbacks are kept in a local spool while the NATS cluster is unreachable",
 			zap.String("domain", leaf.Domain()), zap.Int64("spool_max_bytes", rt.cfg.IngestSpoolBytes))
+		if rt.registry != nil {
+			rt.registry.MustRegister(leaf.Collector())
+		}
 		deps.Publisher, mod.leaf = leaf, leaf
 		defer func() {
 			if mod.svc == nil {

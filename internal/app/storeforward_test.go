@@ -109,6 +109,19 @@ func TestIngestWithStoreForwardReachesTheCluster(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	mfs, err := rt.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := false
+	for _, mf := range mfs {
+		if mf.GetName() == "kefu_ingest_spool_hub_connected" {
+			connected = mf.GetMetric()[0].GetGauge().GetValue() == 1
+		}
+	}
+	if !connected {
+		t.Fatal("kefu_ingest_spool_hub_connected is not 1 (or missing) while forwarding works")
+	}
 	if err := m.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/pkg/events"
@@ -501,4 +502,42 @@ func LeafURLs(clientURLs []string, port int) ([]*url.URL, error) {
 		return nil, errors.New("store and forward needs the NATS cluster's address (KEFU_NATS_URL)")
 	}
 	return out, nil
+}
+
+// spoolCollector exports the spool's content and the hub connection.
+type spoolCollector struct {
+	l                      *Leaf
+	msgs, bytes, connected *prometheus.Desc
+}
+
+// Collector exports kefu_ingest_spool_messages, kefu_ingest_spool_bytes
+// and kefu_ingest_spool_hub_connected.
+func (l *Leaf) Collector() prometheus.Collector {
+	return &spoolCollector{l: l,
+		msgs:      prometheus.NewDesc("kefu_ingest_spool_messages", "Events in the store-and-forward spool not yet trimmed (the hub has not reported them stored).", nil, nil),
+		bytes:     prometheus.NewDesc("kefu_ingest_spool_bytes", "Bytes in the store-and-forward spool; at KEFU_INGEST_SPOOL_MAX_BYTES callbacks are refused with 503.", nil, nil),
+		connected: prometheus.NewDesc("kefu_ingest_spool_hub_connected", "1 while the leaf node is connected to the NATS cluster.", nil, nil),
+	}
+}
+
+func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.msgs
+	ch <- c.bytes
+	ch <- c.connected
+}
+
+func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.l.State(ctx)
+	if err != nil {
+		return
+	}
+	connected := 0.0
+	if st.Connected {
+		connected = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.msgs, prometheus.GaugeValue, float64(st.Msgs))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, connected)
 }

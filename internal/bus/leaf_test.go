@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -153,6 +154,19 @@ func TestFullSpoolRefusesNewEvents(t *testing.T) {
 	st, err := leaf.State(ctx)
 	if err != nil || st.Connected || st.Bytes > 8<<10 {
 		t.Fatalf("state %+v, %v", st, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(leaf.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	if got["kefu_ingest_spool_messages"] != float64(st.Msgs) || got["kefu_ingest_spool_bytes"] != float64(st.Bytes) || got["kefu_ingest_spool_hub_connected"] != 0 {
+		t.Fatalf("metrics %v for %+v", got, st)
 	}
 }
 
