@@ -111,6 +111,15 @@ func (m ingestModule) Stop(ctx context.Context) error {
 	return err
 }
 
+// Ready reports whether the store-and-forward spool accepts callbacks
+// (always, without store and forward).
+func (m ingestModule) Ready(ctx context.Context) error {
+	if m.leaf == nil {
+		return nil
+	}
+	return m.leaf.Ready(ctx)
+}
+
 // Warnings are the callback endpoint's notes about an unsafe
 // configuration (plain mode, the plaintext migration setting).
 func (m ingestModule) Warnings() []string { return m.svc.Warnings() }

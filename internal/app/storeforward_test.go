@@ -122,6 +122,13 @@ func TestIngestWithStoreForwardReachesTheCluster(t *testing.T) {
 	if !connected {
 		t.Fatal("kefu_ingest_spool_hub_connected is not 1 (or missing) while forwarding works")
 	}
+	rc, ok := m.(readyChecker)
+	if !ok {
+		t.Fatal("the ingest module does not report the spool's readiness")
+	}
+	if err := rc.Ready(context.Background()); err != nil {
+		t.Fatalf("spool not ready: %v", err)
+	}
 	if err := m.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
