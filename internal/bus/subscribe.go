@@ -191,10 +191,12 @@ type Subscription struct {
 	handle Handler
 	log    *zap.Logger
 	conn   *nats.Conn
-	closed chan struct{} // the connection is closed
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// untrack stops counting conn in the bus's readiness and liveness.
+	untrack func()
+	closed  chan struct{} // the connection is closed
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu       sync.Mutex
 	subs     []*nats.Subscription // none while paused
@@ -219,6 +221,8 @@ func (s *Subscription) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
+		// A subscriber closing its own connection is not the bus failing.
+		s.untrack()
 		if err := s.conn.Drain(); err == nil {
 			<-s.closed
 		} else if !errors.Is(err, nats.ErrConnectionClosed) {
@@ -311,6 +315,10 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	s := &Subscription{
 		b: b, spec: spec, handle: handle, log: b.log.With(zap.String("consumer", spec.Durable)),
 		conn: conn, closed: closed, ctx: ctx, cancel: cancel,
+		// The consumer's own connection counts in readiness and liveness:
+		// if the server closes it for good, /readyz fails at once and
+		// /healthz after KEFU_NATS_DOWN_LIMIT, so the process is restarted.
+		untrack: b.Track(conn),
 	}
 	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
 	s.mu.Lock()
@@ -318,6 +326,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	s.mu.Unlock()
 	if err != nil {
 		cancel()
+		s.untrack()
 		conn.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", spec.Durable, err)
 	}
