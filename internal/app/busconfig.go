@@ -28,6 +28,7 @@ func busConfig(cfg config.Config, name string, log *zap.Logger, reg prometheus.R
 		// A replayed callback must be a duplicate or stale: the window
 		// outlives a timestamp's freshness on both sides (ingest.New checks).
 		DuplicateWindow: 2*cfg.CallbackWindow + time.Minute,
+		RetryMaxBackoff: cfg.RetryMaxBackoff,
 		Name:            name,
 		Logger:          log,
 		Registerer:      reg,

@@ -53,6 +53,10 @@ type Config struct {
 	Replicas int
 	// StreamMaxAge is the retention of the event streams (replay window).
 	StreamMaxAge time.Duration
+	// RetryMaxBackoff caps the delay between two tries of a message whose
+	// handler failed transiently, for consumers that set no MaxBackoff of
+	// their own (KEFU_RETRY_MAX_BACKOFF; zero: 2 minutes).
+	RetryMaxBackoff time.Duration
 	// DuplicateWindow is JetStream's de-duplication window (at least 2 minutes).
 	DuplicateWindow time.Duration
 	// Name identifies this process in NATS connection lists.

@@ -290,6 +290,9 @@ func deliverSubject(spec ConsumerSpec) string {
 // message at a time, and the server spreads messages over them. Pausing
 // drops that interest, so the server stops pushing until it resumes.
 func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) (*Subscription, error) {
+	if spec.MaxBackoff <= 0 {
+		spec.MaxBackoff = b.cfg.RetryMaxBackoff // KEFU_RETRY_MAX_BACKOFF for every consumer
+	}
 	spec.setDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
