@@ -368,7 +368,7 @@ func (p *TucaoPoller) readNew(ctx context.Context, w *walk, budget *int, res *Po
 				st.Gaps = append([]walkGap{{MaxID: last, Floor: start.Head}}, st.Gaps...)
 			}
 		}
-		if met && !passDone {
+		if rescanning && met && !passDone {
 			st.Rescan = rescanAt
 		}
 		return st

@@ -1075,3 +1075,47 @@ func TestTucaoPollStoppedByARateLimitResumes(t *testing.T) {
 	}
 	h.publishedOnce(want)
 }
+
+// A rescan window holding more posts than one poll reads is rescanned over
+// several polls, each continuing where the last stopped: a reply on the
+// window's oldest post is seen.
+func TestTucaoRescanLargerThanAPollContinues(t *testing.T) {
+	h := newTucaoHarness(t)
+	now := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	clock := tucao.NewFakeClock(now.Add(-6 * 24 * time.Hour))
+	h.fake.SetClock(clock)
+	oldest := h.fake.AddPost(tucaotest.PostInput{Content: "窗口里最早的反馈"})
+	for range 2500 { // 26 pages within the window: more than a poll's 20
+		clock.Advance(3 * time.Minute)
+		h.fake.AddPost(tucaotest.PostInput{Content: "反馈"})
+	}
+	client, _ := tucao.New(h.fake.ClientConfig())
+	p, _ := ingest.NewTucaoPoller(ingest.TucaoConfig{ProductID: h.fake.ProductID(), Holder: "a", Interval: time.Hour}, client, h.bus, h.cursors, h.locks, nil, nil)
+	p.SetClock(clock.Now)
+	clock.SetAutoAdvance(true) // the limiter's waits move the fake's clock
+	for i, res := 0, (ingest.PollResult{Behind: true}); res.Behind; i++ {
+		if i == 5 {
+			t.Fatal("still behind after 5 polls")
+		}
+		var err error
+		if res, err = p.PollOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.fake.AddReply(oldest.ID, "您好"); err != nil {
+		t.Fatal(err)
+	}
+	for poll := 1; ; poll++ {
+		res, err := p.PollOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Updated == 1 {
+			t.Logf("the reply was seen at poll %d", poll)
+			break
+		}
+		if poll == 4 {
+			t.Fatal("the rescan pass never reached the window's oldest post")
+		}
+	}
+}
