@@ -349,10 +349,35 @@ func (rt *runtime) shutdown(grace time.Duration, servers []*http.Server, stop fu
 // longer than KEFU_NATS_DOWN_LIMIT, so that the orchestrator restarts a
 // process that cannot recover by itself (the bus reconnects and redials
 // on its own; a shorter outage only fails /readyz).
+// spoolCovers reports whether this process keeps taking its traffic while
+// the NATS cluster is away: the ingest role with store and forward
+// (KEFU_INGEST_STORE_FORWARD) answers callbacks from its local spool, so
+// an outage of the cluster must neither take it out of the load balancer
+// nor restart it. Its Tucao poller, if any, retries its polls afterwards.
+// The spool's own readiness (the ingest module's Ready) still counts.
+func (rt *runtime) spoolCovers() bool {
+	return rt.role.name == "ingest" && rt.cfg.IngestStoreForward
+}
+
+// spoolCoversNow is spoolCovers while the spool itself is ready.
+func (rt *runtime) spoolCoversNow() bool {
+	if !rt.spoolCovers() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, c := range rt.checks {
+		if c.Ready(ctx) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (rt *runtime) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if since := rt.bus.UnusableSince(); !since.IsZero() && rt.cfg.NATSDownLimit > 0 {
+	if since := rt.bus.UnusableSince(); !since.IsZero() && rt.cfg.NATSDownLimit > 0 && !rt.spoolCoversNow() {
 		if down := time.Since(since); down > rt.cfg.NATSDownLimit && !rt.draining.Load() {
 			if !rt.unhealthy.Swap(true) {
 				rt.log.Error("NATS unusable for longer than KEFU_NATS_DOWN_LIMIT: /healthz fails so that the orchestrator restarts kefu",
@@ -406,7 +431,7 @@ func (rt *runtime) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := rt.bus.Ready(ctx); err != nil {
+	if err := rt.bus.Ready(ctx); err != nil && !rt.spoolCovers() {
 		notReady("nats: " + err.Error())
 		return
 	}
