@@ -64,7 +64,7 @@ func TestSpoolKeepsIngestReadyAndLiveThroughAClusterOutage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			spoolReady = tt.spoolReady
 			rt := &runtime{role: role{name: tt.role}, log: zap.NewNop(), bus: b, registry: prometheus.NewRegistry(),
-				cfg: config.Config{IngestStoreForward: tt.storeForward, NATSDownLimit: time.Millisecond},
+				cfg:    config.Config{IngestStoreForward: tt.storeForward, NATSDownLimit: time.Millisecond},
 				checks: []readyChecker{spool}}
 			for path, h := range map[string]http.HandlerFunc{"/readyz": rt.readyz, "/healthz": rt.healthz} {
 				rec := httptest.NewRecorder()
