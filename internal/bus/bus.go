@@ -5,6 +5,15 @@
 // consumes through durable consumers it creates itself — never ones a
 // library would delete on close — with manual ack, bounded in-flight
 // messages, delayed redelivery and a dead-letter subject.
+//
+// Consumers are plain nats.go queue subscriptions to the deliver subject of
+// a push consumer that Subscribe creates with the jetstream API, each on a
+// connection of its own. kefu used watermill-nats for this at first; it was
+// dropped because its subscriber cannot stop taking messages while a
+// dependency is down without closing (so a store outage could only be
+// ridden out by redelivering until MaxDeliver, then dead-lettering), and
+// because the Router and middleware it brings were not used: the retry,
+// back-off, pause and dead-letter rules live in subscribe.go, one place.
 package bus
 
 import (
@@ -109,8 +118,8 @@ type Bus struct {
 	draining atomic.Bool
 	metrics  *metrics
 	lag      *lagCollector
-	// url and opts let subscribers open connections of their own:
-	// watermill's subscriber drains its connection on close.
+	// url and opts let subscribers open connections of their own, so that
+	// draining one consumer's connection on close leaves the others be.
 	url  string
 	opts []nats.Option
 
