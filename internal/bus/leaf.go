@@ -464,17 +464,6 @@ func (l *Leaf) shutdown() {
 	l.srv.WaitForShutdown()
 }
 
-// keepSources keeps the sources an existing stream has (a store-and-
-// forward leaf's) when a role updates it with the contract's configuration.
-func keepSources(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) {
-	if len(cfg.Sources) > 0 || cfg.Mirror != nil {
-		return
-	}
-	if s, err := js.Stream(ctx, cfg.Name); err == nil {
-		cfg.Sources = s.CachedInfo().Config.Sources
-	}
-}
-
 // DefaultLeafPort is the port NATS servers conventionally accept leaf
 // node connections on.
 const DefaultLeafPort = 7422

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,7 +61,19 @@ func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
 		}
 		if err := retryStartup(ctx, func(ctx context.Context) error {
 			cfg := cfg
-			keepSources(ctx, b.JS, &cfg) // a store-and-forward leaf's (leaf.go)
+			if st, err := b.JS.Stream(ctx, cfg.Name); err == nil {
+				cur := st.CachedInfo().Config
+				if len(cfg.Sources) == 0 && cfg.Mirror == nil {
+					cfg.Sources = cur.Sources // a store-and-forward leaf's (leaf.go)
+				}
+				if sameStreamConfig(cur, cfg) {
+					// Every role ensures the streams it uses; an update
+					// that changes nothing is still a write, and
+					// nats-server 2.15 races a stream update with a
+					// consumer being created on it.
+					return nil
+				}
+			}
 			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
@@ -97,6 +110,12 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 	var kv jetstream.KeyValue
 	err := retryStartup(ctx, func(ctx context.Context) error {
 		var err error
+		if kv, err = b.JS.KeyValue(ctx, bucket); err == nil {
+			// As for streams: no write when nothing would change.
+			if st, serr := kv.Status(ctx); serr == nil && sameKVConfig(st, cfg) {
+				return nil
+			}
+		}
 		kv, err = b.JS.CreateOrUpdateKeyValue(ctx, cfg)
 		return err
 	})
@@ -107,6 +126,30 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 		return &locksKV{KeyValue: kv, js: b.JS}, nil
 	}
 	return kv, nil
+}
+
+// sameStreamConfig reports whether cur already has every setting kefu
+// gives a stream (the server fills in the rest).
+func sameStreamConfig(cur, want jetstream.StreamConfig) bool {
+	return cur.Description == want.Description && slices.Equal(cur.Subjects, want.Subjects) &&
+		cur.Storage == want.Storage && cur.Retention == want.Retention && cur.MaxAge == want.MaxAge &&
+		cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas && cur.Discard == want.Discard &&
+		slices.EqualFunc(cur.Sources, want.Sources, func(a, b *jetstream.StreamSource) bool {
+			return a != nil && b != nil && a.Name == b.Name && a.FilterSubject == b.FilterSubject &&
+				(a.External == nil) == (b.External == nil) && (a.External == nil || *a.External == *b.External)
+		})
+}
+
+// sameKVConfig reports whether a bucket already has every setting kefu
+// gives it.
+func sameKVConfig(st jetstream.KeyValueStatus, want jetstream.KeyValueConfig) bool {
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return false
+	}
+	cur := bs.StreamInfo().Config
+	return st.History() == int64(want.History) && st.TTL() == want.TTL && st.LimitMarkerTTL() == want.LimitMarkerTTL &&
+		cur.Storage == want.Storage && cur.Replicas == max(want.Replicas, 1)
 }
 
 func retryStartup(ctx context.Context, op func(context.Context) error) error {
