@@ -301,7 +301,10 @@ func (l *Lease) Hold(ctx context.Context) (context.Context, func()) {
 			if hook != nil {
 				hook()
 			}
-			rctx, rcancel := context.WithTimeout(hctx, every)
+			// A slow answer is still a renewal (validity counts from the
+			// request), so give it up to half the TTL rather than failing
+			// it at the next tick on a loaded machine.
+			rctx, rcancel := context.WithTimeout(hctx, max(every, l.ttl/2))
 			err := l.Check(rctx)
 			rcancel()
 			switch {
