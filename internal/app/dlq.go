@@ -5,9 +5,8 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 
-	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/deadletter"
 )
 
@@ -23,14 +22,5 @@ func runDLQ(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	case err != nil:
 		return err
 	}
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	b, err := openCLIBus(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	return deadletter.Run(ctx, o, b, stdout)
+	return withCLIBus(ctx, func(b *bus.Bus) error { return deadletter.Run(ctx, o, b, stdout) })
 }

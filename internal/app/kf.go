@@ -65,6 +65,21 @@ func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// withCLIBus runs fn with the bus of a command-line tool, configured from
+// the environment, and closes it afterwards.
+func withCLIBus(ctx context.Context, fn func(*bus.Bus) error) error {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	b, err := openCLIBus(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return fn(b)
+}
+
 // openCLIBus reaches the bus for a command-line tool: KEFU_NATS_URL, else
 // the embedded server of a running `kefu all` on KEFU_NATS_LISTEN, else
 // an embedded server started on KEFU_DATA_DIR for the duration of the command.

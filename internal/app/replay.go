@@ -5,17 +5,15 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/replay"
 )
 
 // runReplay is `kefu replay`: it reads a stream with an ephemeral ordered
 // consumer, never touching the services' durable consumers.
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withCLIBus(ctx, args, stdout, stderr, replay.Replay)
+	return runReplayCommand(ctx, args, stdout, stderr, replay.Replay)
 }
 
 // runEvents is `kefu events tail`.
@@ -24,10 +22,11 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		replay.Usage(stderr)
 		return usageError{"events: the subcommand is tail (kefu events tail [--subject S] [--stream S] [--json])"}
 	}
-	return withCLIBus(ctx, args[1:], stdout, stderr, replay.Tail)
+	return runReplayCommand(ctx, args[1:], stdout, stderr, replay.Tail)
 }
 
-func withCLIBus(ctx context.Context, args []string, stdout, stderr io.Writer,
+// runReplayCommand runs a command of the replay package on the CLI's bus.
+func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	cmd func(context.Context, []string, io.Writer, io.Writer, *bus.Bus) error) error {
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
@@ -35,16 +34,7 @@ func withCLIBus(ctx context.Context, args []string, stdout, stderr io.Writer,
 			return nil
 		}
 	}
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	b, err := openCLIBus(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	err = cmd(ctx, args, stdout, stderr, b)
+	err := withCLIBus(ctx, func(b *bus.Bus) error { return cmd(ctx, args, stdout, stderr, b) })
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return nil
