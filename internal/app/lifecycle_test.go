@@ -69,18 +69,7 @@ func TestLivenessFailsOnlyAfterTheBusDownLimit(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var stderr lockedBuffer
-	go func() { done <- run(ctx, []string{"all"}, io.Discard, &stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("did not stop")
-		}
-	})
+	runUntilCleanup(t, "all")
 	base := "http://" + httpAddr
 	pollStatus(t, base+"/readyz", 200, 20*time.Second)
 	if s := get(base + "/healthz"); s != 200 {
@@ -279,18 +268,7 @@ func TestRoleRecoversAfterTheServerRefusedItsCredentials(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs lockedBuffer
-	go func() { done <- run(ctx, []string{"ingest"}, io.Discard, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("did not stop")
-		}
-	})
+	logs := runUntilCleanup(t, "ingest")
 	base := "http://" + httpAddr
 	pollStatus(t, base+"/readyz", 200, 20*time.Second)
 
@@ -346,4 +324,23 @@ func TestRoleRecoversAfterTheServerRefusedItsCredentials(t *testing.T) {
 	if strings.Contains(logs.String(), password) {
 		t.Error("the log shows the NATS password")
 	}
+}
+
+// runUntilCleanup runs the role in-process with the test's environment and
+// stops it when the test ends; the returned buffer collects its log.
+func runUntilCleanup(t *testing.T, role string) *lockedBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &lockedBuffer{}
+	go func() { done <- run(ctx, []string{role}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop")
+		}
+	})
+	return logs
 }
