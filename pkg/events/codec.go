@@ -81,6 +81,8 @@ func DecodeSubject(subject string, data []byte) (Event, error) {
 		return decodeAs[WaitEstimated](data)
 	case subject == SubjectSessionAbandoned:
 		return decodeAs[SessionAbandoned](data)
+	case subject == SubjectQueueJoined:
+		return decodeAs[QueueJoined](data)
 	case subject == SubjectPostCreated, subject == SubjectPostUpdated:
 		return decodeAs[FeedbackPost](data)
 	case subject == SubjectNotifySent, subject == SubjectNotifyFailed:

@@ -22,6 +22,7 @@ const (
 	SubjectQueueSnapshot    = "kefu.kf.queue.snapshot"
 	SubjectWaitEstimated    = "kefu.kf.wait.estimated"
 	SubjectSessionAbandoned = "kefu.kf.session.abandoned"
+	SubjectQueueJoined      = "kefu.kf.queue.joined"
 	SubjectPostCreated      = "kefu.tucao.post.created"
 	SubjectPostUpdated      = "kefu.tucao.post.updated"
 	SubjectNotifySent       = "kefu.notify.sent"

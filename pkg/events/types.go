@@ -144,6 +144,24 @@ type WaitEstimated struct {
 	WaitP90Seconds int64  `json:"wait_p90_seconds"`
 	Model          string `json:"model"`
 	KfAccount      string `json:"kf_account,omitempty"`
+	// PositionInferred is true when the customer is beyond the 100 that
+	// getwaitcase lists: the place comes from the order in which kefu saw
+	// customers join (QueueJoined), and the band is wider accordingly.
+	PositionInferred bool `json:"position_inferred,omitempty"`
+}
+
+// QueueJoined: ingest answered a customer's message with
+// transfer_customer_service, handing the customer to 多客服. Unless they
+// already wait or are served, they joined the queue at OccurredAt (the
+// message's CreateTime). Published once per message, after the message.
+type QueueJoined struct {
+	Meta
+	OpenID string `json:"openid"`
+	// KfAccount is the agent the message was routed to; absent when
+	// 多客服 assigns any agent.
+	KfAccount string `json:"kf_account,omitempty"`
+	// MsgID is the MsgId of the message that was transferred.
+	MsgID string `json:"msg_id,omitempty"`
 }
 
 // Reasons of a SessionAbandoned.
@@ -243,6 +261,7 @@ func (e EventReceived) EventSubject() string   { return EventSubject(e.Event) }
 func (QueueSnapshot) EventSubject() string     { return SubjectQueueSnapshot }
 func (WaitEstimated) EventSubject() string     { return SubjectWaitEstimated }
 func (SessionAbandoned) EventSubject() string  { return SubjectSessionAbandoned }
+func (QueueJoined) EventSubject() string       { return SubjectQueueJoined }
 func (n Notification) EventSubject() string {
 	if n.Outcome == OutcomeFailed {
 		return SubjectNotifyFailed
