@@ -13,16 +13,19 @@ const (
 
 // Subjects of the events.
 const (
-	SubjectSessionCreated   = "kefu.wechat.kf.session.created"
-	SubjectSessionSwitched  = "kefu.wechat.kf.session.switched"
-	SubjectSessionClosed    = "kefu.wechat.kf.session.closed"
-	SubjectSessionAll       = "kefu.wechat.kf.session.>"
+	SubjectSessionCreated  = "kefu.wechat.kf.session.created"
+	SubjectSessionSwitched = "kefu.wechat.kf.session.switched"
+	SubjectSessionClosed   = "kefu.wechat.kf.session.closed"
+	SubjectSessionAll      = "kefu.wechat.kf.session.>"
+	// SubjectKfAll is every 多客服 fact from WeChat callbacks: the
+	// session events and QueueJoined, in one stream and order.
+	SubjectKfAll            = "kefu.wechat.kf.>"
 	SubjectMessagePrefix    = "kefu.wechat.message."
 	SubjectEventPrefix      = "kefu.wechat.event."
 	SubjectQueueSnapshot    = "kefu.kf.queue.snapshot"
 	SubjectWaitEstimated    = "kefu.kf.wait.estimated"
 	SubjectSessionAbandoned = "kefu.kf.session.abandoned"
-	SubjectQueueJoined      = "kefu.kf.queue.joined"
+	SubjectQueueJoined      = "kefu.wechat.kf.queue.joined"
 	SubjectPostCreated      = "kefu.tucao.post.created"
 	SubjectPostUpdated      = "kefu.tucao.post.updated"
 	SubjectNotifySent       = "kefu.notify.sent"

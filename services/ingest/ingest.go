@@ -405,7 +405,10 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("callback stored", zap.String("event_id", id), zap.String("kind", kind),
 		zap.Uint64("stream_seq", pub.Sequence), zap.Bool("duplicate", pub.Duplicate))
 
-	reply := s.reply(r.Context(), cb)
+	reply, transferred := s.reply(r.Context(), cb)
+	if transferred != nil && !s.publishJoined(w, r.Context(), cb, ev, *transferred, received) {
+		return
+	}
 	if reply == nil {
 		io.WriteString(w, wechat.SuccessReply)
 		return
@@ -461,19 +464,54 @@ func (s *Service) spendSignature(w http.ResponseWriter, ctx context.Context, q u
 	return false
 }
 
-// reply is the passive reply to a callback, nil for "success".
-func (s *Service) reply(ctx context.Context, cb *wechat.Callback) []byte {
+// transfer is a reply that hands the customer to 多客服: the agent it
+// routes to ("" for any).
+type transfer struct{ kf string }
+
+// reply is the passive reply to a callback, nil for "success", and the
+// transfer it makes, nil when it makes none.
+func (s *Service) reply(ctx context.Context, cb *wechat.Callback) ([]byte, *transfer) {
 	if !s.cfg.Transfer || cb.MsgType == "event" {
-		return nil
+		return nil, nil
 	}
 	if s.gate != nil && s.gate.HoldTransfer(ctx, cb.FromUserName, cb.Content) {
-		return nil
+		return nil, nil
 	}
 	kf := ""
 	if s.router != nil {
 		kf = s.router.Route(ctx, cb.FromUserName, cb.Content)
 	}
-	return wechat.TransferCustomerServiceReply(cb.FromUserName, cb.ToUserName, s.now().Unix(), kf)
+	return wechat.TransferCustomerServiceReply(cb.FromUserName, cb.ToUserName, s.now().Unix(), kf), &transfer{kf: kf}
+}
+
+// publishJoined publishes kefu.wechat.kf.queue.joined for a message answered
+// with transfer_customer_service (no WeChat API call: ingest saw the join
+// itself). Like the message, it is stored before WeChat gets the answer:
+// on failure the answer is 503 and WeChat's retry publishes it again (the
+// message is then a duplicate, the join event de-duplicated by its id).
+func (s *Service) publishJoined(w http.ResponseWriter, ctx context.Context, cb *wechat.Callback, msg events.Event, t transfer, received time.Time) bool {
+	m, ok := msg.(events.MessageReceived)
+	if !ok {
+		return true
+	}
+	ev := events.QueueJoined{Meta: m.Meta, OpenID: m.OpenID, KfAccount: t.kf, MsgID: m.MsgID}
+	id := "kf-joined-" + m.MsgID
+	if m.MsgID == "" {
+		id = "kf-joined-" + m.OpenID + "-" + strconv.FormatInt(cb.CreateTime, 10)
+	}
+	if len(id) > events.MaxIDLength {
+		id = id[:events.MaxIDLength]
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	_, err := s.pub.Publish(ctx, ev, bus.Envelope{ID: id, Source: s.source, Time: received})
+	cancel()
+	if err != nil {
+		s.metrics.callbacks.WithLabelValues(kindOf(cb), "publish_failed").Inc()
+		s.log.Error("publish queue join failed; answering 503 so WeChat retries", zap.Error(err))
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
 }
 
 func (s *Service) rejectErr(w http.ResponseWriter, err error) {
