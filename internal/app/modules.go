@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -223,7 +224,8 @@ func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, erro
 	if err := rt.bus.EnsureStreams(ctx, events.StreamTucao); err != nil {
 		return nil, err
 	}
-	client, err := tucao.New(tucao.Config{BaseURL: rt.cfg.TucaoAPIBase, ProductID: rt.cfg.TucaoProductID, Secret: rt.cfg.TucaoSecret.Value()})
+	client, err := tucao.New(tucao.Config{BaseURL: rt.cfg.TucaoAPIBase, ProductID: rt.cfg.TucaoProductID, Secret: rt.cfg.TucaoSecret.Value(),
+		OnClockSkew: logTucaoSkew(rt.log.Named("tucao"))})
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +242,20 @@ func newTucaoPoller(ctx context.Context, rt *runtime) (*ingest.TucaoPoller, erro
 		RescanWindow: rt.cfg.TucaoRescanWindow,
 		Holder:       holderName("tucao"),
 	}, client, rt.bus, cursors, locks, rt.log.Named("tucao"), rt.registry)
+}
+
+// logTucaoSkew logs each change of the correction the Tucao client applies
+// to its timestamps: a warning past tucao.SkewWarning, since the host's
+// clock (NTP) needs fixing even though polls keep working.
+func logTucaoSkew(log *zap.Logger) func(time.Duration) {
+	return func(skew time.Duration) {
+		level := zap.InfoLevel
+		if skew > tucao.SkewWarning || skew < -tucao.SkewWarning {
+			level = zap.WarnLevel
+		}
+		log.Log(level, "tucao clock skew corrected: the server's clock is ahead of this host's by skew (negative: behind)",
+			zap.Duration("skew", skew))
+	}
 }
 
 func buildTucao(ctx context.Context, rt *runtime) (module, error) {

@@ -70,6 +70,12 @@ type Config struct {
 	// clients of one product in a process (a poller and a backfill) share
 	// one budget. RequestsPerMinute is then ignored.
 	Limiter Limiter
+	// OnClockSkew, when set, is called each time the client changes the
+	// correction it applies to its timestamps (see ClockSkew), with the new
+	// skew: server clock minus local clock. Callers warn when its absolute
+	// value exceeds SkewWarning. It runs on the requesting goroutine and
+	// must not block.
+	OnClockSkew func(skew time.Duration)
 }
 
 func (c *Config) setDefaults() {
@@ -142,6 +148,7 @@ type Client struct {
 	cfg     Config
 	base    *url.URL
 	limiter Limiter
+	skew    skewTracker
 }
 
 // New validates cfg, fills in defaults and returns a Client.
@@ -420,6 +427,7 @@ func carryOptions(next string, opt ListOptions) (string, error) {
 func (c *Client) get(ctx context.Context, u *url.URL) (*Page, error) {
 	attempts := 1 + max(c.cfg.MaxRetries, 0)
 	var lastErr error
+	resigned := false
 	for attempt := range attempts {
 		if attempt > 0 {
 			if err := c.sleep(ctx, c.backoff(attempt, lastErr)); err != nil {
@@ -432,7 +440,15 @@ func (c *Client) get(ctx context.Context, u *url.URL) (*Page, error) {
 			}
 			return nil, err
 		}
-		page, err := c.do(ctx, u)
+		page, skewed, err := c.do(ctx, u)
+		if err != nil && skewed && !resigned && isUnauthorized(err) {
+			// The answer showed our clock off: sign again with the
+			// corrected time, at once and once.
+			resigned = true
+			if err = c.limiter.Wait(ctx); err == nil {
+				page, _, err = c.do(ctx, u)
+			}
+		}
 		if err == nil {
 			return page, nil
 		}
@@ -477,13 +493,15 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// do sends one signed request and decodes the answer.
-func (c *Client) do(ctx context.Context, u *url.URL) (*Page, error) {
+// do sends one signed request and decodes the answer. skewed reports that
+// the answer's Date header changed the clock correction.
+func (c *Client) do(ctx context.Context, u *url.URL) (page *Page, skewed bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, false, fmt.Errorf("build request: %w", err)
 	}
-	ts := strconv.FormatInt(c.cfg.Clock.Now().Unix(), 10)
+	sent := c.cfg.Clock.Now()
+	ts := strconv.FormatInt(sent.Add(c.skew.get()).Unix(), 10)
 	req.Header.Set("Timestamp", ts)
 	req.Header.Set("Signature", Sign(ts, c.cfg.Secret))
 	req.Header.Set("Accept", "application/json")
@@ -492,22 +510,36 @@ func (c *Client) do(ctx context.Context, u *url.URL) (*Page, error) {
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrRedirect) {
-			return nil, err
+			return nil, false, err
 		}
-		return nil, fmt.Errorf("%w: %w", ErrTransport, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	defer resp.Body.Close()
+	if skew, changed := c.skew.observe(resp.Header.Get("Date"), sent, c.cfg.Clock.Now()); changed {
+		skewed = true
+		if c.cfg.OnClockSkew != nil {
+			c.cfg.OnClockSkew(skew)
+		}
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %w", ErrTransport, err)
+		return nil, skewed, fmt.Errorf("%w: read body: %w", ErrTransport, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, httpError(resp, body)
+		return nil, skewed, httpError(resp, body)
 	}
 	if len(body) > maxBody {
-		return nil, fmt.Errorf("%w: body larger than %d bytes", ErrMalformedResponse, maxBody)
+		return nil, skewed, fmt.Errorf("%w: body larger than %d bytes", ErrMalformedResponse, maxBody)
 	}
-	return decodePage(body)
+	page, err = decodePage(body)
+	return page, skewed, err
+}
+
+// isUnauthorized reports an answer that refused the request's signature
+// or timestamp.
+func isUnauthorized(err error) bool {
+	apiErr, ok := errors.AsType[*APIError](err)
+	return ok && apiErr.HTTPStatus == http.StatusUnauthorized
 }
 
 // httpError builds the APIError of a non-2xx answer, taking status and

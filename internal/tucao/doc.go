@@ -13,6 +13,14 @@
 // several clients in one process is a shared Limiter, and a budget shared by
 // several replicas needs one poller at a time (a lock held elsewhere).
 //
+// The service's clock, not the host's, decides whether a timestamp is
+// fresh. The client reads it from the Date header of every answer and signs
+// with its own clock corrected by the difference (ClockSkew, see skew.go); a
+// request refused with 401 whose answer revealed a new skew is signed again
+// at once, so a host whose clock is minutes off keeps polling. OnClockSkew
+// reports each new correction; past SkewWarning (a minute) it deserves a
+// warning, since the host's clock needs fixing.
+//
 // Failures are classified by type, not by message: server errors (5xx),
 // transport errors and timeouts (ErrTransport), malformed bodies
 // (ErrMalformedResponse) and rate-limit answers (ErrRateLimited) are retried

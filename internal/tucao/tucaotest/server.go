@@ -38,8 +38,9 @@
 // limit, parameters. The rate limit is a sliding window: at most RateLimit
 // (default 100) accepted requests in the last 60 seconds of the server's
 // clock; rejected requests do not count. The server's clock (Options.Clock,
-// SetClock) is the one timestamps are checked against, so a test can share
-// a tucao.FakeClock between client and server.
+// SetClock) is the one timestamps are checked against and the one every
+// answer's Date header tells, so a test can share a tucao.FakeClock between
+// client and server, or give the server a clock of its own to skew it.
 //
 // # Faults
 //
@@ -113,6 +114,9 @@ type Options struct {
 	// SlowDelay is how long a FaultSlow answer waits (real time); default
 	// 20 s, longer than the client's default timeout.
 	SlowDelay time.Duration
+	// OmitDate leaves the Date header out of the API's answers, as a proxy
+	// that strips it would: the client then cannot measure its clock skew.
+	OmitDate bool
 }
 
 // FaultKind is a failure FailNext injects.
@@ -154,6 +158,7 @@ type Server struct {
 	rateLimit int
 	tolerance time.Duration
 	slowDelay time.Duration
+	omitDate  bool
 
 	posts       []*postState // ascending id
 	byID        map[string]*postState
@@ -210,6 +215,7 @@ func New(opts Options) *Server {
 		rateLimit: opts.RateLimit,
 		tolerance: opts.TimestampTolerance,
 		slowDelay: opts.SlowDelay,
+		omitDate:  opts.OmitDate,
 		byID:      make(map[string]*postState),
 		users:     make(map[string]int64),
 		rng:       rand.New(rand.NewPCG(1, 2)),
@@ -305,7 +311,15 @@ func (s *Server) RequestTimes() []time.Time {
 func (s *Server) handlePosts(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
-	s.times = append(s.times, s.clock.Now())
+	now := s.clock.Now()
+	s.times = append(s.times, now)
+	// Date tells the time by the server's clock, as the real service's
+	// does by its own: the client measures its clock skew from it.
+	if s.omitDate {
+		w.Header()["Date"] = nil // net/http adds none when the key is present
+	} else {
+		w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+	}
 	var fault FaultKind
 	if len(s.faults) > 0 {
 		fault, s.faults = s.faults[0], s.faults[1:]
