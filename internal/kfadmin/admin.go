@@ -126,15 +126,18 @@ type SessionList struct {
 	Sessions  []SessionItem `json:"sessionlist"`
 }
 
-// GroupList answers `kf group list` and GET /api/kf/groups.
+// GroupList answers `kf group list` and GET /api/kf/groups. MemberStatus
+// describes every member of the listed groups, in account order, when the
+// WeChat API is configured.
 type GroupList struct {
-	Groups []Group `json:"groups"`
+	Groups       []Group        `json:"groups"`
+	MemberStatus []MemberStatus `json:"member_status,omitempty"`
 }
 
 // Outcome reports a change that has no other result to show.
 type Outcome struct {
 	// Action is what was done: account.added, account.updated,
-	// account.deleted, account.avatar_uploaded, session.created,
+	// account.deleted, account.avatar_uploaded, account.invited, session.created,
 	// session.closed, group.deleted.
 	Action    string `json:"action"`
 	KfAccount string `json:"kf_account,omitempty"`
@@ -142,6 +145,13 @@ type Outcome struct {
 	Group     string `json:"group,omitempty"`
 	// Picked is the agent chosen for `session create --group`.
 	Picked *OnlineAgent `json:"picked,omitempty"`
+	// InviteWx is the WeChat user invited (account.invited).
+	InviteWx string `json:"invite_wx,omitempty"`
+	// RemovedFromGroups names the groups a deleted account was taken out
+	// of (account.deleted).
+	RemovedFromGroups []string `json:"removed_from_groups,omitempty"`
+	// Warning says what could not be done alongside the change.
+	Warning string `json:"warning,omitempty"`
 }
 
 // SessionRequest creates a session: for one agent (KfAccount) or for the
@@ -211,7 +221,18 @@ func (a admin) deleteAccount(ctx context.Context, account string) (Outcome, erro
 	if err := c.DeleteKfAccount(ctx, account); err != nil {
 		return Outcome{}, fmt.Errorf("delete kf account %s: %w", account, err)
 	}
-	return Outcome{Action: "account.deleted", KfAccount: account}, nil
+	out := Outcome{Action: "account.deleted", KfAccount: account}
+	// The account is gone: a group naming it would route to nobody.
+	if a.deps.Groups == nil {
+		out.Warning = "groups not checked (no NATS): remove " + account + " from its groups with `kefu kf group remove`"
+		return out, nil
+	}
+	removed, err := a.removeFromGroups(ctx, account)
+	out.RemovedFromGroups = removed
+	if err != nil {
+		out.Warning = "the account is deleted, but " + err.Error()
+	}
+	return out, nil
 }
 
 func (a admin) uploadAvatar(ctx context.Context, account, filename string, img io.Reader) (Outcome, error) {
@@ -375,7 +396,11 @@ func (a admin) listGroups(ctx context.Context) (GroupList, error) {
 	if list == nil {
 		list = []Group{}
 	}
-	return GroupList{Groups: list}, nil
+	status, err := a.memberStatus(ctx, list)
+	if err != nil {
+		return GroupList{}, err
+	}
+	return GroupList{Groups: list, MemberStatus: status}, nil
 }
 
 func (a admin) getGroup(ctx context.Context, name string) (Group, error) {
@@ -391,6 +416,9 @@ func (a admin) createGroup(ctx context.Context, name string, keywords, members [
 	if err != nil {
 		return Group{}, err
 	}
+	if err := a.checkMembers(ctx, members); err != nil {
+		return Group{}, fmt.Errorf("create group %s: %w", name, err)
+	}
 	return g.create(ctx, name, keywords, members)
 }
 
@@ -398,6 +426,9 @@ func (a admin) addMembers(ctx context.Context, name string, accounts []string) (
 	g, err := a.deps.groups()
 	if err != nil {
 		return Group{}, err
+	}
+	if err := a.checkMembers(ctx, accounts); err != nil {
+		return Group{}, fmt.Errorf("add members to group %s: %w", name, err)
 	}
 	return g.AddMembers(ctx, name, accounts...)
 }

@@ -74,6 +74,8 @@ var commandTable = []*command{
 		minArgs: 1, maxArgs: 1, flags: []string{"nickname", "password"}, required: []string{"nickname"}, run: runAccountSave},
 	{path: "account delete", args: "ACCOUNT", summary: "delete a kf account",
 		minArgs: 1, maxArgs: 1, run: runAccountDelete},
+	{path: "account invite", args: "ACCOUNT WECHAT_ID", summary: "invite a WeChat user to bind the account (they accept in WeChat; see account list)",
+		minArgs: 2, maxArgs: 2, run: runAccountInvite},
 	{path: "account avatar", args: "ACCOUNT FILE", summary: "upload a kf account's avatar (640×640 JPEG recommended)",
 		minArgs: 2, maxArgs: 2, run: runAccountAvatar},
 	{path: "online", summary: "list online agents and their load", run: runOnline},
@@ -87,10 +89,10 @@ var commandTable = []*command{
 		flags:   []string{"openid", "kf", "group", "text"}, required: []string{"openid"}, run: runSessionCreate},
 	{path: "session close", args: "--openid O --kf ACCOUNT [--text T]", summary: "close a customer's session",
 		flags: []string{"openid", "kf", "text"}, required: []string{"openid", "kf"}, run: runSessionClose},
-	{path: "group list", summary: "list local agent groups", run: runGroupList},
+	{path: "group list", summary: "list local agent groups, with their members' online state and load", run: runGroupList},
 	{path: "group create", args: "G [--keywords k1,k2]", summary: "create a group (keywords route customers to it)",
 		minArgs: 1, maxArgs: 1, flags: []string{"keywords"}, run: runGroupCreate},
-	{path: "group add", args: "G ACCOUNT...", summary: "add agents to a group",
+	{path: "group add", args: "G ACCOUNT...", summary: "add agents to a group (each must be in `account list`)",
 		minArgs: 2, maxArgs: -1, run: runGroupAdd},
 	{path: "group remove", args: "G ACCOUNT...", summary: "remove agents from a group",
 		minArgs: 2, maxArgs: -1, run: runGroupRemove},
@@ -325,6 +327,18 @@ func runAccountDelete(ctx context.Context, inv *invocation) error {
 	return inv.outcome(out, err)
 }
 
+func runAccountInvite(ctx context.Context, inv *invocation) error {
+	account, wx := inv.args[0], inv.args[1]
+	if err := ValidateAccount(account); err != nil {
+		return inv.usagef("%v", err)
+	}
+	if err := ValidateWeChatID(wx); err != nil {
+		return inv.usagef("%v", err)
+	}
+	out, err := inv.admin.inviteWorker(ctx, account, wx)
+	return inv.outcome(out, err)
+}
+
 func runAccountAvatar(ctx context.Context, inv *invocation) error {
 	account, file := inv.args[0], inv.args[1]
 	if err := ValidateAccount(account); err != nil {
@@ -410,7 +424,12 @@ func runGroupList(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return inv.emit(list, func(w io.Writer) error { return writeGroups(w, list.Groups) })
+	return inv.emit(list, func(w io.Writer) error {
+		if err := writeGroups(w, list.Groups); err != nil {
+			return err
+		}
+		return writeMemberStatus(w, list.MemberStatus)
+	})
 }
 
 // groupArgs checks the group name and accounts of a group command, so that

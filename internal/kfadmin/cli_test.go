@@ -318,6 +318,9 @@ func TestSessionCreateForAGroup(t *testing.T) {
 	}
 
 	// Nobody of the group online: a failure naming the group, no create.
+	if err := e.fake.AddAgent("dave@test", "dave"); err != nil { // offline
+		t.Fatal(err)
+	}
 	mustKf(t, deps, "group", "create", "night")
 	mustKf(t, deps, "group", "add", "night", "dave@test")
 	creates := e.fake.CallCount(wechattest.MethodSessionCreate)
@@ -344,6 +347,8 @@ func TestGroupCommands(t *testing.T) {
 	if !strings.HasPrefix(out, "group billing created\n") || !strings.Contains(out, "退款,refund,invoice") {
 		t.Errorf("create printed:\n%s", out)
 	}
+	mustKf(t, deps, "account", "add", "alice@test", "--nickname", "Alice")
+	mustKf(t, deps, "account", "add", "bob@test", "--nickname", "Bob")
 	mustKf(t, deps, "group", "add", "billing", "bob@test", "alice@test")
 	var grp kfadmin.Group
 	decodeOne(t, mustKf(t, deps, "group", "remove", "billing", "bob@test", "--json"), &grp)
@@ -368,7 +373,11 @@ func TestGroupCommands(t *testing.T) {
 		}
 	}
 	out = mustKf(t, deps, "group", "list")
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "GROUP") ||
+	groupTable, memberTable, _ := strings.Cut(out, "\n\n") // the members' table follows
+	if !strings.Contains(tableRow(memberTable, "alice@test"), "Alice") {
+		t.Errorf("member table:\n%s", memberTable)
+	}
+	if lines := strings.Split(strings.TrimSpace(groupTable), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "GROUP") ||
 		!strings.Contains(lines[1], "alice@test") {
 		t.Errorf("group list table:\n%s", out)
 	}

@@ -9,8 +9,12 @@
 // JetStream KV bucket kefu_groups: one key per group, the key being the
 // group name (1–64 of A–Z a–z 0–9 '-' '_', a single NATS subject token), the
 // value the JSON {name, members[], keywords[], updated_at}. Members are kf
-// accounts (prefix@wechat-id), checked for form only — a group may name an
-// agent before the account exists. Every change is a compare-and-set on the
+// accounts (prefix@wechat-id); when the WeChat API is configured, an account
+// getkflist does not list is refused (a typo would otherwise route
+// customers to nobody), and with NATS alone only the form is checked.
+// Deleting an account through kefu also takes it out of every group. `group
+// list` shows each member's nickname, 工号 (kf_id), online state, load and
+// whether a WeChat user is bound to it. Every change is a compare-and-set on the
 // key's revision (KV Create for a new group, Update with the revision read,
 // Delete with LastRevision), retried from a fresh read on conflict, so two
 // admins adding members to the same group at once both see their change
@@ -66,6 +70,7 @@
 //	kf account update ACCOUNT --nickname N [--password P]
 //	kf account delete ACCOUNT
 //	kf account avatar ACCOUNT FILE
+//	kf account invite ACCOUNT WECHAT_ID
 //	kf online
 //	kf waiting
 //	kf session get OPENID
@@ -78,6 +83,13 @@
 //	kf group remove G ACCOUNT...
 //	kf group keywords G --keywords k1,k2
 //	kf group delete G
+//
+// `account invite` calls kfaccount/inviteworker: the WeChat user accepts in
+// WeChat, and until then `account list` shows the invitation (invite_wx,
+// invite_status waiting / rejected / expired, invite_expire_time); once
+// accepted, kf_wx. WeChat refuses a second invitation while one waits
+// (65411), an account already bound (65412), a user already an agent
+// (65407) or already invited (65408), and an unknown WeChat id (65409).
 //
 // Flags and arguments may come in any order; --json anywhere prints exactly
 // one JSON document (the same documents the HTTP API answers) instead of a
@@ -100,6 +112,7 @@
 //	PUT    /api/kf/accounts/{account}                {nickname, password?}
 //	DELETE /api/kf/accounts/{account}
 //	POST   /api/kf/accounts/{account}/avatar         multipart/form-data, image in field "media" (≤ 5 MiB)
+//	POST   /api/kf/accounts/{account}/invite         {invite_wx} → Outcome account.invited
 //	GET    /api/kf/online                            → {"kf_online_list":[…]}
 //	GET    /api/kf/waiting                           → {"count","listed","waitcaselist":[…]}
 //	GET    /api/kf/sessions/{openid}                 → {"openid","kf_account","createtime"}

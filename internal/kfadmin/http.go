@@ -40,6 +40,7 @@ func NewHTTPHandler(tokens httpedge.Tokens, deps Deps, logger *zap.Logger) http.
 	mux.HandleFunc("PUT /api/kf/accounts/{account}", h.updateAccount)
 	mux.HandleFunc("DELETE /api/kf/accounts/{account}", h.deleteAccount)
 	mux.HandleFunc("POST /api/kf/accounts/{account}/avatar", h.uploadAvatar)
+	mux.HandleFunc("POST /api/kf/accounts/{account}/invite", h.inviteWorker)
 	mux.HandleFunc("GET /api/kf/online", h.online)
 	mux.HandleFunc("GET /api/kf/waiting", h.waiting)
 	mux.HandleFunc("GET /api/kf/sessions", h.listSessions)
@@ -379,5 +380,17 @@ func (h *httpAPI) addMembers(w http.ResponseWriter, r *http.Request) {
 
 func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request) {
 	out, err := h.admin.removeMembers(r.Context(), r.PathValue("name"), []string{r.PathValue("account")})
+	h.reply(w, r, http.StatusOK, out, err)
+}
+
+func (h *httpAPI) inviteWorker(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		InviteWx string `json:"invite_wx"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out, err := h.admin.inviteWorker(r.Context(), r.PathValue("account"), in.InviteWx)
 	h.reply(w, r, http.StatusOK, out, err)
 }

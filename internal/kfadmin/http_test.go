@@ -207,6 +207,8 @@ func TestAdminAPIAccountsAndSessions(t *testing.T) {
 func TestAdminAPIGroups(t *testing.T) {
 	e := newEnv(t, true)
 	api := newAPI(t, e.deps())
+	e.agent("a@test", wechattest.StatusOffline, 0)
+	e.agent("b@test", wechattest.StatusOffline, 0)
 	if status, body := api.do("POST", "/api/kf/groups", map[string]any{"name": "billing", "keywords": []string{"refund"}}); status != 201 || body["name"] != "billing" {
 		t.Fatalf("create: %d %v", status, body)
 	}
@@ -237,6 +239,7 @@ func TestAdminAPIGroups(t *testing.T) {
 func TestAdminAPIErrors(t *testing.T) {
 	e := newEnv(t, true)
 	e.agent("alice@test", wechattest.StatusPC, 1)
+	e.agent("dave@test", wechattest.StatusOffline, 0)
 	api := newAPI(t, e.deps())
 	api.do("POST", "/api/kf/groups", map[string]any{"name": "night", "members": []string{"dave@test"}})
 	e.customer("o1")
@@ -257,6 +260,9 @@ func TestAdminAPIErrors(t *testing.T) {
 		{"session list without kf", "GET", "/api/kf/sessions", nil, 400, 0},
 		{"an unknown group", "GET", "/api/kf/groups/ghost", nil, 404, 0},
 		{"a group that exists", "POST", "/api/kf/groups", map[string]string{"name": "night"}, 409, 0},
+		{"a member that is no kf account", "POST", "/api/kf/groups/night/members", map[string]any{"members": []string{"ghost@test"}}, 400, 0},
+		{"an invitation without invite_wx", "POST", "/api/kf/accounts/alice@test/invite", map[string]string{}, 400, 0},
+		{"WeChat refuses: invitation to an unknown account", "POST", "/api/kf/accounts/ghost@test/invite", map[string]string{"invite_wx": "ghost_wx1"}, 502, wechattest.CodeInvalidKFAccount},
 		{"nobody of the group online", "POST", "/api/kf/sessions", map[string]string{"openid": "o1", "group": "night"}, 409, 0},
 		{"wrong method", "DELETE", "/api/kf/online", nil, 405, 0},
 		{"unknown path", "GET", "/api/kf/nothing", nil, 404, 0},

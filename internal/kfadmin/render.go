@@ -35,7 +35,11 @@ func writeAccounts(w io.Writer, list AccountList) error {
 	for _, a := range list.Accounts {
 		invite := ""
 		if a.InviteWx != "" {
-			invite = a.InviteWx + " (" + a.InviteStatus + ")"
+			invite = a.InviteWx + " (" + a.InviteStatus
+			if a.InviteStatus == "waiting" && a.InviteExpireTime > 0 {
+				invite += " until " + time.Unix(a.InviteExpireTime, 0).UTC().Format(time.RFC3339)
+			}
+			invite += ")"
 		}
 		row(tw, a.KfAccount, a.KfNick, a.KfID, a.KfWx, invite)
 	}
@@ -160,8 +164,13 @@ func writeOutcome(w io.Writer, o Outcome) error {
 		msg = "kf account " + o.KfAccount + " updated"
 	case "account.deleted":
 		msg = "kf account " + o.KfAccount + " deleted"
+		if len(o.RemovedFromGroups) > 0 {
+			msg += "; removed from group " + strings.Join(o.RemovedFromGroups, ", ")
+		}
 	case "account.avatar_uploaded":
 		msg = "avatar of " + o.KfAccount + " uploaded"
+	case "account.invited":
+		msg = "invitation to bind " + o.KfAccount + " sent to WeChat user " + o.InviteWx + "; it shows in `kefu kf account list` until accepted"
 	case "session.created":
 		msg = "session created: " + o.OpenID + " → " + o.KfAccount
 		if o.Picked != nil {
@@ -175,6 +184,33 @@ func writeOutcome(w io.Writer, o Outcome) error {
 	default:
 		msg = o.Action
 	}
+	if o.Warning != "" {
+		msg += "\nwarning: " + o.Warning
+	}
 	_, err := fmt.Fprintln(w, msg)
 	return err
+}
+
+// writeMemberStatus lists the groups' members as WeChat sees them.
+func writeMemberStatus(w io.Writer, members []MemberStatus) error {
+	if len(members) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := newTable(w, "MEMBER", "NICKNAME", "ID", "STATUS", "SESSIONS", "AUTO_ACCEPT", "NOTE")
+	for _, m := range members {
+		note := ""
+		switch {
+		case !m.Known:
+			note = "not a kf account (getkflist)"
+		case !m.Bound:
+			note = "no WeChat user bound"
+		}
+		load, limit := "", ""
+		if m.Status != 0 {
+			load, limit = fmt.Sprint(m.AcceptedCase), fmt.Sprint(m.AutoAccept)
+		}
+		row(tw, m.KfAccount, m.KfNick, m.KfID, statusText(m.Status), load, limit, note)
+	}
+	return tw.Flush()
 }

@@ -188,6 +188,11 @@ type kfListEntry struct {
 	KfNick       string `json:"kf_nick"`
 	KfID         string `json:"kf_id"`
 	KfHeadImgURL string `json:"kf_headimgurl"`
+	// Bound WeChat user, or the last invitation (invite.go).
+	KfWx             string `json:"kf_wx,omitempty"`
+	InviteWx         string `json:"invite_wx,omitempty"`
+	InviteExpireTime int64  `json:"invite_expire_time,omitempty"`
+	InviteStatus     string `json:"invite_status,omitempty"`
 }
 
 type kfListResponse struct {
@@ -202,6 +207,7 @@ func (s *Server) handleKFList(r *http.Request, _ []byte) (any, *APIError) {
 	resp := kfListResponse{KfList: []kfListEntry{}}
 	for _, a := range s.sortedAgentsLocked() {
 		e := kfListEntry{KfAccount: a.account, KfNick: a.nickname, KfID: a.id}
+		s.fillInviteLocked(&e, a)
 		if a.headImg != nil {
 			scheme := "http"
 			if r.TLS != nil {

@@ -205,6 +205,7 @@ func (s *Server) controlRoutes() {
 		writeJSON(w, http.StatusOK, s.CallCounts())
 	})
 	m.HandleFunc("GET /_control/headimg/{account}", s.controlHeadImg)
+	s.inviteControlRoutes()
 
 	m.HandleFunc("POST /_control/agents", control(func(r *http.Request, req struct {
 		KfAccount  string `json:"kf_account"`

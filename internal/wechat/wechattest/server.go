@@ -25,6 +25,7 @@ const (
 	MethodKFUpdate        = "customservice/kfaccount/update"
 	MethodKFUploadHeadImg = "customservice/kfaccount/uploadheadimg"
 	MethodKFDel           = "customservice/kfaccount/del"
+	MethodKFInviteWorker  = "customservice/kfaccount/inviteworker"
 	MethodKFList          = "cgi-bin/customservice/getkflist"
 	MethodKFOnlineList    = "cgi-bin/customservice/getonlinekflist"
 	MethodSessionCreate   = "customservice/kfsession/create"
@@ -266,6 +267,7 @@ func (s *Server) routes() {
 	s.api(MethodKFUpdate, apiOpts{post: true, token: true, kf: true}, s.handleKFUpdate)
 	s.api(MethodKFUploadHeadImg, apiOpts{post: true, token: true, kf: true}, s.handleKFUploadHeadImg)
 	s.api(MethodKFDel, apiOpts{token: true, kf: true}, s.handleKFDel)
+	s.api(MethodKFInviteWorker, apiOpts{post: true, token: true, kf: true}, s.handleKFInviteWorker)
 	s.api(MethodKFList, apiOpts{token: true, kf: true}, s.handleKFList)
 	s.api(MethodKFOnlineList, apiOpts{token: true, kf: true}, s.handleKFOnlineList)
 	s.api(MethodSessionCreate, apiOpts{post: true, token: true, kf: true}, s.handleSessionCreate)

@@ -25,6 +25,10 @@ type agent struct {
 	accepted    int // sessions it serves now
 	headImg     []byte
 	headImgType string
+	// The WeChat user bound to the account, and the last invitation
+	// (kfaccount/inviteworker, see invite.go).
+	kfWx   string
+	invite *invitation
 }
 
 func (a *agent) online() bool { return a.status != StatusOffline }
