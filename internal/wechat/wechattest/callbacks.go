@@ -180,6 +180,13 @@ func (s *Server) sendFromCustomer(ctx context.Context, openid, msgType, event st
 		s.nextMsgID++
 		all = append(all, field{"MsgId", strconv.FormatInt(s.nextMsgID, 10)})
 	}
+	if event == "" {
+		text := fields["Content"]
+		if msgType != "text" {
+			text = "[" + msgType + "]"
+		}
+		s.recordCustomerMsgLocked(openid, text, now)
+	}
 	d := &delivery{
 		rec: Delivery{
 			OpenID: openid, MsgType: msgType, Event: event, CreateTime: now.Unix(),

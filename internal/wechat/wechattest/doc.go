@@ -24,6 +24,7 @@
 //	GET  customservice/kfsession/getwaitcase
 //	GET  customservice/kfsession/getsessionlist?kf_account=
 //	POST cgi-bin/message/custom/send {touser, msgtype, text:{content}, customservice:{kf_account}}
+//	POST customservice/msgrecord/getmsglist {starttime, endtime, msgid, number} (msgrecord.go)
 //	GET  cgi-bin/getcallbackip                    {ip_list: addresses and CIDR blocks}
 //
 // getcallbackip answers the list set with [Server.SetCallbackIPs];
@@ -113,6 +114,8 @@
 //	65413  no session for the customer                 close of a customer not being served (waiting ones included)
 //	65414  customer served by another agent            create/close naming another agent
 //	65415  kf offline                                  create for an offline agent
+//	65416  invalid query parameters                    getmsglist: endtime < starttime, number outside 1..10000, msgid < 1
+//	65417  query time range exceeds the limit          getmsglist: endtime − starttime over 24 h
 //
 // Our choices, where the documentation is silent: which code each
 // situation in the right-hand column gets; 45047 after 20 messages; 40009

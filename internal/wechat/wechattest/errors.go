@@ -35,6 +35,7 @@ const (
 	CodeServedByOtherKF    = 65414
 	CodeKFOffline          = 65415
 	CodeInvalidQueryParams = 65416
+	CodeMsgRecordSpan      = 65417 // getmsglist: endtime − starttime over 24 h
 )
 
 // errmsgs are WeChat's English errmsg texts (as the API returns them, not
@@ -68,6 +69,7 @@ var errmsgs = map[int]string{
 	CodeServedByOtherKF:    "customer is served by another kf",
 	CodeKFOffline:          "kf offline",
 	CodeInvalidQueryParams: "invalid query parameters",
+	CodeMsgRecordSpan:      "query time range exceeds the limit",
 }
 
 // APIError is a WeChat errcode/errmsg pair. The API answers it as JSON; the

@@ -198,6 +198,7 @@ type Server struct {
 	waiting       []*waitCase // FIFO by arrival in the queue
 	sessions      map[string]*session
 	sent          []SentMessage
+	msgRecords    msgRecordLog // getmsglist (msgrecord.go)
 	nextMsgID     int64
 	sim           *simulation
 	callbackIPs   []string // what getcallbackip answers
@@ -276,6 +277,7 @@ func (s *Server) routes() {
 	s.api(MethodWaitCase, apiOpts{token: true, kf: true}, s.handleWaitCase)
 	s.api(MethodSessionList, apiOpts{token: true, kf: true}, s.handleSessionList)
 	s.api(MethodCustomSend, apiOpts{post: true, token: true}, s.handleCustomSend)
+	s.api(MethodMsgRecord, apiOpts{post: true, token: true, kf: true}, s.handleMsgList)
 	s.api(MethodCallbackIP, apiOpts{token: true}, s.handleCallbackIP)
 	s.controlRoutes()
 }

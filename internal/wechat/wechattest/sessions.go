@@ -202,6 +202,9 @@ func (s *Server) handleCustomSend(_ *http.Request, body []byte) (any, *APIError)
 	c.sentSince++
 	msg.Time = now
 	s.sent = appendBounded(s.sent, msg, s.cfg.HistoryLimit)
+	if msg.KfAccount != "" {
+		s.recordAgentSentLocked(msg.OpenID, msg.Content, msg.KfAccount, now)
+	}
 	return okResponse, nil
 }
 
