@@ -81,6 +81,8 @@ func DecodeSubject(subject string, data []byte) (Event, error) {
 		return decodeAs[WaitEstimated](data)
 	case subject == SubjectSessionAbandoned:
 		return decodeAs[SessionAbandoned](data)
+	case subject == SubjectAgentChosen:
+		return decodeAs[AgentChosen](data)
 	case subject == SubjectQueueJoined:
 		return decodeAs[QueueJoined](data)
 	case subject == SubjectPostCreated, subject == SubjectPostUpdated:

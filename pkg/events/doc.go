@@ -15,6 +15,7 @@
 //	kefu.kf.queue.snapshot                QueueSnapshot      KEFU_KF
 //	kefu.kf.wait.estimated                WaitEstimated      KEFU_KF
 //	kefu.kf.session.abandoned             SessionAbandoned   KEFU_KF
+//	kefu.kf.agent.chosen                  AgentChosen        KEFU_KF
 //	kefu.wechat.kf.queue.joined           QueueJoined        KEFU_WECHAT
 //	kefu.tucao.post.created / .updated    FeedbackPost       KEFU_TUCAO
 //	kefu.notify.sent / .failed            Notification       KEFU_NOTIFY

@@ -25,6 +25,7 @@ const (
 	SubjectQueueSnapshot    = "kefu.kf.queue.snapshot"
 	SubjectWaitEstimated    = "kefu.kf.wait.estimated"
 	SubjectSessionAbandoned = "kefu.kf.session.abandoned"
+	SubjectAgentChosen      = "kefu.kf.agent.chosen"
 	SubjectQueueJoined      = "kefu.wechat.kf.queue.joined"
 	SubjectPostCreated      = "kefu.tucao.post.created"
 	SubjectPostUpdated      = "kefu.tucao.post.updated"

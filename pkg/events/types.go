@@ -178,6 +178,42 @@ type SessionAbandoned struct {
 	Reason        string `json:"reason"`
 }
 
+// Outcomes of an AgentChosen.
+const (
+	ChoiceTransferred  = "transferred"   // transferred to the chosen agent, or to the chosen group's least-loaded member
+	ChoiceAny          = "any"           // the customer chose any agent (0), or kefu could not tell who is online
+	ChoiceOffline      = "offline"       // the chosen agent is not online; the customer was told and may choose again
+	ChoiceFull         = "full"          // the chosen agent serves as many customers as they accept; told, may choose again
+	ChoiceNobodyOnline = "nobody_online" // nobody of the chosen group is online; told, may choose again
+)
+
+// Kinds of an AgentChosen.
+const (
+	ChosenKindAgent = "agent"
+	ChosenKindGroup = "group"
+	ChosenKindAny   = "any"
+)
+
+// AgentChosen: a customer answered the menu of agents (or of groups)
+// with a number.
+type AgentChosen struct {
+	Meta
+	OpenID string `json:"openid"`
+	// Choice is the number the customer sent; 0 is "any agent".
+	Choice int `json:"choice"`
+	// Kind is what the number named: ChosenKindAgent, ChosenKindGroup or
+	// ChosenKindAny.
+	Kind string `json:"kind"`
+	// Group is the chosen group (Kind group).
+	Group string `json:"group,omitempty"`
+	// KfAccount and KfID are the chosen agent, or the group member the
+	// customer was transferred to; empty when nobody was.
+	KfAccount string `json:"kf_account,omitempty"`
+	KfID      string `json:"kf_id,omitempty"`
+	// Outcome is one of the Choice* outcomes.
+	Outcome string `json:"outcome"`
+}
+
 // FeedbackPost is a Tucao post with its replies, as the Tucao API returns
 // it; times are RFC 3339 (the API's Asia/Shanghai wall time, +08:00).
 type FeedbackPost struct {
@@ -261,6 +297,7 @@ func (e EventReceived) EventSubject() string   { return EventSubject(e.Event) }
 func (QueueSnapshot) EventSubject() string     { return SubjectQueueSnapshot }
 func (WaitEstimated) EventSubject() string     { return SubjectWaitEstimated }
 func (SessionAbandoned) EventSubject() string  { return SubjectSessionAbandoned }
+func (AgentChosen) EventSubject() string       { return SubjectAgentChosen }
 func (QueueJoined) EventSubject() string       { return SubjectQueueJoined }
 func (n Notification) EventSubject() string {
 	if n.Outcome == OutcomeFailed {
