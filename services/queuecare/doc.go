@@ -93,8 +93,13 @@
 // compare-and-set before the call, re-checking that it is the same session
 // and still idle, so activity recorded meanwhile keeps it open and a
 // second sweep never closes it again. What an agent types is not pushed to
-// kefu by WeChat, so a session in which only the agent writes counts as
-// idle. With Config.StaleDryRun nothing is closed: the sweep logs, counts
+// kefu by WeChat: when Deps.API implements MessageRecords, the sweep reads
+// the message record (getmsglist) of the last StaleAfter once, only when
+// there are sessions about to be closed, within 10 pages a minute, and
+// leaves open (ActionAgentActive) every session in which the agent sent or
+// received a message since — its idle stretch restarting there. A record
+// it cannot read closes nothing that sweep (ActionRetry); see activity.go.
+// With Config.StaleDryRun nothing is closed: the sweep logs, counts
 // (kefu_queuecare_stale_sessions) and stores its findings, served at
 // GET /api/kf/stale by every replica.
 //

@@ -81,6 +81,7 @@ type Service struct {
 	holderMu  sync.Mutex // one sweep or reconcile pass at a time
 	limiter   *rate.Limiter
 	lastSweep time.Time
+	activity  activityCheck // the message-record read budget (activity.go)
 
 	mu      sync.Mutex
 	subs    []*bus.Subscription

@@ -26,6 +26,8 @@ const (
 	ActionFailed        = "failed"         // WeChat refused; not tried again for this session
 	ActionRetry         = "retry"          // a transient error; the next sweep tries again
 	ActionActive        = "active"         // activity arrived while closing; left open
+	// ActionAgentActive (activity.go): the message record shows the
+	// conversation going on; left open.
 )
 
 // StaleReport is the result of one sweep, served at GET /api/kf/stale.
@@ -102,6 +104,16 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	slices.SortFunc(stale, func(a, b CustomerState) int { return a.idleSince().Compare(b.idleSince()) })
 
 	rep := &StaleReport{At: now.UTC(), DryRun: s.cfg.StaleDryRun, StaleAfterSeconds: int64(s.cfg.StaleAfter / time.Second), Sessions: []StaleSession{}}
+	// What agents type reaches kefu only through the message record: read
+	// it before closing anything (activity.go).
+	stale, held := s.checkRecordedActivity(ctx, stale, now)
+	for _, item := range held {
+		s.m.staleCloses.WithLabelValues(item.Action).Inc()
+		rep.Sessions = append(rep.Sessions, item)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	for _, st := range stale {
 		item := StaleSession{OpenID: st.OpenID, KfAccount: st.KfAccount, Since: st.Since, LastActivity: st.LastActivity,
 			IdleSeconds: int64(now.Sub(st.idleSince()) / time.Second)}
@@ -121,8 +133,8 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 		}
 	}
 	s.m.staleSessions.Set(float64(len(stale)))
-	if len(stale) > 0 {
-		s.log.Info("stale sessions", zap.Int("count", len(stale)), zap.Bool("dry_run", s.cfg.StaleDryRun),
+	if len(rep.Sessions) > 0 {
+		s.log.Info("stale sessions", zap.Int("count", len(stale)), zap.Int("held", len(held)), zap.Bool("dry_run", s.cfg.StaleDryRun),
 			zap.Duration("stale_after", s.cfg.StaleAfter))
 		for _, it := range rep.Sessions {
 			s.log.Debug("stale session", zap.String("openid", it.OpenID), zap.String("kf_account", it.KfAccount),
