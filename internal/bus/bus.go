@@ -234,9 +234,10 @@ func (b *Bus) OnRedial(f func()) {
 
 // Track counts nc — a connection of its own, such as a consumer's — in
 // the bus's health: while it is not connected, Ready fails and
-// UnusableSince runs, so that a consumer whose connection the server
-// closed for good ends in a restart instead of silence. untrack removes it
-// (call it before closing nc on purpose).
+// UnusableSince runs, so that a consumer that cannot replace a connection
+// the server closed for good ends in a restart instead of silence. untrack
+// removes it (call it before closing nc on purpose, or once it has been
+// replaced).
 func (b *Bus) Track(nc *nats.Conn) (untrack func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -15,7 +15,9 @@ import (
 // to the connection of the moment, and the key-value handles it returns
 // (liveKV) look their bucket up again on the new connection. Handles of
 // streams and consumers, and KV watchers, stay bound to the connection they
-// were made on: take them per use, or re-open them after Bus.Redialed fires.
+// were made on: take them per use, or re-open them after a redial
+// (Bus.OnRedial). Subscribe's consumers have connections of their own and
+// replace them the same way (Subscription.redial).
 
 // generation is one connection and its JetStream context.
 type generation struct {

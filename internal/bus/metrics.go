@@ -8,6 +8,9 @@ type metrics struct {
 	redeliver *prometheus.CounterVec
 	deadLet   *prometheus.CounterVec
 	paused    *prometheus.GaugeVec
+	// resubscribed counts consumer connections replaced after the server
+	// closed them for good.
+	resubscribed *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +36,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kefu_consumer_paused",
 			Help: "1 while a durable consumer takes no messages because its dependency (the database) does not answer.",
 		}, []string{"consumer"}),
+		resubscribed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kefu_consumer_redials_total",
+			Help: "Times a durable consumer dialled a new connection and subscribed again after the server closed its connection for good.",
+		}, []string{"consumer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.handled, m.duration, m.redeliver, m.deadLet, m.paused)
+		reg.MustRegister(m.handled, m.duration, m.redeliver, m.deadLet, m.paused, m.resubscribed)
 	}
 	return m
 }

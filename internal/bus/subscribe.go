@@ -190,15 +190,18 @@ type Subscription struct {
 	spec   ConsumerSpec
 	handle Handler
 	log    *zap.Logger
-	conn   *nats.Conn
-	// untrack stops counting conn in the bus's readiness and liveness.
-	untrack func()
-	closed  chan struct{} // the connection is closed
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// conn is the subscriber's own connection; a new one replaces it when
+	// the server closes it for good (redial).
+	conn *nats.Conn
+	// closed is closed when conn is.
+	closed chan struct{}
+	// untrack stops counting conn in the bus's readiness and liveness.
+	untrack  func()
 	subs     []*nats.Subscription // none while paused
 	closing  bool
 	pauseErr error // why the subscription is paused; nil when it is not
@@ -220,14 +223,15 @@ func (s *Subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		conn, closed, untrack := s.conn, s.closed, s.untrack
 		s.mu.Unlock()
 		// A subscriber closing its own connection is not the bus failing.
-		s.untrack()
-		if err := s.conn.Drain(); err == nil {
-			<-s.closed
+		untrack()
+		if err := conn.Drain(); err == nil {
+			<-closed
 		} else if !errors.Is(err, nats.ErrConnectionClosed) {
 			s.closeErr = err
-			s.conn.Close()
+			conn.Close()
 		}
 		s.cancel()
 		s.wg.Wait()
@@ -305,31 +309,25 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	}
 	b.lag.add(spec.Stream, spec.Durable)
 
-	closed := make(chan struct{})
-	var closeOnce sync.Once
-	conn, err := nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)],
-		nats.Name(b.cfg.Name+"/"+spec.Durable),
-		nats.DrainTimeout(spec.AckWait+5*time.Second),
-		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) }))...)
-	if err != nil {
-		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{
 		b: b, spec: spec, handle: handle, log: b.log.With(zap.String("consumer", spec.Durable)),
-		conn: conn, closed: closed, ctx: ctx, cancel: cancel,
-		// The consumer's own connection counts in readiness and liveness:
-		// if the server closes it for good, /readyz fails at once and
-		// /healthz after KEFU_NATS_DOWN_LIMIT, so the process is restarted.
-		untrack: b.Track(conn),
+		ctx: ctx, cancel: cancel,
+	}
+	conn, closed, err := s.dial()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
 	}
 	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
 	s.mu.Lock()
+	s.useLocked(conn, closed)
 	err = s.subscribeLocked()
+	untrack := s.untrack
 	s.mu.Unlock()
 	if err != nil {
 		cancel()
-		s.untrack()
+		untrack()
 		conn.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", spec.Durable, err)
 	}
@@ -341,6 +339,91 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 		go s.Close() //nolint:errcheck // Close waits for this goroutine; its error is the caller's to see
 	}()
 	return s, nil
+}
+
+// dial opens a connection of the subscriber's own, with the bus's options.
+// closed is closed when the connection is; if that was not Close's doing,
+// connClosed dials a new one.
+func (s *Subscription) dial() (conn *nats.Conn, closed chan struct{}, err error) {
+	b := s.b
+	closed = make(chan struct{})
+	var once sync.Once
+	conn, err = nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)],
+		nats.Name(b.cfg.Name+"/"+s.spec.Durable),
+		nats.DrainTimeout(s.spec.AckWait+5*time.Second),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			once.Do(func() { close(closed) })
+			s.connClosed(nc)
+		}))...)
+	return conn, closed, err
+}
+
+// useLocked makes conn the subscriber's connection; s.mu is held. The
+// connection counts in readiness and liveness: while it is down, /readyz
+// fails at once and /healthz after KEFU_NATS_DOWN_LIMIT.
+func (s *Subscription) useLocked(conn *nats.Conn, closed chan struct{}) {
+	if s.untrack != nil {
+		s.untrack()
+	}
+	s.conn, s.closed, s.untrack = conn, closed, s.b.Track(conn)
+}
+
+// connClosed runs when a connection of the subscriber is closed for good.
+// Unless the subscription is closing, a new one replaces it: nats.go does
+// not reconnect a connection the server closed (say, for a bad request),
+// and the durable consumer would otherwise get no subscriber here until
+// the process restarts.
+func (s *Subscription) connClosed(nc *nats.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if nc != s.conn || s.closing {
+		return
+	}
+	s.log.Error("consumer connection closed by the server for good; dialing a new one", zap.Error(nc.LastError()))
+	s.wg.Add(1) // under s.mu, before Close can set closing and wait
+	go s.redial()
+}
+
+// redial dials until a new connection is up and, unless the consumer is
+// paused (resume subscribes then), subscribes on it.
+func (s *Subscription) redial() {
+	defer s.wg.Done()
+	wait := 250 * time.Millisecond
+	for {
+		conn, closed, err := s.dial()
+		if err == nil {
+			err = waitConnected(s.ctx, conn)
+		}
+		if err == nil {
+			s.mu.Lock()
+			if s.closing {
+				s.mu.Unlock()
+				conn.Close()
+				return
+			}
+			s.useLocked(conn, closed)
+			s.subs = nil // they were on the closed connection
+			if !s.paused.Load() {
+				err = s.subscribeLocked()
+			}
+			s.mu.Unlock()
+			if err == nil {
+				s.b.metrics.resubscribed.WithLabelValues(s.spec.Durable).Inc()
+				s.log.Info("consumer connection replaced")
+				return
+			}
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		s.log.Warn("consumer redial failed; retrying", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // subscribeLocked registers interest in the deliver subject; s.mu is held.
