@@ -39,10 +39,20 @@
 // # Token
 //
 // base64url(payload) "." base64url(HMAC-SHA256(link key, base64url(payload))),
-// payload = {"p": pseudonym, "e": expiry in unix seconds}. Tokens issued
-// before pseudonyms carry {"o": openid, "e": expiry}; Verify still accepts
-// them until they expire and returns the pseudonym of their openid, so the
-// page they open never shows or posts the openid.
+// payload = {"p": pseudonym, "e": expiry in unix seconds, "s": session}.
+// Tokens issued before pseudonyms carry {"o": openid, "e": expiry}; Verify
+// still accepts them until they expire and returns the pseudonym of their
+// openid, so the page they open never shows or posts the openid.
+//
+// # Session
+//
+// A link sent when a session closed names that session: "s" is {"i":
+// session id (events.SessionID), "k": kf_account, "c": close time in unix
+// seconds}, signed with the rest. The page passes it to Tucao's login as
+// customInfo (CustomInfo), which Tucao returns as every post's "extra": the
+// feedback store links such a post to exactly that session. Tokens without
+// "s" (older links, links sent without a session) still work; their posts
+// are linked by the customer and the time instead.
 package feedbacklink
 
 import (
@@ -54,6 +64,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kefu-io/kefu/pkg/events"
 )
 
 const (
@@ -156,9 +168,75 @@ func NewSigner(keys Keys, ttl time.Duration, now func() time.Time) *Signer {
 // payload is the signed content of a token: P in tokens of this version,
 // O (the openid) in tokens issued before pseudonyms.
 type payload struct {
-	Pseudonym string `json:"p,omitempty"`
-	OpenID    string `json:"o,omitempty"`
-	Expiry    int64  `json:"e"`
+	Pseudonym string          `json:"p,omitempty"`
+	OpenID    string          `json:"o,omitempty"`
+	Expiry    int64           `json:"e"`
+	Session   *sessionPayload `json:"s,omitempty"`
+}
+
+type sessionPayload struct {
+	ID        string `json:"i"`
+	KfAccount string `json:"k"`
+	ClosedAt  int64  `json:"c"`
+}
+
+// maxKfAccountLength bounds the kf_account a token may carry: WeChat's
+// accounts are at most 10 + 1 + 30 characters.
+const maxKfAccountLength = 64
+
+// Session is the 多客服 session a feedback link was sent for.
+type Session struct {
+	// ID is kefu's session id (events.SessionID).
+	ID string
+	// KfAccount is the agent who closed the session.
+	KfAccount string
+	// ClosedAt is when it closed (whole seconds).
+	ClosedAt time.Time
+}
+
+// ClosedSession is the Session of a kf_close_session event.
+func ClosedSession(e events.SessionClosed) *Session {
+	return &Session{ID: e.SessionID(), KfAccount: e.KfAccount, ClosedAt: e.ClosedAt()}
+}
+
+// customInfo is the JSON a page passes to Tucao as customInfo; the feedback
+// store reads it back from a post's extra (ParseCustomInfo).
+type customInfo struct {
+	SessionID       string `json:"kefu_session_id"`
+	KfAccount       string `json:"kf_account,omitempty"`
+	SessionClosedAt string `json:"session_closed_at,omitempty"`
+}
+
+// CustomInfo is the customInfo the feedback page posts to Tucao for the
+// session: {"kefu_session_id", "kf_account", "session_closed_at"
+// (RFC 3339)}. It holds no openid.
+func CustomInfo(s *Session) string {
+	if s == nil {
+		return ""
+	}
+	b, _ := json.Marshal(customInfo{SessionID: s.ID, KfAccount: s.KfAccount, SessionClosedAt: s.ClosedAt.UTC().Format(time.RFC3339)})
+	return string(b)
+}
+
+// maxExtraLength bounds the extra ParseCustomInfo reads.
+const maxExtraLength = 16 << 10
+
+// SessionIDOf returns the session id a post's extra carries — the customInfo
+// of CustomInfo, as a JSON object or as a JSON string holding one — or ""
+// when it carries none or one that is not a well-formed session id.
+func SessionIDOf(extra json.RawMessage) string {
+	if len(extra) == 0 || len(extra) > maxExtraLength {
+		return ""
+	}
+	var text string
+	if json.Unmarshal(extra, &text) == nil {
+		extra = json.RawMessage(text)
+	}
+	var info customInfo
+	if json.Unmarshal(extra, &info) != nil || !events.IsSessionID(info.SessionID) {
+		return ""
+	}
+	return info.SessionID
 }
 
 func (s *Signer) sign(encoded string) string {
@@ -169,30 +247,68 @@ func (s *Signer) sign(encoded string) string {
 
 // Token returns a signed token for the customer openid, valid for the
 // signer's TTL. It carries the customer's pseudonym, not the openid.
-func (s *Signer) Token(openid string) string {
-	body, _ := json.Marshal(payload{Pseudonym: s.keys.Pseudonym(openid), Expiry: s.now().Add(s.ttl).Unix()})
+func (s *Signer) Token(openid string) string { return s.SessionToken(openid, nil) }
+
+// SessionToken is Token for a link sent about session sess (nil: none).
+// A kf_account too long to be WeChat's is left out of the token.
+func (s *Signer) SessionToken(openid string, sess *Session) string {
+	p := payload{Pseudonym: s.keys.Pseudonym(openid), Expiry: s.now().Add(s.ttl).Unix()}
+	if sess != nil && events.IsSessionID(sess.ID) && len(sess.KfAccount) <= maxKfAccountLength {
+		p.Session = &sessionPayload{ID: sess.ID, KfAccount: sess.KfAccount, ClosedAt: sess.ClosedAt.Unix()}
+	}
+	body, _ := json.Marshal(p)
 	encoded := base64.RawURLEncoding.EncodeToString(body)
 	return encoded + "." + s.sign(encoded)
+}
+
+// Link is what a valid token says.
+type Link struct {
+	// Pseudonym is the customer's id to post to Tucao.
+	Pseudonym string
+	// Session is the session the link was sent for; nil when the token
+	// names none.
+	Session *Session
 }
 
 // Verify checks a token's signature first, then its expiry, and returns
 // the pseudonym to post to Tucao: the one the token carries, or the
 // pseudonym of the openid an older token carries.
 func (s *Signer) Verify(token string) (string, error) {
+	link, err := s.VerifyLink(token)
+	return link.Pseudonym, err
+}
+
+// VerifyLink is Verify that also returns the session the token names.
+func (s *Signer) VerifyLink(token string) (Link, error) {
+	pseudonym, p, err := s.verify(token)
+	if err != nil {
+		return Link{}, err
+	}
+	link := Link{Pseudonym: pseudonym}
+	if sp := p.Session; sp != nil {
+		if !events.IsSessionID(sp.ID) || len(sp.KfAccount) > maxKfAccountLength || sp.ClosedAt <= 0 {
+			return Link{}, ErrBadToken
+		}
+		link.Session = &Session{ID: sp.ID, KfAccount: sp.KfAccount, ClosedAt: time.Unix(sp.ClosedAt, 0).UTC()}
+	}
+	return link, nil
+}
+
+func (s *Signer) verify(token string) (string, payload, error) {
 	if len(token) > MaxTokenLength {
-		return "", ErrBadToken
+		return "", payload{}, ErrBadToken
 	}
 	encoded, sig, ok := strings.Cut(token, ".")
 	if !ok || !hmac.Equal([]byte(sig), []byte(s.sign(encoded))) {
-		return "", ErrBadToken
+		return "", payload{}, ErrBadToken
 	}
 	body, err := base64.RawURLEncoding.DecodeString(encoded)
 	if err != nil {
-		return "", ErrBadToken
+		return "", payload{}, ErrBadToken
 	}
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
-		return "", ErrBadToken
+		return "", payload{}, ErrBadToken
 	}
 	var pseudonym string
 	switch {
@@ -202,10 +318,10 @@ func (s *Signer) Verify(token string) (string, error) {
 		pseudonym = s.keys.Pseudonym(p.OpenID)
 	}
 	if !IsPseudonym(pseudonym) {
-		return "", ErrBadToken
+		return "", payload{}, ErrBadToken
 	}
 	if s.now().Unix() > p.Expiry {
-		return "", ErrExpiredToken
+		return "", payload{}, ErrExpiredToken
 	}
-	return pseudonym, nil
+	return pseudonym, p, nil
 }
