@@ -3,6 +3,7 @@ package tucaotest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -18,7 +19,10 @@ import (
 // identity), nickname (at most 8 characters) and avatar (an https png or jpg
 // URL). All three valid: the user is logged in. Anything missing or invalid:
 // the page opens anonymous, as on Tucao. The login lasts for the browser's
-// session (a cookie here).
+// session (a cookie here). An optional customInfo (the site's own data, at
+// most 4 KiB here) comes back as the "extra" of every post the user writes
+// in that session: as the JSON value itself when it is a JSON object or
+// array, else as a JSON string; without it extra is [] as in the seed.
 //
 // Writing a post is the customer typing on that page; Tucao's in-page API
 // for it is not documented, so the fake has its own:
@@ -31,11 +35,14 @@ const (
 	// maxFormBytes bounds what a test or the demo posts to the page.
 	maxFormBytes     = 64 << 10
 	maxNicknameRunes = 8
+	maxCustomInfo    = 4 << 10
 )
 
 // Login is a third-party login the page accepted.
 type Login struct {
 	OpenID, NickName, AvatarURL string
+	// CustomInfo is the login's customInfo as posted ("" without one).
+	CustomInfo string
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -79,7 +86,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // validLogin applies the rules of the third-party login.
 func validLogin(form url.Values) (Login, bool) {
-	in := Login{OpenID: form.Get("openid"), NickName: form.Get("nickname"), AvatarURL: form.Get("avatar")}
+	in := Login{OpenID: form.Get("openid"), NickName: form.Get("nickname"), AvatarURL: form.Get("avatar"), CustomInfo: form.Get("customInfo")}
+	if len(in.CustomInfo) > maxCustomInfo {
+		in.CustomInfo = ""
+	}
 	if in.OpenID == "" || in.NickName == "" || utf8.RuneCountInString(in.NickName) > maxNicknameRunes {
 		return Login{}, false
 	}
@@ -115,6 +125,7 @@ func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if user, ok := s.sessions[c.Value]; ok {
 			in.OpenID, in.NickName, in.AvatarURL = user.OpenID, user.NickName, user.AvatarURL
+			in.Extra = extraOf(user.CustomInfo)
 		}
 	}
 	id := s.addPostLocked(in).post.ID
@@ -135,4 +146,17 @@ func newSessionToken() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// extraOf is the extra of a post written under a login with customInfo.
+func extraOf(customInfo string) json.RawMessage {
+	if customInfo == "" {
+		return nil // the default, []
+	}
+	trimmed := strings.TrimSpace(customInfo)
+	if json.Valid([]byte(trimmed)) && (strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[")) {
+		return json.RawMessage(trimmed)
+	}
+	quoted, _ := json.Marshal(customInfo)
+	return quoted
 }

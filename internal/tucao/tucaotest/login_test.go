@@ -136,3 +136,37 @@ func TestLoginLastsForTheBrowser(t *testing.T) {
 		t.Errorf("another browser posted as user-a")
 	}
 }
+
+// customInfo given at login comes back as the extra of the user's posts,
+// and through the API.
+func TestCustomInfoComesBackAsExtra(t *testing.T) {
+	tests := []struct {
+		name, customInfo, want string
+	}{
+		{"a JSON object is returned as is", `{"kefu_session_id":"ks1_x","kf_account":"kf2001@shop"}`, `{"kefu_session_id":"ks1_x","kf_account":"kf2001@shop"}`},
+		{"plain text is returned as a string", `vip`, `"vip"`},
+		{"without customInfo extra is the seed's []", ``, `[]`},
+		{"customInfo over 4 KiB is dropped", `{"x":"` + strings.Repeat("a", maxCustomInfo) + `"}`, `[]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(Options{})
+			defer s.Close()
+			c := browser(t)
+			page := s.URL() + "/product/" + s.ProductID()
+			form := url.Values{"openid": {"user-a"}, "nickname": {"甲"}, "avatar": {"https://x.example/a.png"}}
+			if tt.customInfo != "" {
+				form.Set("customInfo", tt.customInfo)
+			}
+			postForm(t, c, page, form)
+			_, id := postForm(t, c, page+"/post", url.Values{"content": {"很好"}})
+			p, ok := s.Post(id)
+			if !ok || p.OpenID != "user-a" {
+				t.Fatalf("post %s: %+v", id, p)
+			}
+			if string(p.Extra) != tt.want {
+				t.Errorf("extra %s, want %s", p.Extra, tt.want)
+			}
+		})
+	}
+}

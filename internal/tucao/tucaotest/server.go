@@ -66,6 +66,8 @@
 // form POST of openid, nickname (at most 8 characters) and avatar (an https
 // png or jpg URL) logs the customer in under that openid — Tucao's
 // third-party login; anything missing or invalid leaves the page anonymous.
+// An optional customInfo comes back as the extra of the posts written after
+// that login.
 // POST {URL}/product/{product_id}/post with content then creates a post by
 // the logged-in customer, as typing on the page does. Logins lists the
 // logins accepted. See login.go.
