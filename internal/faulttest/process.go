@@ -196,3 +196,31 @@ func roleEnv(extra map[string]string) []string {
 	}
 	return env
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// pid is the running process's id (0 when not started).
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// running reports whether the process has not exited.
+func (p *process) running() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}

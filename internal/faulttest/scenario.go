@@ -120,6 +120,9 @@ type Config struct {
 	Binary string
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
+
+	// cluster is RunSuite's, which Run uses instead of starting its own.
+	cluster *cluster
 }
 
 func (c *Config) setDefaults() {
@@ -216,11 +219,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	api := httptest.NewServer(fake)
 	defer api.Close()
 
-	r.logf("starting a 3-node NATS cluster")
-	if r.cluster, err = startCluster(filepath.Join(cfg.Dir, "nats"), 3); err != nil {
-		return rep, err
+	if cfg.cluster != nil {
+		r.cluster = cfg.cluster
+	} else {
+		r.logf("starting a 3-node NATS cluster")
+		if r.cluster, err = startCluster(filepath.Join(cfg.Dir, "nats"), 3); err != nil {
+			return rep, err
+		}
+		defer r.cluster.shutdown()
 	}
-	defer r.cluster.shutdown()
 
 	ports, err := freePorts(len(r.roles))
 	if err != nil {
