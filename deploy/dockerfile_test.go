@@ -363,9 +363,15 @@ func (df dockerfile) builderVars(s dockerStage, overrides map[string]string) map
 	return vars
 }
 
+// The commit and build date the test's build is stamped with.
+const (
+	testCommit    = "0a1b2c3d4e5f"
+	testBuildDate = "2026-12-05T04:00:00Z"
+)
+
 // testBuildArgs are what `docker build` passes, for a build on this machine.
 func testBuildArgs(version string) map[string]string {
-	return map[string]string{"VERSION": version, "TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH}
+	return map[string]string{"VERSION": version, "COMMIT": testCommit, "BUILD_DATE": testBuildDate, "TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH}
 }
 
 // builder is the stage the final image copies from, and its go builds.
@@ -767,8 +773,9 @@ func TestDockerfileBuild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kefu version: %v", err)
 		}
-		if got := strings.TrimSpace(string(out)); got != "kefu "+version {
-			t.Errorf("kefu version = %q, want %q", got, "kefu "+version)
+		want := fmt.Sprintf("kefu %s (commit %s, built %s, %s)", version, testCommit, testBuildDate, runtime.Version())
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("kefu version = %q, want %q", got, want)
 		}
 	})
 

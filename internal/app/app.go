@@ -11,25 +11,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/kefu-io/kefu/internal/config"
 )
-
-// Version is set at build time with -ldflags "-X github.com/kefu-io/kefu/internal/app.Version=v1.2.3".
-var Version = ""
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 // A role is a command that runs services until it is stopped.
 type role struct {
@@ -45,7 +31,7 @@ type role struct {
 // roles is the table a newcomer reads to know the system.
 var roles = []role{
 	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
-		modules: []string{"ingest", "tucao", "estimator", "notifier", "queuecare", "feedback", "admin"}, lenient: true},
+		modules: []string{"ingest", "tucao", "estimator", "notifier", "queuecare", "feedback", "admin", "console"}, lenient: true},
 	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYYMMDD --to YYYYMMDD backfills and exits)",
 		modules: []string{"ingest", "tucao"}},
 	{name: "estimator", summary: "polls the 多客服 queue, estimates each waiting customer's wait (GET /api/kf/queue); with KEFU_ADMIN_TOKEN also the admin API",
@@ -54,8 +40,10 @@ var roles = []role{
 		modules: []string{"notifier", "queuecare"}},
 	{name: "feedback", summary: "stores Tucao posts and closed sessions in SQLite or PostgreSQL (KEFU_FEEDBACK_DSN), serves /api/feedback/posts and /api/feedback/sessions",
 		modules: []string{"feedback"}},
+	{name: "console", summary: "the supervisor console at /console/ (live queue, agents, estimates, feedback; kf actions with KEFU_ADMIN_TOKEN), read from the bus",
+		modules: []string{"console"}},
 	{name: "demo", summary: "`all` plus simulated WeChat and Tucao traffic, on free ports, no account needed",
-		modules: []string{"ingest", "tucao", "estimator", "notifier", "queuecare", "feedback", "admin"}, lenient: true},
+		modules: []string{"ingest", "tucao", "estimator", "notifier", "queuecare", "feedback", "admin", "console"}, lenient: true},
 }
 
 // command is a non-role command.
@@ -66,8 +54,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
-			fmt.Fprintln(out, "kefu", version())
+		{"version", "print the version, commit, build date and Go version", func(_ context.Context, _ []string, out, _ io.Writer) error {
+			fmt.Fprintln(out, buildInfo())
 			return nil
 		}},
 		{"replay", "print or republish events of a stream (`kefu replay --help`)", runReplay},

@@ -22,6 +22,8 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/services/console"
+	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/ingest"
 	"github.com/kefu-io/kefu/services/notifier"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -71,6 +73,11 @@ type runtime struct {
 	notifier *notifier.Service
 	// httpURL is where this process serves HTTP.
 	httpURL string
+	// feedbackStore is the feedback module's store, which the console
+	// queries when both run in one process.
+	feedbackStore store.Store
+	// console is set when the role serves the console.
+	console *console.Service
 }
 
 // flagName turns KEFU_HTTP_ADDR into http-addr.
@@ -160,7 +167,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	defer log.Sync()
 
 	rt := &runtime{role: r, cfg: cfg, log: log, registry: prometheus.NewRegistry(), mux: http.NewServeMux(), stdout: stdout, demo: demo}
-	rt.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo().collector())
 
 	listener, err := rt.listen("KEFU_HTTP_ADDR", cfg.HTTPAddr)
 	if err != nil {
