@@ -169,7 +169,7 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keyword routing: %w", err)
 		}
-		deps.Router, mod.router = router, router
+		deps.Router, deps.Chooser, mod.router = router, router, router
 		states, err := rt.customerStates(ctx)
 		if err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // wechatClient returns the process's WeChat API client, built once: every
@@ -78,7 +79,20 @@ func buildRouter(ctx context.Context, rt *runtime) (*kfadmin.Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kfadmin.NewRouter(kfadmin.RouterConfig{Groups: kfadmin.NewGroups(kv), Agents: client, Logger: rt.log.Named("router")})
+	rcfg := kfadmin.RouterConfig{Groups: kfadmin.NewGroups(kv), Agents: client, Logger: rt.log.Named("router")}
+	if len(rt.cfg.ChooseKeywords) > 0 {
+		// The customers' choice of agent: menus wait in kefu_kf_choice,
+		// and every answered number is an AgentChosen on KEFU_KF.
+		store, err := rt.bus.KeyValue(ctx, bus.BucketChoice)
+		if err != nil {
+			return nil, err
+		}
+		if err := rt.bus.EnsureStreams(ctx, events.StreamKF); err != nil {
+			return nil, err
+		}
+		rcfg.Choice = kfadmin.ChoiceConfig{Keywords: rt.cfg.ChooseKeywords, Store: store, Publisher: rt.bus, AppID: rt.cfg.WeChatAppID}
+	}
+	return kfadmin.NewRouter(rcfg)
 }
 
 // buildAdmin mounts the admin HTTP API when KEFU_ADMIN_TOKEN or

@@ -25,7 +25,13 @@ const (
 	// body on any replica. Entries live as long as the de-duplication
 	// window, which is more than twice the callbacks' freshness window.
 	BucketCallbackSigs = "kefu_callback_sigs"
+	// BucketChoice holds, per customer, the menu of agents they were
+	// shown and await a number for; entries live ChoiceTTL.
+	BucketChoice = "kefu_kf_choice"
 )
+
+// ChoiceTTL is how long a customer's menu of agents waits for their number.
+const ChoiceTTL = 10 * time.Minute
 
 // DuplicateWindow is the streams' de-duplication window. Callback
 // freshness windows must stay below half of it (see BucketCallbackSigs).
@@ -100,6 +106,9 @@ func (b *Bus) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 		// Leases expire by per-key TTL, on the server's clock (lease.go);
 		// enabling it on an existing bucket is an allowed update.
 		cfg.LimitMarkerTTL = leaseMarkerTTL
+	}
+	if bucket == BucketChoice {
+		cfg.TTL = ChoiceTTL
 	}
 	if bucket == BucketCallbackSigs {
 		// A signature is fresh for a window on either side of its

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxCallbackWindow is the widest freshness window of callbacks. It stays
@@ -66,6 +67,8 @@ type Config struct {
 	WeChatAESKey   Secret // KEFU_WECHAT_AES_KEY
 	WeChatAPIBase  string // KEFU_WECHAT_API_BASE
 	WeChatTransfer bool   // KEFU_WECHAT_TRANSFER
+	// ChooseKeywords ask for the menu of agents; none: off.
+	ChooseKeywords []string // KEFU_KF_CHOOSE_KEYWORDS
 
 	// Callback hardening (docs/security.md).
 	WeChatAllowPlaintext bool           // KEFU_WECHAT_ALLOW_PLAINTEXT
@@ -218,6 +221,29 @@ var Vars = []Var{
 	}},
 	{"KEFU_WECHAT_API_BASE", "https://api.weixin.qq.com", "WeChat API base URL", str(func(c *Config) *string { return &c.WeChatAPIBase })},
 	{"KEFU_WECHAT_TRANSFER", "true", "answer customer messages with transfer_customer_service so they enter the 多客服 queue", boolean(func(c *Config) *bool { return &c.WeChatTransfer })},
+	{"KEFU_KF_CHOOSE_KEYWORDS", "选择客服", "comma-separated messages that answer with a numbered menu of the online agents (or groups) to choose from; off: no menu", func(c *Config, v string) error {
+		c.ChooseKeywords = nil
+		if strings.TrimSpace(v) == "off" {
+			return nil
+		}
+		for _, k := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '，' }) {
+			k = strings.TrimSpace(k)
+			if k == "" {
+				continue
+			}
+			if utf8.RuneCountInString(k) > 32 {
+				return fmt.Errorf("keyword %q is longer than 32 characters", k)
+			}
+			if _, err := strconv.Atoi(k); err == nil {
+				return fmt.Errorf("keyword %q is a number, which answers the menu", k)
+			}
+			c.ChooseKeywords = append(c.ChooseKeywords, k)
+		}
+		if len(c.ChooseKeywords) == 0 || len(c.ChooseKeywords) > 20 {
+			return fmt.Errorf("want 1–20 keywords or off, got %q", v)
+		}
+		return nil
+	}},
 	{"KEFU_WECHAT_ALLOW_PLAINTEXT", "false", "with KEFU_WECHAT_AES_KEY set, still accept plaintext callbacks signed by signature alone (only while switching the account from plain mode)", boolean(func(c *Config) *bool { return &c.WeChatAllowPlaintext })},
 	{"KEFU_WECHAT_CALLBACK_WINDOW", "5m", "how far a callback's timestamp may lie from now; older or newer callbacks are refused (at most 10m)", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)

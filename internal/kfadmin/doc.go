@@ -61,6 +61,22 @@
 // least loaded at the poll; a customer who writes again before the next poll
 // keeps the agent first chosen.
 //
+// # Customers' choice of agent
+//
+// With choice keywords configured (RouterConfig.Choice,
+// $KEFU_KF_CHOOSE_KEYWORDS), the Router is also ingest's Chooser: a customer
+// who sends a keyword gets a numbered menu of the online agents (nickname,
+// 工号, load) or of the groups that have members, as a passive text reply;
+// their number is answered with the passive transfer naming that agent in
+// TransInfo/KfAccount (for a group, PickAgent's choice among its members),
+// 0 with a transfer to any agent, and an agent offline or full, or a group
+// with nobody online, with an explanation and the current menu. The menu a
+// customer was shown waits ChoiceTTL in the kefu_kf_choice bucket, so any
+// replica understands the number; each answered number is published as
+// events.AgentChosen. The menu comes from the background poll (which then
+// also reads getkflist for nicknames), never from a call on the callback
+// path. See choice.go.
+//
 // # Command line
 //
 // [Run] executes what follows `kefu kf`:

@@ -41,6 +41,9 @@ type RouterConfig struct {
 	// routing (an agent who went offline since would leave a pinned
 	// customer waiting for nobody). Default 3 × RefreshInterval.
 	MaxAge time.Duration
+	// Choice turns on the customers' choice of agent (choice.go); zero:
+	// off.
+	Choice ChoiceConfig
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock; default time.Now.
@@ -70,7 +73,7 @@ func (c RouterConfig) Validate() error {
 	case c.Agents == nil:
 		return errors.New("kf router: Agents is required")
 	}
-	return nil
+	return c.Choice.validate()
 }
 
 // Router routes a customer's text message to a group by keyword and to
@@ -99,6 +102,14 @@ type agentSnapshot struct {
 	online []wechat.OnlineKf
 	queued map[string]int // lower-case kf → customers waiting for that agent
 	at     time.Time      // when the poll started
+	// accounts (getkflist, for nicknames and 工号) is polled only while the
+	// customers' choice is on; lower-case kf → account.
+	accounts map[string]wechat.KfInfo
+}
+
+// kfLister is the part of *wechat.Client the menu of agents needs.
+type kfLister interface {
+	GetKfList(ctx context.Context) ([]wechat.KfInfo, error)
 }
 
 // routedCustomer is a routing decision WeChat's lists may not show yet.
@@ -236,6 +247,17 @@ func (r *Router) Refresh(ctx context.Context) error {
 		return fmt.Errorf("kf router: %w", err)
 	}
 	snap := &agentSnapshot{online: online, queued: queuedFor(queue), at: started}
+	if kl, ok := r.cfg.Agents.(kfLister); ok && r.cfg.Choice.on() {
+		// Nicknames change rarely: without them the menu shows accounts.
+		if list, err := kl.GetKfList(ctx); err == nil {
+			snap.accounts = make(map[string]wechat.KfInfo, len(list))
+			for _, k := range list {
+				snap.accounts[strings.ToLower(k.KfAccount)] = k
+			}
+		} else {
+			r.log.Debug("kf router: getkflist failed; the menu of agents shows accounts", zap.Error(err))
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.agents = snap
@@ -258,8 +280,8 @@ func (r *Router) uncount(kf string) {
 	}
 }
 
-// poll refreshes every RefreshInterval while some group can route; with no
-// such group it spends none of WeChat's API quota.
+// poll refreshes every RefreshInterval while some group can route or the
+// customers' choice is on; otherwise it spends none of WeChat's API quota.
 func (r *Router) poll(ctx context.Context) {
 	select { // the groups decide whether to poll at all
 	case <-r.loaded:
@@ -270,7 +292,7 @@ func (r *Router) poll(ctx context.Context) {
 	defer t.Stop()
 	failing := false // log transitions, not every failed poll
 	for {
-		if r.table.Load().routable() {
+		if r.table.Load().routable() || r.cfg.Choice.on() {
 			pctx, cancel := context.WithTimeout(ctx, r.cfg.RefreshInterval)
 			err := r.Refresh(pctx)
 			cancel()

@@ -142,6 +142,13 @@ type Router interface {
 	Route(ctx context.Context, openid, content string) string
 }
 
+// Chooser answers the customers' choice of agent (kfadmin.Router): the
+// menu or an explanation as a text reply, or the agent to transfer to;
+// handled false leaves the message to the Router.
+type Chooser interface {
+	Choose(ctx context.Context, cb *wechat.Callback) (text, kfAccount string, handled bool)
+}
+
 // Gate decides that a customer's message must not move them into the
 // 多客服 queue (a waiting customer's "不等了" — they are leaving it).
 type Gate interface {
@@ -156,8 +163,9 @@ type CallbackIPSource interface {
 // Deps are the service's collaborators.
 type Deps struct {
 	Publisher Publisher
-	Router    Router // optional
-	Gate      Gate   // optional
+	Router    Router  // optional
+	Chooser   Chooser // optional
+	Gate      Gate    // optional
 	// Signatures is the kefu_callback_sigs bucket, needed whenever
 	// plaintext bodies are accepted. Nil: opened through the Publisher when
 	// it is a *bus.Bus.
@@ -184,6 +192,7 @@ type Service struct {
 	codec    *wechat.Codec
 	pub      Publisher
 	router   Router
+	chooser  Chooser
 	gate     Gate
 	log      *zap.Logger
 	now      func() time.Time
@@ -221,7 +230,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := fitWindow(&cfg, deps.Publisher); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, codec: codec, pub: deps.Publisher, router: deps.Router, gate: deps.Gate, log: deps.Logger,
+	s := &Service{cfg: cfg, codec: codec, pub: deps.Publisher, router: deps.Router, chooser: deps.Chooser, gate: deps.Gate, log: deps.Logger,
 		now: deps.Now, source: "kefu/ingest/" + cfg.AppID, metrics: newMetrics(deps.Registerer)}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -478,7 +487,14 @@ func (s *Service) reply(ctx context.Context, cb *wechat.Callback) ([]byte, *tran
 		return nil, nil
 	}
 	kf := ""
-	if s.router != nil {
+	chosen := false
+	if s.chooser != nil {
+		var text string
+		if text, kf, chosen = s.chooser.Choose(ctx, cb); chosen && text != "" {
+			return wechat.TextReply(cb.FromUserName, cb.ToUserName, s.now().Unix(), text), nil
+		}
+	}
+	if s.router != nil && !chosen {
 		kf = s.router.Route(ctx, cb.FromUserName, cb.Content)
 	}
 	return wechat.TransferCustomerServiceReply(cb.FromUserName, cb.ToUserName, s.now().Unix(), kf), &transfer{kf: kf}
