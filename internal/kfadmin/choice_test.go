@@ -285,4 +285,18 @@ func TestCustomerChoosesAGroup(t *testing.T) {
 	if s, err := c.client.GetSession(ctx, "oG"); err != nil || s.KfAccount != "bob@test" {
 		t.Fatalf("WeChat gave oG to %q (%v); want bob, billing's least-loaded member", s.KfAccount, err)
 	}
+
+	// getkflist (nicknames) is not read at every poll, but at once when an
+	// unknown agent comes online.
+	lists := c.fake.CallCount(wechattest.MethodKFList)
+	c.refresh()
+	c.refresh()
+	if n := c.fake.CallCount(wechattest.MethodKFList); n != lists {
+		t.Errorf("two polls read getkflist %d times; want none within a minute", n-lists)
+	}
+	c.agent("dave@test", wechattest.StatusPC, 3)
+	c.refresh()
+	if n := c.fake.CallCount(wechattest.MethodKFList); n != lists+2 {
+		t.Errorf("a new agent online made the two replicas read getkflist %d times; want 2", n-lists)
+	}
 }

@@ -74,8 +74,10 @@
 // customer was shown waits ChoiceTTL in the kefu_kf_choice bucket, so any
 // replica understands the number; each answered number is published as
 // events.AgentChosen. The menu comes from the background poll (which then
-// also reads getkflist for nicknames), never from a call on the callback
-// path. See choice.go.
+// also reads getkflist for nicknames and 工号, every KfListInterval or when
+// an unknown agent is online), never from a call on the callback path. With
+// choice keywords the Router polls even when no group can route. See
+// choice.go.
 //
 // # Command line
 //

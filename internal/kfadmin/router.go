@@ -91,10 +91,13 @@ type Router struct {
 	extra  map[string]int            // lower-case kf → customers in routed
 
 	refreshMu sync.Mutex // one poll at a time
-	loaded    chan struct{}
-	loadOnce  sync.Once
-	cancel    context.CancelFunc
-	done      sync.WaitGroup
+	// getkflist's answer and when it was read (choice.go); refreshMu.
+	accounts   map[string]wechat.KfInfo
+	accountsAt time.Time
+	loaded     chan struct{}
+	loadOnce   sync.Once
+	cancel     context.CancelFunc
+	done       sync.WaitGroup
 }
 
 // agentSnapshot is one poll of WeChat.
@@ -105,6 +108,24 @@ type agentSnapshot struct {
 	// accounts (getkflist, for nicknames and 工号) is polled only while the
 	// customers' choice is on; lower-case kf → account.
 	accounts map[string]wechat.KfInfo
+}
+
+// KfListInterval is how often the Router rereads getkflist for the menu
+// of agents (nicknames and 工号), besides when an unknown agent is online.
+const KfListInterval = time.Minute
+
+// accountsStale reports whether getkflist must be read again; refreshMu
+// is held.
+func (r *Router) accountsStale(online []wechat.OnlineKf, now time.Time) bool {
+	if r.accounts == nil || now.Sub(r.accountsAt) >= KfListInterval {
+		return true
+	}
+	for _, k := range online {
+		if _, ok := r.accounts[strings.ToLower(k.KfAccount)]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // kfLister is the part of *wechat.Client the menu of agents needs.
@@ -247,17 +268,21 @@ func (r *Router) Refresh(ctx context.Context) error {
 		return fmt.Errorf("kf router: %w", err)
 	}
 	snap := &agentSnapshot{online: online, queued: queuedFor(queue), at: started}
-	if kl, ok := r.cfg.Agents.(kfLister); ok && r.cfg.Choice.on() {
-		// Nicknames change rarely: without them the menu shows accounts.
+	if kl, ok := r.cfg.Agents.(kfLister); ok && r.cfg.Choice.on() && r.accountsStale(online, started) {
+		// Nicknames and 工号 change rarely: read every KfListInterval, or
+		// when an agent is online that the last read did not list. Without
+		// them the menu shows accounts.
 		if list, err := kl.GetKfList(ctx); err == nil {
-			snap.accounts = make(map[string]wechat.KfInfo, len(list))
+			r.accounts = make(map[string]wechat.KfInfo, len(list))
 			for _, k := range list {
-				snap.accounts[strings.ToLower(k.KfAccount)] = k
+				r.accounts[strings.ToLower(k.KfAccount)] = k
 			}
+			r.accountsAt = started
 		} else {
 			r.log.Debug("kf router: getkflist failed; the menu of agents shows accounts", zap.Error(err))
 		}
 	}
+	snap.accounts = r.accounts
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.agents = snap
