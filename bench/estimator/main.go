@@ -186,6 +186,63 @@ type repResult struct {
 	aband    int
 	unlisted int // joined beyond the 100 listed cases
 	points   []point
+	// kefu's P90/estimate of every scored customer; coverage of those
+	// whose place was inferred, and of those waiting at a restart (on the
+	// first estimate after it, against the rest of their wait).
+	bands                      []float64
+	inferredN, inferredCovered int
+	restartN, restartCovered   int
+}
+
+// restartPrediction is the first kefu estimate after a restart for a
+// customer who was waiting then: its P90 and how long they had waited.
+type restartPrediction struct{ p90, waited float64 }
+
+// restart does what a restart (or a takeover) of the service does: the
+// learned state and the members survive (kefu_state), the rest is rebuilt
+// from the next snapshot.
+func restart(old *estimate.Estimator, members *estimate.Members, cfg estimate.Config) (*estimate.Estimator, *estimate.Members) {
+	state, err := old.MarshalState()
+	if err != nil {
+		panic(err)
+	}
+	mb, err := members.MarshalJSON()
+	if err != nil {
+		panic(err)
+	}
+	est, err := estimate.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	if err := est.UnmarshalState(state); err != nil {
+		panic(err)
+	}
+	fresh := &estimate.Members{}
+	if err := fresh.UnmarshalJSON(mb); err != nil {
+		panic(err)
+	}
+	return est, fresh
+}
+
+// scoreAfterRestart records kefu's first estimate after a restart for
+// every customer waiting then.
+func scoreAfterRestart(est *estimate.Estimator, sim *queuesim.Sim, s estimate.Snapshot, after map[int]restartPrediction) {
+	for id := sim.Arrivals() - 1; id >= 0; id-- {
+		out := sim.Outcome(id)
+		if out.Served || out.Abandoned || !out.Queued {
+			if s.At.Sub(out.Arrived) > 24*time.Hour {
+				break
+			}
+			continue
+		}
+		e, ok := est.Predict(estimate.Kefu, out.OpenID)
+		if !ok || e.Unknown {
+			continue
+		}
+		if _, seen := after[id]; !seen {
+			after[id] = restartPrediction{p90: e.WaitP90.Seconds(), waited: s.At.Sub(out.Arrived).Seconds()}
+		}
+	}
 }
 
 type sums struct {
@@ -204,6 +261,21 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	}
 	preds := make([][]prediction, customers)
 	unlisted := make([]bool, customers)
+	// members is the queue as kefu sees customers join (ingest's
+	// kefu.wechat.kf.queue.joined): the customers behind the 100 listed get
+	// inferred places, as in production.
+	members := &estimate.Members{}
+	var buf []estimate.WaitingCase
+	complete := func(s estimate.Snapshot) estimate.Snapshot {
+		s, buf = members.Complete(s, buf)
+		return s
+	}
+	// A restart (sc.restartEvery) saves what was learned and the members
+	// and starts a new estimator from them, as the service does; the
+	// customers waiting then are scored on the first estimate after it.
+	var nextRestart time.Time
+	restartPending := false
+	after := map[int]restartPrediction{}
 	var sim *queuesim.Sim
 	var bayes *bayesOracle
 	if sc.bayes {
@@ -215,6 +287,7 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 			// abandonments are learned from snapshots.
 			switch e.Kind {
 			case queuesim.SessionCreated:
+				members.Remove(e.OpenID)
 				est.SessionCreated(e.OpenID, e.KfAccount, e.At)
 			case queuesim.SessionClosed:
 				est.SessionClosed(e.OpenID, e.KfAccount, e.At)
@@ -222,18 +295,39 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 				est.SessionSwitched(e.OpenID, e.From, e.To, e.At)
 			}
 		},
-		Poll: func(s estimate.Snapshot) { est.Observe(s) },
+		Poll: func(s estimate.Snapshot) {
+			if sc.restartEvery > 0 {
+				if nextRestart.IsZero() {
+					nextRestart = s.At.Add(sc.restartEvery)
+				}
+				if !s.At.Before(nextRestart) {
+					est, members = restart(est, members, o.estimator)
+					nextRestart = nextRestart.Add(sc.restartEvery)
+					restartPending = true
+				}
+			}
+			est.Observe(complete(s))
+			if restartPending {
+				restartPending = false
+				scoreAfterRestart(est, sim, s, after)
+			}
+		},
 		Join: func(id int) {
 			// The service polls getwaitcase when a waiting customer writes
 			// in; the prediction made then is the one scored.
-			snap := sim.Snapshot()
+			out := sim.Outcome(id)
+			members.Join(out.OpenID, out.KfAccount, sim.Now())
+			snap := complete(sim.Snapshot())
 			res := est.Observe(snap)
-			openid := sim.Outcome(id).OpenID
+			openid := out.OpenID
 			p := make([]prediction, len(models))
 			for mi, m := range models {
 				e, ok := est.Predict(m, openid)
 				if !ok {
 					e = est.PredictPosition(m, res.Count)
+					unlisted[id] = true
+				}
+				if e.Inferred {
 					unlisted[id] = true
 				}
 				p[mi] = prediction{wait: float32(e.Wait.Seconds()), p90: float32(e.WaitP90.Seconds()), unknown: e.Unknown}
@@ -272,6 +366,21 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 		}
 		r.served++
 		w := out.Wait.Seconds()
+		if k := preds[id][0]; !k.unknown && k.wait > 0 {
+			r.bands = append(r.bands, float64(k.p90/k.wait))
+			if unlisted[id] {
+				r.inferredN++
+				if w <= float64(k.p90) {
+					r.inferredCovered++
+				}
+			}
+		}
+		if a, ok := after[id]; ok {
+			r.restartN++
+			if w-a.waited <= a.p90 {
+				r.restartCovered++
+			}
+		}
 		for mi, p := range preds[id] {
 			s := &r.sums[mi]
 			if p.unknown {

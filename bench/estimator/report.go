@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ type table struct {
 	queued, served, aband int
 	unlisted              int
 	bestBaseline          int // index in rows
+	// kefu's band: median P90/estimate; coverage of inferred places and
+	// after restarts (n, covered).
+	bandMedian                 float64
+	inferredN, inferredCovered int
+	restartN, restartCovered   int
 }
 
 // summarise pools the replications (ratios of pooled sums) and takes the
@@ -36,6 +42,18 @@ func summarise(sc scenario, reps []repResult) table {
 		t.served += r.served
 		t.aband += r.aband
 		t.unlisted += r.unlisted
+		t.inferredN += r.inferredN
+		t.inferredCovered += r.inferredCovered
+		t.restartN += r.restartN
+		t.restartCovered += r.restartCovered
+	}
+	var bands []float64
+	for _, r := range reps {
+		bands = append(bands, r.bands...)
+	}
+	if len(bands) > 0 {
+		slices.Sort(bands)
+		t.bandMedian = bands[len(bands)/2]
 	}
 	names := make([]string, 0, len(models)+1)
 	for _, m := range models {
@@ -168,6 +186,14 @@ func markdown(tables []table, cmd string, o options, took time.Duration) string 
 			fmt.Fprintf(&b, "| %s | %.4f | %.4f | %.1f | %.1f | %+.1f | %.1f %% | %d |\n", name, r.rase, r.raseSE, r.rmse, r.mae, r.bias, 100*r.coverage, r.unknown)
 		}
 		fmt.Fprintf(&b, "\n%s\n\n", verdict(t))
+		fmt.Fprintf(&b, "kefu band: median P90/estimate %.2f×", t.bandMedian)
+		if t.inferredN > 0 {
+			fmt.Fprintf(&b, "; P90 cover of customers whose place was inferred (beyond the 100 listed) %.1f %% of %d", pct(t.inferredCovered, t.inferredN), t.inferredN)
+		}
+		if t.restartN > 0 {
+			fmt.Fprintf(&b, "; P90 cover of customers waiting at a restart, on the first estimate after it %.1f %% of %d", pct(t.restartCovered, t.restartN), t.restartN)
+		}
+		fmt.Fprintf(&b, ".\n\n")
 	}
 	return b.String()
 }

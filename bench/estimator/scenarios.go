@@ -29,7 +29,10 @@ type scenario struct {
 	// scale multiplies -customers: at high load the queue relaxes so
 	// slowly that 100k customers are far from the stationary regime.
 	scale int
-	build func(customers int) queuesim.Config
+	// restartEvery restarts the estimator (state and members kept, the
+	// queue rebuilt from the next snapshot) this often; 0 never.
+	restartEvery time.Duration
+	build        func(customers int) queuesim.Config
 }
 
 func agentsOf(n, slots int) []queuesim.AgentSpec {
@@ -103,6 +106,16 @@ func scenarios() []scenario {
 					c.Absences = append(c.Absences, queuesim.Absence{Account: c.Agents[i].Account, Start: 3 * time.Hour, Length: time.Hour, Every: 6 * time.Hour})
 				}
 				return c
+			}},
+		scenario{name: "overload", desc: "20 agents, offered ρ = 1.2, patience exp(mean 4 h): about 190 waiting, most beyond the 100 listed", oracle: true,
+			build: func(n int) queuesim.Config {
+				return queuesim.Config{Customers: n, ArrivalRate: rate(1.2, 20, 1, 0), Service: queuesim.Exponential(meanService),
+					Agents: agentsOf(20, 1), Patience: queuesim.Exponential(4 * time.Hour)}
+			}},
+		scenario{name: "restarts", desc: "as overload, the estimator restarted every 2 h (learned state and members kept)", oracle: true, restartEvery: 2 * time.Hour,
+			build: func(n int) queuesim.Config {
+				return queuesim.Config{Customers: n, ArrivalRate: rate(1.2, 20, 1, 0), Service: queuesim.Exponential(meanService),
+					Agents: agentsOf(20, 1), Patience: queuesim.Exponential(4 * time.Hour)}
 			}},
 		scenario{name: "count100", desc: "40 agents, λ(t) = λ(1 + 0.3 sin 2πt/6h), mean ρ = 0.9: peaks push count past 100", oracle: true,
 			build: func(n int) queuesim.Config {

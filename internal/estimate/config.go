@@ -43,7 +43,11 @@ type Config struct {
 	// Default 200.
 	MinShapeSamples int
 	// CalibrationSamples is how many recent (actual/predicted) wait ratios
-	// are kept per queue-depth bucket to set WaitP90. Default 500.
+	// are kept per queue-depth bucket to set WaitP90. Default 2000: the
+	// ratios of customers served one after another are strongly
+	// correlated (they shared the same agents' pace), and under sustained
+	// overload the 90th percentile of the last 500 covered only 84 % of
+	// the next customers (docs/estimator.md).
 	CalibrationSamples int
 	// MinCalibration is how many ratios a bucket needs before they replace
 	// the Erlang (gamma) band. Default 50.
@@ -99,7 +103,7 @@ func (c *Config) SetDefaults() {
 		c.MinShapeSamples = 200
 	}
 	if c.CalibrationSamples == 0 {
-		c.CalibrationSamples = 500
+		c.CalibrationSamples = 2000
 	}
 	if c.MinCalibration == 0 {
 		c.MinCalibration = 50

@@ -36,7 +36,11 @@ type Estimator struct {
 	paceChanges     int     // times the change test replaced the long memory
 	aband, waitExpo float64 // abandonments; listed-customer waiting seconds
 	shape           shape
-	calib           [calibBuckets]ratioRing
+	// calib holds, per queue-depth bucket, recent ratios of the wait from
+	// a prediction to service over that prediction; calibEntry the same
+	// for the estimates made at the join, between snapshots (EstimateJoin).
+	calib      [calibBuckets]ratioRing
+	calibEntry [calibBuckets]ratioRing
 
 	// Long-run learning (baselines).
 	durSum, durN   float64 // all closed sessions
@@ -59,8 +63,15 @@ type Estimator struct {
 	gen       uint64
 	lastCount int
 	lastAt    time.Time
+	// joinsSince counts EstimateJoin calls since the last Observe;
+	// leftSince the waiting customers served or gone since.
+	joinsSince, leftSince int
 
 	v view // the last snapshot, prepared for predictions
+
+	// restored holds the predictions of the customers waiting at the
+	// last save (UnmarshalState), until the first snapshot.
+	restored map[string]pendingPred
 }
 
 type agentState struct {
@@ -87,17 +98,27 @@ type waitState struct {
 	kf       string
 	gen      uint64
 	lastSeen time.Time
-	pred     float64 // seconds predicted when first listed; <0 none
-	bucket   int
-	idx      int // index in v.cases
+	inferred bool
+	// pred is the wait (seconds) predicted at predAt, the first prediction
+	// made for the customer (at the join, or when first listed); <0 none.
+	// Calibration compares it with the wait from predAt, never from the
+	// join: a prediction made after the customer had waited a while
+	// predicts only what is left.
+	pred      float64
+	predAt    time.Time
+	predEntry bool // pred was made at the join (EstimateJoin)
+	bucket    int
+	idx       int // index in v.cases
 }
 
 type vanishedCase struct {
-	since  time.Time
-	at     time.Time // midpoint between last seen and first missing
-	noted  time.Time // snapshot that found it missing
-	pred   float64
-	bucket int
+	since     time.Time
+	at        time.Time // midpoint between last seen and first missing
+	noted     time.Time // snapshot that found it missing
+	pred      float64
+	predAt    time.Time
+	predEntry bool
+	bucket    int
 }
 
 const calibBuckets = 8
@@ -186,25 +207,30 @@ func (e *Estimator) SessionCreated(openid, kf string, at time.Time) {
 	e.account(a, +1)
 
 	if w, ok := e.waiting[openid]; ok {
-		e.served(at.Sub(w.since).Seconds(), w.pred, w.bucket)
+		e.served(at, w.since, w.pred, w.predAt, w.predEntry, w.bucket)
 		delete(e.waiting, openid)
+		e.leftSince++
 		return
 	}
 	if v, ok := e.vanished[openid]; ok {
-		e.served(at.Sub(v.since).Seconds(), v.pred, v.bucket)
+		e.served(at, v.since, v.pred, v.predAt, v.predEntry, v.bucket)
 		delete(e.vanished, openid)
 	}
 }
 
-func (e *Estimator) served(wait, pred float64, bucket int) {
-	if wait < 0 {
-		wait = 0
-	}
+// served learns from a customer served at at who waited since since; pred
+// is the wait predicted at predAt.
+func (e *Estimator) served(at, since time.Time, pred float64, predAt time.Time, entry bool, bucket int) {
+	wait := max(0, at.Sub(since).Seconds())
 	e.waitSum += wait
 	e.waitN++
 	e.les, e.lesSet = wait, true
-	if pred >= 1 {
-		e.calib[bucket].add(wait/pred, e.cfg.CalibrationSamples)
+	if pred >= 1 && !predAt.IsZero() {
+		ring := &e.calib[bucket]
+		if entry {
+			ring = &e.calibEntry[bucket]
+		}
+		ring.add(max(0, at.Sub(predAt).Seconds())/pred, e.cfg.CalibrationSamples)
 	}
 }
 
@@ -289,6 +315,7 @@ func (e *Estimator) Abandoned(openid string, waited time.Duration, at time.Time)
 	if _, ok := e.waiting[openid]; ok {
 		delete(e.waiting, openid)
 		e.aband++
+		e.leftSince++
 		return
 	}
 	if _, ok := e.vanished[openid]; ok {
@@ -318,10 +345,13 @@ func (e *Estimator) Observe(s Snapshot) Result {
 		res.Estimates[i] = e.predictCase(e.cfg.Model, i)
 		if w := e.v.cases[i].w; w != nil && w.pred < 0 {
 			k := e.predictCase(Kefu, i)
-			w.pred = k.Wait.Seconds()
-			w.bucket = bucketOf(e.v.cases[i].need)
+			if !k.Unknown {
+				w.pred, w.predAt, w.predEntry = k.Wait.Seconds(), s.At, false
+				w.bucket = bucketOf(e.v.cases[i].need)
+			}
 		}
 	}
+	e.joinsSince, e.leftSince = 0, 0
 	res.Unlisted = res.Count - len(e.v.cases)
 	if res.Unlisted > 0 {
 		res.Tail = e.PredictPosition(e.cfg.Model, res.Count)
@@ -383,10 +413,18 @@ func (e *Estimator) syncWaiting(s Snapshot) []Abandonment {
 				delete(e.vanished, c.OpenID) // back in the list: not gone
 			}
 			w = &waitState{since: c.Since, pred: -1}
+			if p, ok := e.restored[c.OpenID]; ok {
+				w.pred, w.predAt, w.predEntry, w.bucket = p.Pred, time.UnixMilli(p.At), p.Entry, p.Bucket
+			}
 			e.waiting[c.OpenID] = w
 		case w.gen != e.gen:
 			kept++
 		}
+		if w.inferred && !c.Inferred {
+			// Listed now: getwaitcase's time replaces the join time.
+			w.since = c.Since
+		}
+		w.inferred = c.Inferred
 		w.kf = c.KfAccount
 		w.gen = e.gen
 		w.lastSeen = s.At
@@ -400,12 +438,19 @@ func (e *Estimator) syncWaiting(s Snapshot) []Abandonment {
 			continue
 		}
 		mid := w.lastSeen.Add(s.At.Sub(w.lastSeen) / 2)
-		e.vanished[id] = vanishedCase{since: w.since, at: mid, noted: s.At, pred: w.pred, bucket: w.bucket}
+		e.vanished[id] = vanishedCase{since: w.since, at: mid, noted: s.At, pred: w.pred, predAt: w.predAt, predEntry: w.predEntry, bucket: w.bucket}
 		delete(e.waiting, id)
 	}
+	e.restored = nil // customers not listed now were served or left meanwhile
 	var out []Abandonment
 	for id, v := range e.vanished {
-		if s.At.Sub(v.noted) < e.cfg.AbandonGrace {
+		if since, ok := e.servedBy(id); ok {
+			// The snapshot shows the session its event has not told yet.
+			e.served(since, v.since, v.pred, v.predAt, v.predEntry, v.bucket)
+			delete(e.vanished, id)
+			continue
+		}
+		if s.HoldAbandon || s.At.Sub(v.noted) < e.cfg.AbandonGrace {
 			continue
 		}
 		e.aband++
@@ -414,6 +459,16 @@ func (e *Estimator) syncWaiting(s Snapshot) []Abandonment {
 	}
 	slices.SortFunc(out, func(a, b Abandonment) int { return strings.Compare(a.OpenID, b.OpenID) })
 	return out
+}
+
+// servedBy reports whether an agent serves openid, since when.
+func (e *Estimator) servedBy(openid string) (time.Time, bool) {
+	for _, kf := range e.accounts {
+		if since, ok := e.agents[kf].sessions[openid]; ok {
+			return since, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // rate is the learned per-session departure rate of a full agent (1/s),

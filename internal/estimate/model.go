@@ -96,6 +96,10 @@ type caseView struct {
 	need   int     // departures of its pool needed, ignoring abandonment
 	needF  float64 // same, fractional (agent queues share global customers)
 	pool   int
+	// inferred: the place is inferred from the joins (not listed).
+	inferred bool
+	// entry: an estimate at the join, between snapshots (EstimateJoin).
+	entry bool
 }
 
 // pool is a set of slots serving one queue: every online agent for the
@@ -124,13 +128,23 @@ func (e *Estimator) prepare(s Snapshot) {
 	v.shapeOK = e.shape.ready(e.cfg.MinShapeSamples)
 
 	// Queue order is arrival order; getwaitcase is usually sorted already.
+	// The listed cases are the head; the inferred ones follow them.
 	ws := s.Waiting
 	v.order = v.order[:0]
 	for i := range ws {
 		v.order = append(v.order, i)
 	}
-	if !slices.IsSortedFunc(ws, func(a, b WaitingCase) int { return a.Since.Compare(b.Since) }) {
-		slices.SortStableFunc(v.order, func(a, b int) int { return ws[a].Since.Compare(ws[b].Since) })
+	byPlace := func(a, b *WaitingCase) int {
+		if a.Inferred != b.Inferred {
+			if a.Inferred {
+				return 1
+			}
+			return -1
+		}
+		return a.Since.Compare(b.Since)
+	}
+	if !slices.IsSortedFunc(ws, func(a, b WaitingCase) int { return byPlace(&a, &b) }) {
+		slices.SortStableFunc(v.order, func(a, b int) int { return byPlace(&ws[a], &ws[b]) })
 	}
 
 	v.pools = v.pools[:0]
@@ -148,18 +162,37 @@ func (e *Estimator) prepare(s Snapshot) {
 	v.pools = append(v.pools, global)
 
 	v.cases = slices.Grow(v.cases[:0], len(ws))[:len(ws)]
+	// Inferred cases beyond what getwaitcase counts are customers who left
+	// unnoticed, somewhere among the inferred ones (Members keeps them
+	// until the list passes them): a customer at inferred rank k of n has
+	// on average excess·k/n of them ahead.
+	inferred, inferredRank := 0, 0
+	for i := range ws {
+		if ws[i].Inferred {
+			inferred++
+		}
+	}
+	excess := 0.0
+	if inferred > 0 {
+		excess = float64(max(0, len(ws)-s.Count))
+	}
 	globalAhead, specOnlineAhead := 0, 0
 	for i, oi := range v.order {
 		c := &ws[oi]
 		cv := &v.cases[i]
-		*cv = caseView{openid: c.OpenID, kf: c.KfAccount, w: v.ptrs[oi]}
+		*cv = caseView{openid: c.OpenID, kf: c.KfAccount, w: v.ptrs[oi], inferred: c.Inferred}
 		if cv.w != nil {
 			cv.w.idx = i
 		}
+		shift := 0.0
+		if c.Inferred {
+			inferredRank++
+			shift = excess * float64(inferredRank) / float64(inferred)
+		}
 		if c.KfAccount == "" {
-			cv.pos = globalAhead + 1
-			cv.need = globalAhead + specOnlineAhead + 1
-			cv.needF = float64(cv.need)
+			cv.pos = max(1, globalAhead+1-int(math.Round(shift)))
+			cv.needF = max(1, float64(globalAhead+specOnlineAhead+1)-shift)
+			cv.need = int(math.Ceil(cv.needF))
 			if globalAhead == 0 {
 				v.pools[0].headWait = s.At.Sub(c.Since).Seconds()
 			}
@@ -222,6 +255,57 @@ func (e *Estimator) PredictPosition(m Model, position int) Estimate {
 	return est
 }
 
+// EstimateJoin returns the first estimate of customer c, who joined the
+// queue at at (c.Since; Members.Join), without waiting for the next
+// snapshot: the customer is placed behind every customer of the last
+// snapshot (listed, inferred and unseen) and every join since, as a
+// global customer, and the wait predicted from that snapshot is shortened
+// by the time elapsed since it. Position counts the customers who left
+// the queue since the snapshot (served or abandoned) out. The prediction
+// is calibrated apart from those made at a snapshot. ok is false when c
+// already waits or is served, or no snapshot was observed yet.
+func (e *Estimator) EstimateJoin(c WaitingCase, at time.Time) (Estimate, bool) {
+	v := &e.v
+	if len(v.pools) == 0 {
+		return Estimate{}, false
+	}
+	if _, ok := e.waiting[c.OpenID]; ok {
+		return Estimate{}, false
+	}
+	if _, ok := e.servedBy(c.OpenID); ok {
+		return Estimate{}, false
+	}
+	beyond := max(0, v.count-len(v.cases)) + e.joinsSince + 1
+	cv := caseView{openid: c.OpenID, pos: v.listedGlobal + beyond, need: v.listedGlobal + v.listedSpecOnline + beyond, inferred: true, entry: true}
+	cv.needF = float64(cv.need)
+	est := e.predictView(e.cfg.Model, &cv)
+	est.KfAccount = c.KfAccount
+	est.Position = max(1, est.Position-e.leftSince)
+	e.joinsSince++
+	w := &waitState{since: c.Since, kf: c.KfAccount, gen: e.gen, lastSeen: at, inferred: true, pred: -1, idx: len(v.cases)}
+	e.waiting[c.OpenID] = w
+	if est.Unknown {
+		return est, true
+	}
+	elapsed := max(0, at.Sub(v.at))
+	est.Wait = max(0, est.Wait-elapsed)
+	est.WaitP90 = max(est.Wait, est.WaitP90-elapsed)
+	k := est
+	if e.cfg.Model != Kefu {
+		k = e.predictView(Kefu, &cv)
+		k.Wait = max(0, k.Wait-elapsed)
+	}
+	w.pred, w.predAt, w.predEntry, w.bucket = k.Wait.Seconds(), at, true, bucketOf(cv.need)
+	return est, true
+}
+
+// Serves reports whether an agent serves openid, as far as the events
+// and the last snapshot tell.
+func (e *Estimator) Serves(openid string) bool {
+	_, ok := e.servedBy(openid)
+	return ok
+}
+
 func (e *Estimator) predictCase(m Model, i int) Estimate {
 	return e.predictView(m, &e.v.cases[i])
 }
@@ -229,7 +313,7 @@ func (e *Estimator) predictCase(m Model, i int) Estimate {
 func (e *Estimator) predictView(m Model, cv *caseView) Estimate {
 	v := &e.v
 	p := &v.pools[cv.pool]
-	est := Estimate{OpenID: cv.openid, KfAccount: cv.kf, Position: cv.pos, Model: m.String()}
+	est := Estimate{OpenID: cv.openid, KfAccount: cv.kf, Position: cv.pos, Model: m.String(), Inferred: cv.inferred}
 	if p.slots == 0 {
 		est.Unknown = true
 		return est
@@ -326,12 +410,30 @@ func (e *Estimator) kefu(p *pool, cv *caseView) (wait, band float64) {
 		wait = e.invert(p, need)
 	}
 	b := bucketOf(cv.need)
-	if e.calib[b].filled >= e.cfg.MinCalibration {
+	switch {
+	case cv.entry && e.calibEntry[b].filled >= e.cfg.MinCalibration:
+		// Estimates at the join, between snapshots, have errors of their
+		// own (the queue moved since the snapshot): their own calibration.
+		band = e.calibEntry[b].quantile(e.cfg.Quantile)
+	case e.calib[b].filled >= e.cfg.MinCalibration:
 		band = e.calib[b].quantile(e.cfg.Quantile)
-	} else {
+	default:
 		band = gammaQuantileFactor(need, e.z)
 	}
-	return wait, math.Max(band, 1)
+	band = math.Max(band, 1)
+	if unseen := v.count - len(v.cases); cv.inferred && unseen > 0 && wait > 0 {
+		// Customers in the queue whom kefu did not see join may be ahead
+		// of an inferred place: the band reaches the place behind them all.
+		far := cv.needF + float64(unseen)
+		var farWait float64
+		if p.warp != nil {
+			farWait = e.invertWarped(p, far)
+		} else {
+			farWait = e.invert(p, far)
+		}
+		band = math.Max(band, farWait/wait)
+	}
+	return wait, band
 }
 
 func (p *pool) harmonic(k int, d, theta float64) []float64 {

@@ -5,10 +5,15 @@ import "time"
 // WaitingCase is one entry of getwaitcase: a customer waiting to be taken.
 // KfAccount is set when the customer asked for a specific agent; such a
 // customer waits for that agent only.
+//
+// Inferred marks a customer getwaitcase did not list (it lists the 100
+// earliest) but kefu saw join (Members): Since is the join time, and the
+// place is inferred from the order of the joins.
 type WaitingCase struct {
 	OpenID    string
 	Since     time.Time
 	KfAccount string
+	Inferred  bool
 }
 
 // Session is one entry of getsessionlist: a chat an agent is serving.
@@ -31,12 +36,19 @@ type Agent struct {
 }
 
 // Snapshot is what one poll of the queue returns. Count may exceed
-// len(Waiting): getwaitcase lists only the 100 earliest cases.
+// len(Waiting): getwaitcase lists only the 100 earliest cases. Waiting
+// holds the listed cases, then the inferred ones (Members.Complete).
+//
+// HoldAbandon asks Observe not to conclude any abandonment from this
+// snapshot: a session event that would explain a vanished case may not
+// have been applied yet (the caller's event consumer lags). The cases stay
+// pending until a snapshot without it.
 type Snapshot struct {
-	At      time.Time
-	Count   int
-	Waiting []WaitingCase
-	Agents  []Agent
+	At          time.Time
+	Count       int
+	Waiting     []WaitingCase
+	Agents      []Agent
+	HoldAbandon bool
 }
 
 // Estimate is the predicted wait of one customer, counted from the
@@ -53,6 +65,9 @@ type Estimate struct {
 	WaitP90   time.Duration
 	Model     string
 	Unknown   bool
+	// Inferred: the customer is not listed by getwaitcase; Position is
+	// inferred from the order of the joins (WaitingCase.Inferred).
+	Inferred bool
 }
 
 // Abandonment is a customer who left the queue without being served,
