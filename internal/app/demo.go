@@ -161,7 +161,7 @@ func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error 
 	}
 	fmt.Fprintf(out, `kefu demo is running.
   kefu HTTP        %s  (/readyz, /metrics, /wechat/callback, /api/…)
-  API tokens       read-only (GET)     %s
+%s  API tokens       read-only (GET)     %s
                    admin (any method)  %s
     try:           curl -H "Authorization: Bearer %s" %s/api/kf/queue
   NATS             %s
@@ -173,7 +173,7 @@ Customers arrive, wait in the 多客服 queue (some give up, some say 不等了)
 closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
-`, httpURL, apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
+`, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
 	sub, err := rt.bus.Conn().Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
@@ -181,6 +181,33 @@ Press Ctrl-C to stop.
 	d.sub = sub
 
 	d.wechat.SetCallbackURL(httpURL + "/wechat/callback")
+	return demoTraffic(d, ctx)
+}
+
+// demoTraffic starts the simulated desk; tests replace it to drive the desk
+// step by step.
+var demoTraffic = (*demoEnv).simulate
+
+// consoleLines are the console's address and one-time sign-in links. The
+// links carry a code, not a token, after '#' (never sent to a server, so
+// in no access log); each works once, within consoleLinkTTL.
+func (d *demoEnv) consoleLines(rt *runtime) string {
+	admin, readOnly, err := rt.consoleLinks()
+	if err != nil {
+		return ""
+	}
+	s := "  console          " + rt.httpURL + "/console/  (sign in with a token below, or open a one-time link)\n"
+	if admin != "" {
+		s += "    admin:         " + admin + "\n"
+	}
+	if readOnly != "" {
+		s += "    read-only:     " + readOnly + "\n"
+	}
+	return s
+}
+
+// simulate starts agents, arriving customers and other traffic.
+func (d *demoEnv) simulate(ctx context.Context) error {
 	for _, a := range []struct{ account, nick string }{{"xiaowang", "小王"}, {"xiaoli", "小李"}, {"xiaozhang", "小张"}} {
 		account := a.account + "@" + demoWeChatID
 		if err := d.wechat.AddAgent(account, a.nick); err != nil {

@@ -70,6 +70,8 @@ func buildModule(ctx context.Context, rt *runtime, name string) (module, error) 
 		return buildNotifier(ctx, rt)
 	case "queuecare":
 		return buildQueuecare(ctx, rt)
+	case "console":
+		return buildConsole(ctx, rt)
 	}
 	return nil, fmt.Errorf("unknown module %q", name)
 }
@@ -340,6 +342,7 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 		return nil, err
 	}
 	svc.Routes(rt.mux)
+	rt.feedbackStore = st
 	return feedbackModule{Service: svc, store: st}, nil
 }
 
