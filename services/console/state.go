@@ -189,12 +189,19 @@ type state struct {
 	// servedAt keeps a queue view taken before a customer was served from
 	// putting them back in the queue.
 	servedAt map[string]time.Time
+	// pending holds what events said about a customer not in the queue
+	// yet (say, the agent they chose, which comes before they join, on
+	// another stream), merged when they join.
+	pending map[string]*Waiting
 }
+
+// maxPending bounds pending.
+const maxPending = 1000
 
 func newState(staleAfter time.Duration) *state {
 	return &state{
 		waiting: map[string]*Waiting{}, agents: map[string]*Agent{}, groups: map[string]Group{},
-		lastSession: map[string]LinkedSession{}, servedAt: map[string]time.Time{},
+		lastSession: map[string]LinkedSession{}, servedAt: map[string]time.Time{}, pending: map[string]*Waiting{},
 		summary: Summary{StaleAfterSeconds: int64(staleAfter / time.Second)},
 		pace:    Pace{History: []PacePoint{}},
 	}
@@ -306,8 +313,7 @@ func (s *state) applyQueueView(v queueView, o *ops) {
 			if len(s.waiting) >= maxWaiting {
 				continue
 			}
-			w = &Waiting{OpenID: c.OpenID}
-			s.waiting[c.OpenID] = w
+			w = s.join(c.OpenID)
 		}
 		w.Since, w.KfAccount, w.Position, w.Listed = c.Since, c.KfAccount, c.Position, true
 		w.Unknown, w.Model = c.Unknown, c.Model
@@ -427,6 +433,19 @@ func (s *state) applyKF(subject string, data []byte, o *ops) {
 	joined := strings.HasSuffix(subject, ".joined")
 	if w == nil {
 		if !joined && subject != events.SubjectWaitEstimated {
+			// Not in the queue (yet): keep what it says for when they join.
+			p := s.pending[e.OpenID]
+			if p == nil {
+				if len(s.pending) >= maxPending {
+					clear(s.pending)
+				}
+				p = &Waiting{OpenID: e.OpenID}
+				s.pending[e.OpenID] = p
+			}
+			if e.KfAccount != "" {
+				p.KfAccount = e.KfAccount
+			}
+			s.extra(p, data)
 			return
 		}
 		if at2, ok := s.servedAt[e.OpenID]; ok && !at2.Before(at) {
@@ -435,8 +454,7 @@ func (s *state) applyKF(subject string, data []byte, o *ops) {
 		if len(s.waiting) >= maxWaiting {
 			return
 		}
-		w = &Waiting{OpenID: e.OpenID}
-		s.waiting[e.OpenID] = w
+		w = s.join(e.OpenID)
 	}
 	if joined && w.Since.IsZero() {
 		w.Since = at
@@ -453,6 +471,17 @@ func (s *state) applyKF(subject string, data []byte, o *ops) {
 	}
 	s.extra(w, data)
 	o.put("waiting", w.OpenID, *w)
+}
+
+// join adds a customer to the queue, with what events said before.
+func (s *state) join(openid string) *Waiting {
+	w := &Waiting{OpenID: openid}
+	if p, ok := s.pending[openid]; ok {
+		w.KfAccount, w.Extra = p.KfAccount, p.Extra
+		delete(s.pending, openid)
+	}
+	s.waiting[openid] = w
+	return w
 }
 
 // extra keeps the scalar fields the console has no column for.
@@ -513,6 +542,7 @@ func (s *state) sessionCreated(openid, kf string, at time.Time, o *ops) {
 		o.del("waiting", openid)
 	}
 	s.servedAt[openid] = at
+	delete(s.pending, openid)
 	s.served = appendBounded(s.served, sv)
 	o.put("served", openid, sv)
 	if sv.Estimated {
