@@ -31,6 +31,12 @@ import (
 // WeChat openid, and the token carries the pseudonym and an expiry, signed:
 // without the signature anyone could post feedback in another customer's
 // name by editing the link. Token and pseudonym are package feedbacklink's.
+//
+// The link sent when a session closes names that session in its token;
+// the form passes it to Tucao as customInfo (feedbacklink.CustomInfo:
+// kefu's session id, the agent, the close time — no openid), which Tucao
+// returns as the "extra" of the posts the customer writes, so the feedback
+// store links them to exactly that session.
 
 const (
 	feedbackPathPrefix = "/feedback/"
@@ -46,15 +52,16 @@ var (
 // FeedbackURL is the feedback link of a customer as the closed-session
 // message carries it; "" when no Tucao product is configured.
 func (s *Service) FeedbackURL(openid string) string {
-	link, _ := s.feedbackURL(openid)
+	link, _ := s.feedbackURL(openid, nil)
 	return link
 }
 
 // feedbackURL is the link a closed-session message carries: our page with
 // a signed token, or the bare Tucao page when no public URL is configured.
 // redacted is the same link with the token blanked, for events and logs,
-// which must not hand out a working login.
-func (s *Service) feedbackURL(openid string) (link, redacted string) {
+// which must not hand out a working login. sess, when not nil, is the
+// session the link is about.
+func (s *Service) feedbackURL(openid string, sess *feedbacklink.Session) (link, redacted string) {
 	if s.cfg.TucaoProductID == "" {
 		return "", ""
 	}
@@ -63,7 +70,7 @@ func (s *Service) feedbackURL(openid string) (link, redacted string) {
 		return u, u
 	}
 	base := s.cfg.PublicURL + feedbackPathPrefix
-	return base + s.links.Token(openid), base + "REDACTED"
+	return base + s.links.SessionToken(openid, sess), base + "REDACTED"
 }
 
 func (s *Service) tucaoPage() string {
@@ -85,6 +92,9 @@ var feedbackPage = template.Must(template.New("feedback").Parse(`<!DOCTYPE html>
 <input type="hidden" name="openid" value="{{.Pseudonym}}">
 <input type="hidden" name="nickname" value="{{.Nickname}}">
 <input type="hidden" name="avatar" value="{{.Avatar}}">
+{{- if .CustomInfo}}
+<input type="hidden" name="customInfo" value="{{.CustomInfo}}">
+{{- end}}
 <p>正在打开反馈页面……</p>
 <button type="submit">继续</button>
 </form>
@@ -117,6 +127,9 @@ type pageData struct {
 	// identity there, and it is not the WeChat openid.
 	Action, Pseudonym string
 	Nickname, Avatar  string
+	// CustomInfo names the session the link was sent for; Tucao returns
+	// it as the post's extra.
+	CustomInfo string
 }
 
 // serveFeedback answers GET /feedback/{token}: a valid token gives the
@@ -128,7 +141,7 @@ func (s *Service) serveFeedback(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	pseudonym, err := s.links.Verify(r.PathValue("token"))
+	link, err := s.links.VerifyLink(r.PathValue("token"))
 	switch {
 	case errors.Is(err, ErrExpiredToken):
 		s.metrics.feedbackPages.WithLabelValues("expired").Inc()
@@ -138,8 +151,8 @@ func (s *Service) serveFeedback(w http.ResponseWriter, r *http.Request) {
 		s.writePage(w, http.StatusBadRequest, pageData{Title: "链接无效", Message: "这个反馈链接无效，请从客服消息中重新打开。"})
 	default:
 		s.metrics.feedbackPages.WithLabelValues("ok").Inc()
-		s.writePage(w, http.StatusOK, pageData{Title: "意见反馈", Action: s.tucaoPage(), Pseudonym: pseudonym,
-			Nickname: s.cfg.FeedbackNickname, Avatar: s.cfg.FeedbackAvatarURL})
+		s.writePage(w, http.StatusOK, pageData{Title: "意见反馈", Action: s.tucaoPage(), Pseudonym: link.Pseudonym,
+			Nickname: s.cfg.FeedbackNickname, Avatar: s.cfg.FeedbackAvatarURL, CustomInfo: feedbacklink.CustomInfo(link.Session)})
 	}
 }
 

@@ -279,6 +279,8 @@ type sessionNotice struct {
 	openid      string
 	account     string
 	fromAccount string
+	// session is the session a close ends, named in the feedback link.
+	session *feedbacklink.Session
 }
 
 func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
@@ -293,7 +295,7 @@ func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
 	case events.SessionSwitched:
 		n = sessionNotice{kind: events.NotifySessionSwitched, meta: e.Meta, openid: e.OpenID, account: e.ToKfAccount, fromAccount: e.FromKfAccount}
 	case events.SessionClosed:
-		n = sessionNotice{kind: events.NotifySessionClosed, meta: e.Meta, openid: e.OpenID, account: e.KfAccount}
+		n = sessionNotice{kind: events.NotifySessionClosed, meta: e.Meta, openid: e.OpenID, account: e.KfAccount, session: feedbacklink.ClosedSession(e)}
 	default:
 		return nil // a session subject this version does not announce
 	}
@@ -351,7 +353,7 @@ func (s *Service) sessionMessage(ctx context.Context, n sessionNotice) message {
 		m.asAgent = n.account
 	}
 	if n.kind == events.NotifySessionClosed && t.uses("feedback_url") {
-		link, redacted := s.feedbackURL(n.openid)
+		link, redacted := s.feedbackURL(n.openid, n.session)
 		values["feedback_url"] = redacted
 		m.recorded = t.render(values)
 		values["feedback_url"] = link

@@ -26,6 +26,18 @@
 //
 // # Linking a post to a session
 //
+// A post written through the feedback link names its session: the link's
+// customInfo (package feedbacklink), which Tucao returns as the post's
+// extra, carries kefu's session id (events.SessionID, computed from the
+// kf_close_session event). Every closed fact is stored with its session id
+// (facts stored before session ids are filled in at open), and the post's
+// named id is kept in a column at upsert. Such a post is linked to that
+// session — whatever its age and whatever sessions came after — provided
+// it is a session of the post's own customer (below), so a copied extra
+// links nothing (LinkedBySessionID). Only a post that names no session, or
+// names one of another customer or one not stored, falls back to the rule
+// that follows (LinkedByOpenID).
+//
 // A post is linked to the most recent closed session of the same customer
 // whose close is strictly before the post's created_at and no more than the
 // link window (default 7 days, WithLinkWindow) before it. A post is the

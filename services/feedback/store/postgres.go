@@ -87,5 +87,12 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (Store, error
 		db.Close()
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	return &sqlStore{d: d, write: db, read: db, linkWindow: o.linkWindow}, nil
+	st := &sqlStore{d: d, write: db, read: db, linkWindow: o.linkWindow}
+	if o.migrateUpTo == 0 || o.migrateUpTo >= sessionIDMigration {
+		if err := st.fillSessionIDs(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+	}
+	return st, nil
 }

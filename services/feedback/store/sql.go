@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -165,7 +166,7 @@ func newestVersions(posts []events.FeedbackPost) ([]postVersion, error) {
 }
 
 const upsertPostsPrefix = `INSERT INTO posts (id, product_id, openid, created_at, updated_at, content,
-	content_fold, has_admin_reply, is_spam, is_hidden, is_todo, reply_count, body, stored_at) VALUES `
+	content_fold, has_admin_reply, is_spam, is_hidden, is_todo, reply_count, body, stored_at, session_id) VALUES `
 
 // The WHERE keeps a late older (or equal) version from replacing the row.
 const upsertPostsSuffix = ` ON CONFLICT (id) DO UPDATE SET
@@ -174,7 +175,8 @@ const upsertPostsSuffix = ` ON CONFLICT (id) DO UPDATE SET
 	content = excluded.content, content_fold = excluded.content_fold,
 	has_admin_reply = excluded.has_admin_reply, is_spam = excluded.is_spam,
 	is_hidden = excluded.is_hidden, is_todo = excluded.is_todo,
-	reply_count = excluded.reply_count, body = excluded.body, stored_at = excluded.stored_at
+	reply_count = excluded.reply_count, body = excluded.body, stored_at = excluded.stored_at,
+	session_id = excluded.session_id
 WHERE excluded.updated_at > posts.updated_at`
 
 func (s *sqlStore) UpsertPosts(ctx context.Context, posts []events.FeedbackPost) error {
@@ -200,18 +202,19 @@ func (s *sqlStore) UpsertPosts(ctx context.Context, posts []events.FeedbackPost)
 		end := min(start+rowsPerStatement, len(versions))
 		var q strings.Builder
 		q.WriteString(upsertPostsPrefix)
-		args := s.params((end - start) * 14)
+		args := s.params((end - start) * 15)
 		for i := start; i < end; i++ {
 			p := versions[i].post
 			if i > start {
 				q.WriteByte(',')
 			}
-			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
 				args.add(versions[i].id), args.add(textValue(p.ProductID)), args.add(textValue(p.OpenID)),
 				args.add(s.d.encodeTime(p.CreatedAt)), args.add(s.d.encodeTime(p.UpdatedAt)),
 				args.add(textValue(p.Content)), args.add(fold(p.Content)),
 				args.add(p.HasAdminReply), args.add(p.IsSpam), args.add(p.IsHidden), args.add(p.IsTodo),
-				args.add(int64(p.ReplyCount)), args.add(bodies[i]), args.add(now))
+				args.add(int64(p.ReplyCount)), args.add(bodies[i]), args.add(now),
+				args.add(nullText(feedbacklink.SessionIDOf(p.Extra))))
 		}
 		q.WriteString(upsertPostsSuffix)
 		if _, err := tx.ExecContext(ctx, q.String(), args.values...); err != nil {
@@ -247,15 +250,16 @@ func (s *sqlStore) RecordSessions(ctx context.Context, facts []SessionFact) erro
 	for start := 0; start < len(facts); start += rowsPerStatement {
 		end := min(start+rowsPerStatement, len(facts))
 		var q strings.Builder
-		q.WriteString(`INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at, pseudonym) VALUES `)
-		args := s.params((end - start) * 6)
+		q.WriteString(`INSERT INTO session_facts (kind, openid, kf_account, occurred_at, recorded_at, pseudonym, session_id) VALUES `)
+		args := s.params((end - start) * 7)
 		for i := start; i < end; i++ {
 			f := facts[i]
 			if i > start {
 				q.WriteByte(',')
 			}
-			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s)", args.add(string(f.Kind)), args.add(textValue(f.OpenID)),
-				args.add(textValue(f.KfAccount)), args.add(s.d.encodeTime(f.At)), args.add(now), args.add(pseudonymValue(f.Pseudonym)))
+			fmt.Fprintf(&q, "(%s,%s,%s,%s,%s,%s,%s)", args.add(string(f.Kind)), args.add(textValue(f.OpenID)),
+				args.add(textValue(f.KfAccount)), args.add(s.d.encodeTime(f.At)), args.add(now), args.add(pseudonymValue(f.Pseudonym)),
+				args.add(nullText(factSessionID(f))))
 		}
 		q.WriteString(` ON CONFLICT (openid, kf_account, kind, occurred_at) DO NOTHING`)
 		if _, err := tx.ExecContext(ctx, q.String(), args.values...); err != nil {
@@ -268,6 +272,24 @@ func (s *sqlStore) RecordSessions(ctx context.Context, facts []SessionFact) erro
 	return nil
 }
 
+// factSessionID is the session id of a closed fact (events.SessionID), ""
+// for a created one. It is computed from the stored values, so the fill
+// at open gives the same.
+func factSessionID(f SessionFact) string {
+	if f.Kind != SessionFactClosed {
+		return ""
+	}
+	return events.SessionID(textValue(f.OpenID), textValue(f.KfAccount), f.At)
+}
+
+// nullText stores "" as NULL.
+func nullText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 // pseudonymValue stores a missing pseudonym as NULL, which FillPseudonyms
 // looks for and which never equals a post's openid.
 func pseudonymValue(p string) any {
@@ -277,20 +299,29 @@ func pseudonymValue(p string) any {
 	return textValue(p)
 }
 
+// postCustomerSQL is the customer of post p: the openid whose facts
+// record the post's openid as pseudonym, else the post's openid itself.
+const postCustomerSQL = `COALESCE((SELECT f.openid FROM session_facts f WHERE f.pseudonym = p.openid LIMIT 1), p.openid)`
+
 // linkedSessionSQL selects the id of the closed session the post p is
-// linked to: the latest close of the same customer strictly before the post
-// and within the link window. The customer is the openid whose facts record
-// the post's openid as pseudonym, else the post's openid itself. Mapping
-// first keeps the look-up one backward index scan on (openid, kind,
-// occurred_at); "c.openid = p.openid OR c.pseudonym = p.openid" cost
-// PostgreSQL four times as much.
+// linked to. First the session the post names (p.session_id, from the
+// feedback link's customInfo), provided it is a session of the post's own
+// customer — a name copied into someone else's post links nothing. Else
+// the latest close of the same customer strictly before the post and
+// within the link window. Mapping the customer first keeps the look-up one
+// backward index scan on (openid, kind, occurred_at); "c.openid = p.openid
+// OR c.pseudonym = p.openid" cost PostgreSQL four times as much.
 func (s *sqlStore) linkedSessionSQL() string {
-	return `(SELECT c.id FROM session_facts c
-		WHERE c.openid = COALESCE((SELECT f.openid FROM session_facts f WHERE f.pseudonym = p.openid LIMIT 1), p.openid)
+	return `COALESCE(
+		(SELECT x.id FROM session_facts x
+		WHERE x.session_id = p.session_id AND x.kind = 'closed' AND x.openid = ` + postCustomerSQL + `
+		ORDER BY x.id LIMIT 1),
+		(SELECT c.id FROM session_facts c
+		WHERE c.openid = ` + postCustomerSQL + `
 		  AND c.kind = 'closed'
 		  AND c.occurred_at < p.created_at
 		  AND c.occurred_at >= ` + s.d.minusMicros("p.created_at", s.linkWindow.Microseconds()) + `
-		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)`
+		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1))`
 }
 
 // sessionStartColumns selects, for the closed session c, the two times
@@ -366,7 +397,7 @@ func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
 	args := s.params(8)
 	var selected string
 	if q.OpenID == "" {
-		selected = `SELECT id, openid, created_at, body FROM posts WHERE ` + filter(args) + order + pageLimit
+		selected = `SELECT id, openid, created_at, body, session_id FROM posts WHERE ` + filter(args) + order + pageLimit
 	} else {
 		// The customer's posts: under the openid (made before pseudonyms),
 		// the given pseudonym, or one recorded with their facts. One
@@ -386,23 +417,23 @@ func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
 		}
 		branches := make([]string, len(customer))
 		for i, id := range customer {
-			branches[i] = `SELECT id, openid, created_at, body FROM (SELECT id, openid, created_at, body FROM posts
+			branches[i] = `SELECT id, openid, created_at, body, session_id FROM (SELECT id, openid, created_at, body, session_id FROM posts
 				WHERE openid = ` + args.add(id) + ` AND ` + filter(args) + order + pageLimit + `) b` + strconv.Itoa(i)
 		}
-		selected = `SELECT id, openid, created_at, body FROM (` + strings.Join(branches, " UNION ALL ") + `) u` + order + pageLimit
+		selected = `SELECT id, openid, created_at, body, session_id FROM (` + strings.Join(branches, " UNION ALL ") + `) u` + order + pageLimit
 	}
 	// The page is cut first and linked after, so the link look-ups run
 	// for the returned rows only. The second LIMIT, a no-op, keeps
 	// PostgreSQL from merging the linking level into the join, where it
 	// took the session_id expression for costly and joined session_facts
 	// by scanning all of it.
-	query := `SELECT p.id, p.created_at, p.body, c.kf_account, c.occurred_at,` + sessionStartColumns + `
+	query := `SELECT p.id, p.created_at, p.body, c.kf_account, c.occurred_at, c.session_id, p.named_session,` + sessionStartColumns + `
 		FROM (
-			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS session_id
+			SELECT p.id, p.created_at, p.body, p.session_id AS named_session, ` + s.linkedSessionSQL() + ` AS linked_fact
 			FROM (` + selected + `) p
 			LIMIT ` + pageLimit + `
 		) p
-		LEFT JOIN session_facts c ON c.id = p.session_id
+		LEFT JOIN session_facts c ON c.id = p.linked_fact
 		ORDER BY p.created_at DESC, p.id DESC`
 	rows, err := s.read.QueryContext(ctx, query, args.values...)
 	if err != nil {
@@ -420,9 +451,9 @@ func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
 			id                                 int64
 			created, closed, started, previous nullTime
 			body                               []byte
-			kfAccount                          sql.NullString
+			kfAccount, sessionID, named        sql.NullString
 		)
-		if err := rows.Scan(&id, &created, &body, &kfAccount, &closed, &started, &previous); err != nil {
+		if err := rows.Scan(&id, &created, &body, &kfAccount, &closed, &sessionID, &named, &started, &previous); err != nil {
 			return PostPage{}, fmt.Errorf("list posts: %w", err)
 		}
 		var p Post
@@ -430,7 +461,11 @@ func (s *sqlStore) ListPosts(ctx context.Context, q PostQuery) (PostPage, error)
 			return PostPage{}, fmt.Errorf("list posts: decode post %d: %w", id, err)
 		}
 		if closed.valid {
-			p.Session = &LinkedSession{KfAccount: kfAccount.String, StartedAt: sessionStart(started, previous), ClosedAt: closed.t}
+			p.Session = &LinkedSession{SessionID: sessionID.String, KfAccount: kfAccount.String,
+				StartedAt: sessionStart(started, previous), ClosedAt: closed.t, LinkedBy: LinkedByOpenID}
+			if named.Valid && named.String == sessionID.String {
+				p.Session.LinkedBy = LinkedBySessionID
+			}
 		}
 		page.Items = append(page.Items, p)
 		last = cursorKey{at: created.t, id: id}
@@ -464,9 +499,9 @@ func (s *sqlStore) ListSessions(ctx context.Context, q SessionQuery) (SessionPag
 		}
 		where = append(where, "(occurred_at, id) < ("+args.add(s.d.encodeTime(k.at))+", "+args.add(k.id)+")")
 	}
-	query := `SELECT c.id, c.openid, c.kf_account, c.occurred_at,` + sessionStartColumns + `
+	query := `SELECT c.id, c.openid, c.kf_account, c.occurred_at, c.session_id,` + sessionStartColumns + `
 		FROM (
-			SELECT id, openid, kf_account, occurred_at FROM session_facts
+			SELECT id, openid, kf_account, occurred_at, session_id FROM session_facts
 			WHERE ` + strings.Join(where, " AND ") + `
 			ORDER BY occurred_at DESC, id DESC
 			LIMIT ` + strconv.Itoa(limit+1) + `
@@ -489,11 +524,13 @@ func (s *sqlStore) ListSessions(ctx context.Context, q SessionQuery) (SessionPag
 			id                        int64
 			sess                      Session
 			closed, started, previous nullTime
+			sessionID                 sql.NullString
 		)
-		if err := rows.Scan(&id, &sess.OpenID, &sess.KfAccount, &closed, &started, &previous); err != nil {
+		if err := rows.Scan(&id, &sess.OpenID, &sess.KfAccount, &closed, &sessionID, &started, &previous); err != nil {
 			return SessionPage{}, fmt.Errorf("list sessions: %w", err)
 		}
 		sess.ClosedAt = closed.t
+		sess.SessionID = sessionID.String
 		sess.StartedAt = sessionStart(started, previous)
 		if !sess.StartedAt.IsZero() {
 			sess.DurationSeconds = int64(sess.ClosedAt.Sub(sess.StartedAt) / time.Second)
@@ -514,8 +551,9 @@ func (s *sqlStore) ListSessions(ctx context.Context, q SessionQuery) (SessionPag
 
 // attachLinkedPosts fills each session's Posts. It reads the posts of the
 // page's customers (under their openids or their recorded pseudonyms) in
-// the time the sessions can link to, computes each one's link with the same
-// SQL as ListPosts, and keeps those linked to a session of the page.
+// the time the sessions can link to, and the posts that name one of the
+// page's sessions, computes each one's link with the same SQL as
+// ListPosts, and keeps those linked to a session of the page.
 func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, ids []int64) error {
 	if len(sessions) == 0 {
 		return nil
@@ -534,19 +572,29 @@ func (s *sqlStore) attachLinkedPosts(ctx context.Context, sessions []Session, id
 	if err != nil {
 		return fmt.Errorf("list sessions: pseudonyms: %w", err)
 	}
-	args := s.params(len(customers) + len(pseudonyms) + 2)
+	args := s.params(len(customers) + len(pseudonyms) + 2 + len(sessions))
 	in := make([]string, 0, len(customers)+len(pseudonyms))
 	for _, o := range append(customers, pseudonyms...) {
 		in = append(in, args.add(o))
 	}
-	query := `SELECT l.session_id, l.id, l.body FROM (
-			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS session_id
-			FROM posts p
-			WHERE p.openid IN (` + strings.Join(in, ", ") + `)
+	window := `p.openid IN (` + strings.Join(in, ", ") + `)
 			  AND p.created_at > ` + args.add(s.d.encodeTime(earliest)) + `
-			  AND p.created_at <= ` + args.add(s.d.encodeTime(latest.Add(s.linkWindow))) + `
+			  AND p.created_at <= ` + args.add(s.d.encodeTime(latest.Add(s.linkWindow)))
+	var named []string
+	for i := range sessions {
+		if sessions[i].SessionID != "" {
+			named = append(named, args.add(sessions[i].SessionID))
+		}
+	}
+	if len(named) > 0 {
+		window = `(` + window + `) OR p.session_id IN (` + strings.Join(named, ", ") + `)`
+	}
+	query := `SELECT l.linked_fact, l.id, l.body FROM (
+			SELECT p.id, p.created_at, p.body, ` + s.linkedSessionSQL() + ` AS linked_fact
+			FROM posts p
+			WHERE ` + window + `
 		) l
-		WHERE l.session_id IS NOT NULL
+		WHERE l.linked_fact IS NOT NULL
 		ORDER BY l.created_at DESC, l.id DESC`
 	rows, err := s.read.QueryContext(ctx, query, args.values...)
 	if err != nil {

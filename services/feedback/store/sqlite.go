@@ -92,13 +92,21 @@ func OpenSQLite(path string, opts ...Option) (Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	return &sqlStore{d: sqliteDialect, write: write, read: read, linkWindow: o.linkWindow,
+	st := &sqlStore{d: sqliteDialect, write: write, read: read, linkWindow: o.linkWindow,
 		beforeClose: func() {
 			// Lets SQLite refresh the planner statistics it found
 			// missing or stale during this connection's life.
 			_, _ = write.Exec(`PRAGMA optimize`)
 		},
-	}, nil
+	}
+	if o.migrateUpTo == 0 || o.migrateUpTo >= sessionIDMigration {
+		if err := retryBusy(ctx, func() error { return st.fillSessionIDs(ctx) }); err != nil {
+			write.Close()
+			read.Close()
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+	}
+	return st, nil
 }
 
 // retryBusy runs fn until it does not fail with SQLITE_BUSY. busy_timeout

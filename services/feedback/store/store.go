@@ -138,8 +138,24 @@ type Post struct {
 	Session *LinkedSession `json:"session,omitempty"`
 }
 
+// How a post was linked to its session (LinkedSession.LinkedBy).
+const (
+	// LinkedBySessionID: the post names the session (the feedback link's
+	// customInfo, returned by Tucao as the post's extra).
+	LinkedBySessionID = "session_id"
+	// LinkedByOpenID: the post names none, and is linked to its customer's
+	// latest session closed before it, within the link window.
+	LinkedByOpenID = "openid"
+)
+
 // LinkedSession is the session a post is feedback on.
 type LinkedSession struct {
+	// SessionID is kefu's session id (events.SessionID); empty for a
+	// session stored before kefu had session ids and not filled yet.
+	SessionID string `json:"session_id,omitempty"`
+	// LinkedBy says how the link was made: LinkedBySessionID or
+	// LinkedByOpenID.
+	LinkedBy  string `json:"linked_by"`
 	KfAccount string `json:"kf_account"`
 	// StartedAt is zero when the session's created fact is unknown.
 	StartedAt time.Time `json:"started_at,omitzero"`
@@ -165,7 +181,9 @@ type SessionQuery struct {
 
 // Session is a closed session with the posts linked to it.
 type Session struct {
-	OpenID string `json:"openid"`
+	// SessionID is kefu's session id (events.SessionID).
+	SessionID string `json:"session_id,omitempty"`
+	OpenID    string `json:"openid"`
 	// KfAccount is the agent who closed the session.
 	KfAccount string `json:"kf_account"`
 	// StartedAt is zero when the session's created fact is unknown.

@@ -167,8 +167,8 @@ func TestUpgradeFromVersion1FillsPseudonymsLater(t *testing.T) {
 				t.Fatalf("open: %v", err)
 			}
 			defer s.Close()
-			if !slices.Equal(applied, []int{2}) {
-				t.Errorf("migrations applied on upgrade %v, want [2]", applied)
+			if !slices.Equal(applied, []int{2, 3}) {
+				t.Errorf("migrations applied on upgrade %v, want [2 3]", applied)
 			}
 			post := func(id, openid string) events.FeedbackPost {
 				created := at.Add(time.Hour)
@@ -182,6 +182,10 @@ func TestUpgradeFromVersion1FillsPseudonymsLater(t *testing.T) {
 				page, err := s.ListSessions(ctx, store.SessionQuery{})
 				if err != nil || len(page.Items) != 1 {
 					t.Fatalf("sessions %+v, %v; want the one stored by version 1", page, err)
+				}
+				// Opening filled in the session id the old version had no column for.
+				if want := events.SessionID("o-old", "kf1", at); page.Items[0].SessionID != want {
+					t.Errorf("session id %q, want %q", page.Items[0].SessionID, want)
 				}
 				var ids []string
 				for _, p := range page.Items[0].Posts {
