@@ -8,6 +8,28 @@
 // customer who left without being served. Every replica serves the latest
 // queue at GET /api/kf/queue.
 //
+// # Every customer, from the join
+//
+// getwaitcase lists only the 100 earliest cases. Ingest publishes
+// kefu.wechat.kf.queue.joined for every message it transfers to 多客服;
+// the estimator reads those joins with the session events, in order, on
+// one consumer (estimator-sessions, kefu.wechat.kf.>) and keeps the
+// customers not listed yet in join order (estimate.Members; saved in
+// kefu_state under members.<appid> with the model). Each poll places them
+// behind the listed ones (WaitEstimated.position_inferred, a band
+// calibrated on such places), so the 101st customer and every one behind
+// gets an estimate and the notifier's message. A join of a customer who is
+// not waiting or served yet is estimated at once, from the last snapshot
+// and the joins since, without an API call; later polls refine it under
+// the material-change rule. A member leaves on their session, when queue
+// care reports they asked to leave (SessionAbandoned, reason left, on the
+// estimator-left consumer), or when a poll proves them gone (someone who
+// joined after them is listed, or everyone is listed): then, as for a
+// listed case, the abandonment is concluded after the grace, and only
+// when the session consumer has applied every stored event, so a session
+// still on its way is never taken for an abandonment. A session the
+// snapshot shows also explains a vanished case.
+//
 // The model's state (learned service and abandonment rates, calibration)
 // is saved to the kefu_state bucket after every poll, so a restart or a
 // takeover by another replica continues with what was learned. The session
@@ -64,6 +86,9 @@ type Config struct {
 	NotifyMinRatio  float64
 	// Model configures the wait-time model.
 	Model estimate.Config
+	// MaxMembers bounds the customers kept from joins beyond the listed
+	// ones (default estimate.DefaultMaxMembers).
+	MaxMembers int
 }
 
 func (c *Config) setDefaults() {
@@ -112,8 +137,8 @@ type Deps struct {
 type Service struct {
 	cfg   Config
 	bus   *bus.Bus
-	api   QueueAPI
-	left  func(ctx context.Context, openid string) bool
+	api    QueueAPI
+	leftFn func(ctx context.Context, openid string) bool
 	log   *zap.Logger
 	now   func() time.Time
 	m     *metrics
@@ -126,10 +151,13 @@ type Service struct {
 	tenure uint64
 
 	pollMu    sync.Mutex // one poll at a time (the loop, tests, an operator)
-	mu        sync.Mutex // guards model and published
+	mu        sync.Mutex // guards model, members, buf and published
 	model     *estimate.Estimator
+	members   *estimate.Members   // customers seen joining, not listed yet
+	buf       []estimate.WaitingCase
 	published map[string]notified // openid → last WaitEstimated
 	sessions  *bus.Subscription   // open while holding the lease
+	left      *bus.Subscription   // SessionAbandoned(left), open with sessions
 }
 
 type notified struct {
@@ -150,8 +178,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("estimator: %w", err)
 	}
-	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, left: deps.Left, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
-		model: model, published: map[string]notified{}}
+	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, leftFn: deps.Left, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
+		model: model, members: &estimate.Members{Max: cfg.MaxMembers}, published: map[string]notified{}}
 	s.loop = bus.NewPeriodic(cfg.PollInterval, func(ctx context.Context) {
 		if err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("queue poll failed; will retry next interval", zap.Error(err))
@@ -166,7 +194,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-func (s *Service) stateKey() string { return "estimator." + events.Token(s.cfg.AppID) }
+func (s *Service) stateKey() string   { return "estimator." + events.Token(s.cfg.AppID) }
+func (s *Service) membersKey() string { return "members." + events.Token(s.cfg.AppID) }
 func (s *Service) queueKey() string { return "queue." + events.Token(s.cfg.AppID) }
 
 // Start creates the streams and buckets and starts polling.
@@ -219,11 +248,13 @@ func (s *Service) resign() {
 
 func (s *Service) closeSessions() {
 	s.mu.Lock()
-	sub := s.sessions
-	s.sessions = nil
+	subs := []*bus.Subscription{s.sessions, s.left}
+	s.sessions, s.left = nil, nil
 	s.mu.Unlock()
-	if sub != nil {
-		sub.Close()
+	for _, sub := range subs {
+		if sub != nil {
+			sub.Close()
+		}
 	}
 }
 
@@ -278,18 +309,28 @@ func (s *Service) poll(ctx, outer context.Context) error {
 		return err
 	}
 	s.m.polls.WithLabelValues("ok").Inc()
+	snap.HoldAbandon = s.sessionsLag(ctx)
 
 	s.mu.Lock()
 	for _, c := range left {
+		s.members.Remove(c.OpenID)
 		s.model.Abandoned(c.OpenID, snap.At.Sub(c.Since), snap.At) // a no-op after the first time
 	}
 	start := time.Now()
+	listed := len(snap.Waiting)
+	snap, s.buf = s.members.Complete(snap, s.buf)
 	res := s.model.Observe(snap)
 	s.m.observeSeconds.Observe(time.Since(start).Seconds())
 	s.m.serviceSeconds.Set(res.ServiceFor.Seconds())
 	s.m.paceChanges.Set(float64(s.model.PaceChanges()))
 	changed := s.changedEstimates(res)
+	s.m.members.Set(float64(s.members.Len()))
+	members, merr := s.members.MarshalJSON()
 	s.mu.Unlock()
+	if merr != nil {
+		return fmt.Errorf("marshal queue members: %w", merr)
+	}
+	snap.Waiting = snap.Waiting[:listed] // the snapshot event lists getwaitcase's cases only
 
 	// The WeChat calls may have taken long: make sure the lease is still
 	// this replica's before telling anyone.
@@ -299,7 +340,25 @@ func (s *Service) poll(ctx, outer context.Context) error {
 	if err := s.publish(ctx, snap, res, changed); err != nil {
 		return err
 	}
+	if _, err := s.fenced.Put(ctx, s.membersKey(), members); err != nil {
+		return fmt.Errorf("save queue members: %w", err)
+	}
 	return s.saveState(ctx)
+}
+
+// sessionsLag reports whether the session consumer has events it has not
+// applied yet: then no abandonment is concluded, since one of them may be
+// the session that explains a vanished case.
+func (s *Service) sessionsLag(ctx context.Context) bool {
+	c, err := s.bus.JS.Consumer(ctx, events.StreamWeChat, durableSessions)
+	if err != nil {
+		return true
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return true
+	}
+	return info.NumPending > 0 || info.NumAckPending > 0
 }
 
 // takeOver loads the saved model, writes it back under this tenure's fence
@@ -322,34 +381,63 @@ func (s *Service) takeOver(ctx, outer context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("load estimator state: %w", err)
 	}
+	if entry, err := s.state.Get(ctx, s.membersKey()); err == nil {
+		s.mu.Lock()
+		err = s.members.UnmarshalJSON(entry.Value())
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("saved queue members unreadable; the queue beyond the listed customers is rebuilt from new joins", zap.Error(err))
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("load queue members: %w", err)
+	}
 	if err := s.saveState(ctx); err != nil {
 		return err
 	}
 	s.tenure = s.lease.Fence()
 	sub, err := s.bus.Subscribe(outer, bus.ConsumerSpec{
-		Role: "estimator", Stream: events.StreamWeChat, Durable: "estimator-sessions",
-		FilterSubject: events.SubjectSessionAll, Concurrency: 1, // the model learns from events in order
+		Role: "estimator", Stream: events.StreamWeChat, Durable: durableSessions,
+		// Session events and joins, in the order they happened.
+		FilterSubject: events.SubjectKfAll, Concurrency: 1, // the model learns from events in order
 		DeliverNew: true,
 	}, s.handleSession)
 	if err != nil {
 		return err
 	}
+	left, err := s.bus.Subscribe(outer, bus.ConsumerSpec{
+		Role: "estimator", Stream: events.StreamKF, Durable: "estimator-left",
+		FilterSubject: events.SubjectSessionAbandoned, Concurrency: 1, DeliverNew: true,
+	}, s.handleLeft)
+	if err != nil {
+		sub.Close()
+		return err
+	}
 	s.mu.Lock()
-	s.sessions = sub
+	s.sessions, s.left = sub, left
 	s.mu.Unlock()
 	s.log.Info("estimator active: this replica polls the queue")
 	return nil
 }
 
-func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
+// durableSessions is the consumer of the session events and joins.
+const durableSessions = "estimator-sessions"
+
+func (s *Service) handleSession(ctx context.Context, d *bus.Delivery) error {
 	ev, err := events.DecodeSubject(d.Subject, d.Data)
+	if errors.Is(err, events.ErrUnknownSubject) {
+		return nil // a subject of a newer contract
+	}
 	if err != nil {
 		return bus.Permanent(err)
+	}
+	if j, ok := ev.(events.QueueJoined); ok {
+		return s.joined(ctx, j)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch e := ev.(type) {
 	case events.SessionCreated:
+		s.members.Remove(e.OpenID)
 		s.model.SessionCreated(e.OpenID, e.KfAccount, e.OccurredAt)
 		delete(s.published, e.OpenID)
 	case events.SessionClosed:
@@ -358,6 +446,80 @@ func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
 		s.model.SessionSwitched(e.OpenID, e.FromKfAccount, e.ToKfAccount, e.OccurredAt)
 	}
 	return nil
+}
+
+// joined adds a customer ingest handed to 多客服 to the members and, if
+// they are new in the queue, publishes their first estimate at once (from
+// the last snapshot and the joins since; the next polls refine it).
+func (s *Service) joined(ctx context.Context, j events.QueueJoined) error {
+	if !validOpenID(j.OpenID) {
+		s.m.joins.WithLabelValues("ignored").Inc()
+		return nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	if !s.members.Join(j.OpenID, j.KfAccount, j.OccurredAt) {
+		s.mu.Unlock()
+		s.m.joins.WithLabelValues("known").Inc()
+		return nil
+	}
+	e, ok := s.model.EstimateJoin(estimate.WaitingCase{OpenID: j.OpenID, Since: j.OccurredAt, KfAccount: j.KfAccount, Inferred: true}, now)
+	if !ok {
+		// Already waiting or served (the message went to their queue or
+		// agent), or no snapshot yet: the next poll sorts it out (a listed
+		// or served member leaves the members there).
+		if s.model.Serves(j.OpenID) {
+			s.members.Remove(j.OpenID)
+		}
+		s.mu.Unlock()
+		s.m.joins.WithLabelValues("known").Inc()
+		return nil
+	}
+	if !e.Unknown {
+		s.published[j.OpenID] = notified{wait: e.Wait, since: now}
+	}
+	s.mu.Unlock()
+	s.m.joins.WithLabelValues("joined").Inc()
+	if e.Unknown {
+		return nil
+	}
+	if err := s.lease.Check(ctx); err != nil {
+		return err
+	}
+	meta := events.Meta{AppID: s.cfg.AppID, OccurredAt: now.UTC(), ReceivedAt: now.UTC()}
+	return s.publishEstimate(ctx, meta, e, "kf-wait-"+j.OpenID+"-join-"+fmt.Sprint(j.OccurredAt.Unix()))
+}
+
+// handleLeft takes a customer who asked to leave (queue care's
+// SessionAbandoned, reason left) out of the members and the model.
+func (s *Service) handleLeft(_ context.Context, d *bus.Delivery) error {
+	e, err := events.Decode[events.SessionAbandoned](d.Data)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	if e.Reason != events.AbandonLeft {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.members.Remove(e.OpenID) {
+		s.model.Abandoned(e.OpenID, time.Duration(e.WaitedSeconds)*time.Second, e.OccurredAt)
+	}
+	delete(s.published, e.OpenID)
+	return nil
+}
+
+func validOpenID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // snapshot polls the three lists. An agent whose session list fails is
@@ -380,7 +542,7 @@ func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.W
 	var left []estimate.WaitingCase
 	for _, c := range wait.Cases {
 		wc := estimate.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount}
-		if s.left != nil && s.left(ctx, c.OpenID) {
+		if s.leftFn != nil && s.leftFn(ctx, c.OpenID) {
 			left = append(left, wc)
 			snap.Count--
 			continue
@@ -445,6 +607,9 @@ func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estim
 
 	qs := events.QueueSnapshot{Meta: meta, WaitingCount: res.Count, Waiting: []events.WaitingCustomer{}, Agents: []events.AgentStatus{}}
 	for _, w := range view.Waiting {
+		if w.Inferred {
+			break // the snapshot lists getwaitcase's cases; the inferred follow them
+		}
 		qs.Waiting = append(qs.Waiting, events.WaitingCustomer{OpenID: w.OpenID, Since: w.Since, KfAccount: w.KfAccount, Position: w.Position})
 	}
 	qs.Agents = view.Agents
@@ -452,13 +617,9 @@ func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estim
 		return err
 	}
 	for _, e := range changed {
-		ev := events.WaitEstimated{Meta: meta, OpenID: e.OpenID, Position: e.Position, KfAccount: e.KfAccount,
-			WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Model: e.Model}
-		id := fmt.Sprintf("kf-wait-%s-%d", e.OpenID, snap.At.Unix())
-		if _, err := s.bus.Publish(ctx, ev, bus.Envelope{ID: id, Source: source}); err != nil {
+		if err := s.publishEstimate(ctx, meta, e, fmt.Sprintf("kf-wait-%s-%d", e.OpenID, snap.At.Unix())); err != nil {
 			return err
 		}
-		s.m.estimates.Inc()
 	}
 	for _, a := range res.Abandoned {
 		ev := events.SessionAbandoned{Meta: events.Meta{AppID: s.cfg.AppID, OccurredAt: a.At.UTC(), ReceivedAt: s.now().UTC()},
@@ -477,6 +638,16 @@ func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estim
 	if _, err := s.fenced.Put(ctx, s.queueKey(), body); err != nil {
 		return fmt.Errorf("save queue view: %w", err)
 	}
+	return nil
+}
+
+func (s *Service) publishEstimate(ctx context.Context, meta events.Meta, e estimate.Estimate, id string) error {
+	ev := events.WaitEstimated{Meta: meta, OpenID: e.OpenID, Position: e.Position, KfAccount: e.KfAccount,
+		WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Model: e.Model, PositionInferred: e.Inferred}
+	if _, err := s.bus.Publish(ctx, ev, bus.Envelope{ID: id, Source: "kefu/estimator/" + s.cfg.AppID}); err != nil {
+		return err
+	}
+	s.m.estimates.Inc()
 	return nil
 }
 
@@ -501,6 +672,7 @@ type QueueView struct {
 	WaitingCount int                  `json:"waiting_count"`
 	Waiting      []WaitingView        `json:"waiting"`
 	Unlisted     int                  `json:"unlisted"`
+	Omitted      int                  `json:"omitted,omitempty"`
 	Tail         *WaitingView         `json:"tail,omitempty"`
 	Agents       []events.AgentStatus `json:"agents"`
 	ServiceMean  int64                `json:"mean_session_seconds"`
@@ -517,7 +689,14 @@ type WaitingView struct {
 	// Unknown: nobody online can take this customer; no estimate.
 	Unknown bool   `json:"unknown,omitempty"`
 	Model   string `json:"model,omitempty"`
+	// Inferred: not listed by getwaitcase; the place comes from the order
+	// of the joins kefu saw.
+	Inferred bool `json:"position_inferred,omitempty"`
 }
+
+// maxViewWaiting bounds the customers GET /api/kf/queue lists (the view
+// is one KV value); Omitted counts the rest.
+const maxViewWaiting = 1000
 
 func queueView(snap estimate.Snapshot, res estimate.Result) QueueView {
 	v := QueueView{At: snap.At.UTC(), WaitingCount: res.Count, Unlisted: res.Unlisted, Waiting: []WaitingView{}, Agents: []events.AgentStatus{},
@@ -526,9 +705,13 @@ func queueView(snap estimate.Snapshot, res estimate.Result) QueueView {
 	for _, w := range snap.Waiting {
 		since[w.OpenID] = w.Since.UTC()
 	}
-	for _, e := range res.Estimates {
+	for i, e := range res.Estimates {
+		if i == maxViewWaiting {
+			v.Omitted = len(res.Estimates) - i
+			break
+		}
 		v.Waiting = append(v.Waiting, WaitingView{OpenID: e.OpenID, Since: since[e.OpenID], KfAccount: e.KfAccount, Position: e.Position,
-			WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Unknown: e.Unknown, Model: e.Model})
+			WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Unknown: e.Unknown, Model: e.Model, Inferred: e.Inferred})
 	}
 	if res.Unlisted > 0 {
 		t := res.Tail
@@ -586,6 +769,8 @@ type metrics struct {
 	observeSeconds prometheus.Histogram
 	serviceSeconds prometheus.Gauge
 	paceChanges    prometheus.Gauge
+	joins          *prometheus.CounterVec
+	members        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -598,9 +783,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		observeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kefu_estimator_observe_seconds", Help: "Time to estimate one snapshot.", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
 		serviceSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_session_seconds", Help: "Learned mean session length of a full agent (1/r)."}),
 		paceChanges:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_pace_changes", Help: "Changes of the agents' pace detected since this replica started."}),
+		joins:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_estimator_joins_total", Help: "Queue joins seen from ingest by outcome (joined: new in the queue, estimated at once; known: already waiting or served; ignored: malformed openid)."}, []string{"outcome"}),
+		members:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_members", Help: "Customers known from joins and not listed by getwaitcase yet."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.polls, m.estimates, m.abandoned, m.waiting, m.leader, m.observeSeconds, m.serviceSeconds, m.paceChanges)
+		reg.MustRegister(m.polls, m.estimates, m.abandoned, m.waiting, m.leader, m.observeSeconds, m.serviceSeconds, m.paceChanges, m.joins, m.members)
 	}
 	return m
 }
