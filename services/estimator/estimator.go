@@ -135,16 +135,16 @@ type Deps struct {
 
 // Service is the estimator.
 type Service struct {
-	cfg   Config
-	bus   *bus.Bus
+	cfg    Config
+	bus    *bus.Bus
 	api    QueueAPI
 	leftFn func(ctx context.Context, openid string) bool
-	log   *zap.Logger
-	now   func() time.Time
-	m     *metrics
-	loop  *bus.Periodic
-	state jetstream.KeyValue
-	lease *bus.Lease
+	log    *zap.Logger
+	now    func() time.Time
+	m      *metrics
+	loop   *bus.Periodic
+	state  jetstream.KeyValue
+	lease  *bus.Lease
 	// fenced writes kefu_state under the lease; tenure is the lease fence
 	// the model was loaded (and claimed) under.
 	fenced *bus.FencedKV
@@ -153,7 +153,7 @@ type Service struct {
 	pollMu    sync.Mutex // one poll at a time (the loop, tests, an operator)
 	mu        sync.Mutex // guards model, members, buf and published
 	model     *estimate.Estimator
-	members   *estimate.Members   // customers seen joining, not listed yet
+	members   *estimate.Members // customers seen joining, not listed yet
 	buf       []estimate.WaitingCase
 	published map[string]notified // openid → last WaitEstimated
 	sessions  *bus.Subscription   // open while holding the lease
@@ -196,7 +196,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 func (s *Service) stateKey() string   { return "estimator." + events.Token(s.cfg.AppID) }
 func (s *Service) membersKey() string { return "members." + events.Token(s.cfg.AppID) }
-func (s *Service) queueKey() string { return "queue." + events.Token(s.cfg.AppID) }
+func (s *Service) queueKey() string   { return "queue." + events.Token(s.cfg.AppID) }
 
 // Start creates the streams and buckets and starts polling.
 func (s *Service) Start(ctx context.Context) error {
