@@ -137,7 +137,7 @@
 //	GET    /api/kf/sessions?kf=ACCOUNT               → {"kf_account","sessionlist":[…]}
 //	POST   /api/kf/sessions                          {openid, kf_account (alias kf) | group, text?} → 201
 //	POST   /api/kf/sessions/close                    {openid, kf_account (alias kf), text?}
-//	GET    /api/kf/groups                            → {"groups":[…]}
+//	GET    /api/kf/groups                            → {"groups":[…], "member_status":[…]}
 //	POST   /api/kf/groups                            {name, keywords?, members?} → 201
 //	GET    /api/kf/groups/{name}
 //	DELETE /api/kf/groups/{name}
@@ -146,8 +146,9 @@
 //	DELETE /api/kf/groups/{name}/members/{account}
 //
 // Changes answer the Group, or an Outcome {action, kf_account, openid,
-// group, picked}. Errors answer {"error": …}, plus "errcode" and "errmsg"
-// when WeChat refused: bad JSON, unknown fields or invalid values 400; no
+// group, picked, invite_wx, removed_from_groups, warning}. Errors answer
+// {"error": …}, plus "errcode" and "errmsg" when WeChat refused: bad JSON,
+// unknown fields or invalid values (a member getkflist does not list) 400; no
 // such group 404; wrong method 405; a group that exists, a conflicting
 // concurrent change or nobody online in a group 409; body over 1 MiB
 // (avatar: 5 MiB + 64 KiB) 413; WeChat refused or unreachable 502; a
