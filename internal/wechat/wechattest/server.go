@@ -91,6 +91,12 @@ type Config struct {
 	// transfer_customer_service replies instead of queueing the customer
 	// as WeChat does; tests then queue customers with TransferToQueue.
 	IgnoreTransferReplies bool
+	// GetSessionWaitingZero makes getsession answer createtime 0 (and no
+	// kf_account) for a customer who waits in the queue, as WeChat may:
+	// the documentation describes getsession for established sessions
+	// only, and getwaitcase is the documented list of waiting customers.
+	// Default: the time they joined the queue.
+	GetSessionWaitingZero bool
 	// HistoryLimit bounds the recorded callbacks and sent messages (default
 	// 10000, oldest dropped first).
 	HistoryLimit int

@@ -62,7 +62,7 @@ func (s *Server) handleSessionGet(r *http.Request, _ []byte) (any, *APIError) {
 	resp := getSessionResponse{ErrMsg: "ok"}
 	if sess, ok := s.sessions[openid]; ok {
 		resp.CreateTime, resp.KfAccount = sess.createdAt.Unix(), sess.account
-	} else if w := s.waitCaseLocked(openid); w != nil {
+	} else if w := s.waitCaseLocked(openid); w != nil && !s.cfg.GetSessionWaitingZero {
 		resp.CreateTime = w.createdAt.Unix()
 	}
 	return resp, nil
