@@ -28,6 +28,7 @@ type choiceEnv struct {
 	routers [2]*kfadmin.Router
 	urls    [2]string
 	chosen  *nats.Subscription
+	clock   *testClock // the Routers'
 }
 
 func newChoiceEnv(t *testing.T) *choiceEnv {
@@ -56,9 +57,9 @@ func newChoiceEnv(t *testing.T) *choiceEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &choiceEnv{env: e, groups: kfadmin.NewGroups(gkv), chosen: sub}
+	c := &choiceEnv{env: e, groups: kfadmin.NewGroups(gkv), chosen: sub, clock: newTestClock()}
 	for i := range c.routers {
-		r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: c.groups, Agents: e.client, RefreshInterval: time.Hour,
+		r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: c.groups, Agents: e.client, RefreshInterval: time.Hour, Now: c.clock.Now,
 			Choice: kfadmin.ChoiceConfig{Keywords: []string{"选择客服", "人工"}, Store: ckv, Publisher: b, AppID: testAppID}})
 		if err != nil {
 			t.Fatal(err)
@@ -299,4 +300,20 @@ func TestCustomerChoosesAGroup(t *testing.T) {
 	if n := c.fake.CallCount(wechattest.MethodKFList); n != lists+2 {
 		t.Errorf("a new agent online made the two replicas read getkflist %d times; want 2", n-lists)
 	}
+}
+
+// A menu left unanswered for ChoiceTTL is forgotten: the number is then an
+// ordinary message, and no choice is published.
+func TestUnansweredMenuExpires(t *testing.T) {
+	c := newChoiceEnv(t)
+	c.agent("alice@test", wechattest.StatusPC, 3)
+	c.refresh()
+	wantText(t, "menu", c.say(0, "oLate", "选择客服"), "1. alice（工号 1001）")
+	c.clock.Advance(kfadmin.ChoiceTTL - time.Second)
+	c.refresh()
+	wantText(t, "just before expiry", c.say(1, "oLate", "5"), "没有编号 5", "1. alice")
+	c.clock.Advance(kfadmin.ChoiceTTL + time.Second) // the menu shown just now expires too
+	c.refresh()
+	wantTransfer(t, "after expiry", c.say(0, "oLate", "1"), "")
+	c.noMoreChosen()
 }
