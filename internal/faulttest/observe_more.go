@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,23 +95,54 @@ type fencedRecord struct {
 	at    time.Time
 }
 
-// fencedHistory returns every record of bucket's keys written since t, in
-// the order the bucket's stream stored them.
-func (o *observer) fencedHistory(ctx context.Context, bucket string, keys []string, since time.Time) ([]fencedRecord, error) {
-	var out []fencedRecord
-	for _, key := range keys {
-		subject := "$KV." + bucket + "." + key
-		err := o.readStream(ctx, "KV_"+bucket, subject, func(m jetstream.Msg) {
-			md, err := m.Metadata()
-			if err != nil || md.Timestamp.Before(since) {
-				return
-			}
-			fence, _ := strconv.ParseUint(m.Headers().Get(bus.HeaderFence), 10, 64)
-			out = append(out, fencedRecord{key: key, seq: md.Sequence.Stream, fence: fence, at: md.Timestamp})
-		})
-		if err != nil {
-			return nil, err
-		}
+// fenceWatch records every write a bucket's stream stores for some keys,
+// as it is stored: the buckets keep one record per key, so the history
+// must be watched, not read afterwards. A write the stream refused is not
+// stored, so it is not seen.
+type fenceWatch struct {
+	cc   jetstream.ConsumeContext
+	mu   sync.Mutex
+	recs []fencedRecord
+	errs int
+}
+
+// watchFenced starts watching the keys of bucket for new writes.
+func (o *observer) watchFenced(ctx context.Context, bucket string, keys []string) (*fenceWatch, error) {
+	s, err := o.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", bucket, err)
 	}
-	return out, nil
+	var filters []string
+	for _, k := range keys {
+		filters = append(filters, "$KV."+bucket+"."+k)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+	}
+	w := &fenceWatch{}
+	prefix := "$KV." + bucket + "."
+	w.cc, err = cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			w.errs++
+			return
+		}
+		fence, _ := strconv.ParseUint(m.Headers().Get(bus.HeaderFence), 10, 64)
+		w.recs = append(w.recs, fencedRecord{key: strings.TrimPrefix(m.Subject(), prefix), seq: md.Sequence.Stream, fence: fence, at: md.Timestamp})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+	}
+	return w, nil
+}
+
+// stop ends the watch and returns what it saw, in stream order.
+func (w *fenceWatch) stop() []fencedRecord {
+	w.cc.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]fencedRecord(nil), w.recs...)
 }

@@ -29,7 +29,9 @@ func faultsRow(r Report) Row {
 	row.Lost = r.Stream.MissingSuccess + r.StoredSessions.Missing + r.StartUnknown +
 		r.Created.Missing + r.Closed.Missing
 	row.Doubled = r.Stream.DuplicatedIDs + r.StoredSessions.Duplicated + r.Created.Duplicated + r.Closed.Duplicated
-	row.Stored = r.Callbacks.Success - r.Stream.MissingSuccess
+	// Lost counts missing items, one callback possibly several (its event
+	// and its session); Stored is what is left of Sent.
+	row.Stored = max(0, row.Sent-row.Lost)
 	var d []string
 	for _, f := range r.Faults {
 		if f.Err != nil {

@@ -165,7 +165,7 @@ func (sc *scenario) tokenRace(ctx context.Context) Row {
 	loadCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { n.gen.run(loadCtx, 10); close(done) }()
-	revoked := 0
+	revoked, fetches := 0, 0
 	var refusals []string
 	for i := range sc.cfg.TokenRevocations {
 		wait := 3 * time.Second
@@ -176,12 +176,20 @@ func (sc *scenario) tokenRace(ctx context.Context) Row {
 			stop()
 			return Row{Err: err}
 		}
+		before := n.wx.CallCount(wechattest.MethodStableToken)
 		if _, err := n.wx.ForceRefreshByOtherSystem(); err != nil {
 			refusals = append(refusals, err.Error())
 			continue
 		}
 		revoked++
 		sc.logf("another system forced a new token (%d)", revoked)
+		// kefu meets 40001 at its next call and fetches the new token.
+		waitUntil(ctx, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
+			return n.wx.CallCount(wechattest.MethodStableToken) > before, "kefu has not fetched the new token"
+		})
+		if n.wx.CallCount(wechattest.MethodStableToken) > before {
+			fetches++
+		}
 	}
 	sleep(ctx, 3*time.Second)
 	stop()
@@ -191,9 +199,12 @@ func (sc *scenario) tokenRace(ctx context.Context) Row {
 		return Row{Err: err}
 	}
 	forced := n.wx.ForceRefreshRequests()
-	row.Detail = fmt.Sprintf("token revoked %d times by another system; kefu's own forced refreshes %d", revoked, forced)
-	if revoked == 0 {
+	row.Detail = fmt.Sprintf("token revoked %d times by another system, kefu fetched the new one after %d; kefu's own forced refreshes %d", revoked, fetches, forced)
+	switch {
+	case revoked == 0:
 		row.Err = fmt.Errorf("no revocation took: %s", strings.Join(refusals, "; "))
+	case fetches < revoked:
+		row.Err = fmt.Errorf("kefu fetched a token after %d of %d revocations: the race did not reach it", fetches, revoked)
 	}
 	return row
 }

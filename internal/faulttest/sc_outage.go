@@ -50,37 +50,72 @@ func (f *flow) run(ctx context.Context, rate float64, postEvery time.Duration) {
 	wg.Wait()
 }
 
-// verifySessions waits until the session consumers are idle, then tallies
-// the callbacks against the stream and the store.
-func (sc *scenario) verifySessions(ctx context.Context, obs *observer, gen *generator) (Report, error) {
-	if _, err := waitUntil(ctx, sc.cfg.CatchUp, time.Second, func() (bool, string) {
-		return obs.idle(ctx, []consumerRef{{events.StreamWeChat, feedback.DurableSessions}})
-	}); err != nil {
-		return Report{}, err
-	}
+// verifySessions waits until every callback answered success is in the
+// stream and in the store (or nothing changes for CatchUp) and the
+// feedback consumer is idle, then counts, per callback answered success,
+// whether what it must become arrived: its event in the stream once, and
+// for a close its closed session in the store once, for a create that
+// session's start.
+func (sc *scenario) verifySessions(ctx context.Context, obs *observer, gen *generator) (Row, CallbackCounts, error) {
 	_, cbs := gen.results()
-	stream, err := obs.sessionEvents(ctx)
-	if err != nil {
-		return Report{}, err
+	var row Row
+	var err error
+	_, werr := waitUntil(ctx, sc.cfg.CatchUp, time.Second, func() (bool, string) {
+		if ok, why := obs.idle(ctx, []consumerRef{{events.StreamWeChat, feedback.DurableSessions}}); !ok {
+			return false, why
+		}
+		var stream map[string]*streamEvent
+		var stored map[string][]storedSession
+		if stream, err = obs.sessionEvents(ctx); err != nil {
+			return false, err.Error()
+		}
+		if stored, err = obs.storedSessions(ctx); err != nil {
+			return false, err.Error()
+		}
+		row = sessionRow(cbs, stream, stored)
+		return row.Lost == 0, fmt.Sprintf("%d of %d session facts not stored yet", row.Lost, row.Sent)
+	})
+	if werr != nil && ctx.Err() != nil {
+		return row, CallbackCounts{}, werr
 	}
-	stored, err := obs.storedSessions(ctx)
 	if err != nil {
-		return Report{}, err
+		return row, CallbackCounts{}, err
 	}
-	rep := tally(cbs, stream, stored, nil, nil, false)
-	rep.Callbacks = countCallbacks(cbs)
-	return rep, nil
+	return row, countCallbacks(cbs), nil
 }
 
-// sessionRow turns a tally into a row: every callback answered success is
-// a session fact sent; it is lost when it is not in the stream, or when
-// its closed session (a close) or that session's start (a create) is not
-// in the store.
-func sessionRow(rep Report) Row {
-	row := Row{Sent: rep.Callbacks.Success}
-	row.Lost = rep.Stream.MissingSuccess + rep.StoredSessions.Missing + rep.StartUnknown
-	row.Doubled = rep.Stream.DuplicatedIDs + rep.StoredSessions.Duplicated
-	row.Stored = row.Sent - row.Lost
+// sessionRow counts each callback answered success once: stored when its
+// event is in the stream and, for a close, its closed session is in the
+// store (for a create, with its start); doubled when the event or the
+// session is there twice.
+func sessionRow(cbs []callback, stream map[string]*streamEvent, stored map[string][]storedSession) Row {
+	createOK := map[string]bool{}
+	for _, cb := range cbs {
+		if cb.event == eventCreate && cb.success {
+			createOK[cb.openid] = true
+		}
+	}
+	var row Row
+	for _, cb := range cbs {
+		if !cb.success {
+			continue
+		}
+		row.Sent++
+		e := stream[cb.id]
+		sessions := stored[cb.openid]
+		arrived := e != nil && len(sessions) > 0
+		if arrived && cb.event == eventCreate {
+			arrived = !sessions[0].StartedAt.IsZero()
+		}
+		if arrived {
+			row.Stored++
+		} else {
+			row.Lost++
+		}
+		if (e != nil && e.count > 1) || len(sessions) > 1 {
+			row.Doubled++
+		}
+	}
 	return row
 }
 
@@ -162,11 +197,10 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 	sc.logf("proxy restored")
 	<-done
 
-	rep, err := sc.verifySessions(ctx, obs, f.gen)
+	row, calls, err := sc.verifySessions(ctx, obs, f.gen)
 	if err != nil {
 		return Row{Err: err}
 	}
-	row := sessionRow(rep)
 	stored, lost, doubled, err := sc.postCheck(ctx, obs, "http://"+fb.addr, marker, f.posts)
 	if err != nil {
 		row.Err = err
@@ -182,7 +216,7 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 		return row
 	}
 	row.Detail = fmt.Sprintf("store cut %s; %d posts + %d session facts; DLQ %d; feedback not ready during the cut: %v",
-		sc.cfg.StoreCut, len(f.posts), rep.Callbacks.Success, dlq, notReady)
+		sc.cfg.StoreCut, len(f.posts), calls.Success, dlq, notReady)
 	if dlq > 0 {
 		row.Err = fmt.Errorf("%d messages dead-lettered during the outage", dlq)
 	}
@@ -279,13 +313,12 @@ func (sc *scenario) natsStopped(ctx context.Context) Row {
 	sc.logf("NATS started again")
 	<-done
 
-	rep, err := sc.verifySessions(ctx, obs, f.gen)
+	row, calls, err := sc.verifySessions(ctx, obs, f.gen)
 	if err != nil {
 		return Row{Err: err}
 	}
-	row := sessionRow(rep)
 	row.Detail = fmt.Sprintf("NATS stopped %s; %d callbacks answered success while it was down; %d answers 503, %d connection errors",
-		sc.cfg.NATSStopped, successDuring, rep.Callbacks.Status503, rep.Callbacks.Transport)
+		sc.cfg.NATSStopped, successDuring, calls.Status503, calls.Transport)
 	return row
 }
 
