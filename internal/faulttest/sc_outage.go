@@ -60,8 +60,14 @@ func (sc *scenario) verifySessions(ctx context.Context, obs *observer, gen *gene
 	_, cbs := gen.results()
 	var row Row
 	var err error
+	last := ""
 	_, werr := waitUntil(ctx, sc.cfg.CatchUp, time.Second, func() (bool, string) {
-		if ok, why := obs.idle(ctx, []consumerRef{{events.StreamWeChat, feedback.DurableSessions}}); !ok {
+		ok, why := obs.idle(ctx, []consumerRef{{events.StreamWeChat, feedback.DurableSessions}})
+		if why != last {
+			sc.logf("catching up: %s", why)
+			last = why
+		}
+		if !ok {
 			return false, why
 		}
 		var stream map[string]*streamEvent
@@ -194,6 +200,7 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 		return Row{Err: err}
 	}
 	proxy.Restore()
+	restored := time.Now()
 	sc.logf("proxy restored")
 	<-done
 
@@ -206,6 +213,7 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 		row.Err = err
 		return row
 	}
+	caughtUp := time.Since(restored)
 	row.Sent += len(f.posts)
 	row.Stored += stored
 	row.Lost += lost
@@ -215,8 +223,8 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 		row.Err = err
 		return row
 	}
-	row.Detail = fmt.Sprintf("store cut %s; %d posts + %d session facts; DLQ %d; feedback not ready during the cut: %v",
-		sc.cfg.StoreCut, len(f.posts), calls.Success, dlq, notReady)
+	row.Detail = fmt.Sprintf("store cut %s; %d posts + %d session facts, all stored %s after the restore; DLQ %d; feedback not ready during the cut: %v",
+		sc.cfg.StoreCut, len(f.posts), calls.Success, caughtUp.Round(time.Second), dlq, notReady)
 	if dlq > 0 {
 		row.Err = fmt.Errorf("%d messages dead-lettered during the outage", dlq)
 	}
@@ -310,6 +318,7 @@ func (sc *scenario) natsStopped(ctx context.Context) Row {
 	if err := hub.start(); err != nil {
 		return Row{Err: err}
 	}
+	restarted := time.Now()
 	sc.logf("NATS started again")
 	<-done
 
@@ -317,8 +326,8 @@ func (sc *scenario) natsStopped(ctx context.Context) Row {
 	if err != nil {
 		return Row{Err: err}
 	}
-	row.Detail = fmt.Sprintf("NATS stopped %s; %d callbacks answered success while it was down; %d answers 503, %d connection errors",
-		sc.cfg.NATSStopped, successDuring, calls.Status503, calls.Transport)
+	row.Detail = fmt.Sprintf("NATS stopped %s; %d callbacks answered success while it was down; all stored %s after it was back; %d answers 503, %d connection errors",
+		sc.cfg.NATSStopped, successDuring, time.Since(restarted).Round(time.Second), calls.Status503, calls.Transport)
 	return row
 }
 
