@@ -311,17 +311,20 @@ const postCustomerSQL = `COALESCE((SELECT f.openid FROM session_facts f WHERE f.
 // within the link window. Mapping the customer first keeps the look-up one
 // backward index scan on (openid, kind, occurred_at); "c.openid = p.openid
 // OR c.pseudonym = p.openid" cost PostgreSQL four times as much.
+//
+// The CASE keeps the cost of posts that name no session (most of them) what
+// it was before sessions could be named.
 func (s *sqlStore) linkedSessionSQL() string {
-	return `COALESCE(
-		(SELECT x.id FROM session_facts x
-		WHERE x.session_id = p.session_id AND x.kind = 'closed' AND x.openid = ` + postCustomerSQL + `
-		ORDER BY x.id LIMIT 1),
-		(SELECT c.id FROM session_facts c
+	latest := `(SELECT c.id FROM session_facts c
 		WHERE c.openid = ` + postCustomerSQL + `
 		  AND c.kind = 'closed'
 		  AND c.occurred_at < p.created_at
 		  AND c.occurred_at >= ` + s.d.minusMicros("p.created_at", s.linkWindow.Microseconds()) + `
-		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1))`
+		ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)`
+	named := `(SELECT x.id FROM session_facts x
+		WHERE x.session_id = p.session_id AND x.kind = 'closed' AND x.openid = ` + postCustomerSQL + `
+		ORDER BY x.id LIMIT 1)`
+	return `(CASE WHEN p.session_id IS NULL THEN ` + latest + ` ELSE COALESCE(` + named + `, ` + latest + `) END)`
 }
 
 // sessionStartColumns selects, for the closed session c, the two times
