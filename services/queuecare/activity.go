@@ -26,6 +26,10 @@ type MessageRecords interface {
 	GetMsgList(ctx context.Context, start, end time.Time, msgID int64, number int) (wechat.MsgListPage, error)
 }
 
+// The production client must implement it, or the check would silently be
+// off.
+var _ MessageRecords = (*wechat.Client)(nil)
+
 // Budget of the message-record reads. One sweep reads the records of the
 // last Config.StaleAfter once, for all the sessions it is about to close,
 // and never more than msgRecordPagesPerMinute pages (10,000 records each)
