@@ -14,6 +14,12 @@
 // and inclusive of the whole day for a day, so from=2025-03-01&to=2025-03-01
 // is that day. Posts are selected by created_at, sessions by closed_at.
 //
+// A post's "session" is the session it is feedback on, with "session_id"
+// (kefu's id, events.SessionID) and "linked_by": "session_id" when the post
+// names that session (written through the feedback link sent when it
+// closed), "openid" when it was linked by its customer's latest close
+// before it. A session item carries its "session_id" too.
+//
 // A bad parameter gets 400 with {"error": "...", "param": "<name>"}; another
 // method than GET or HEAD gets 405 with an Allow header; a store failure gets
 // 500 whose body says nothing about the cause, which is logged instead.
