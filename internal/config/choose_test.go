@@ -11,7 +11,7 @@ func TestChooseKeywords(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"", []string{"选择客服"}, false},
+		{"", nil, false},
 		{"人工， 选择客服 ,,", []string{"人工", "选择客服"}, false},
 		{"off", nil, false},
 		{"1", nil, true},

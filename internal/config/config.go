@@ -221,9 +221,9 @@ var Vars = []Var{
 	}},
 	{"KEFU_WECHAT_API_BASE", "https://api.weixin.qq.com", "WeChat API base URL", str(func(c *Config) *string { return &c.WeChatAPIBase })},
 	{"KEFU_WECHAT_TRANSFER", "true", "answer customer messages with transfer_customer_service so they enter the 多客服 queue", boolean(func(c *Config) *bool { return &c.WeChatTransfer })},
-	{"KEFU_KF_CHOOSE_KEYWORDS", "选择客服", "comma-separated messages that answer with a numbered menu of the online agents (or groups) to choose from; off: no menu", func(c *Config, v string) error {
+	{"KEFU_KF_CHOOSE_KEYWORDS", "", "comma-separated messages (e.g. 选择客服,人工) answered with a numbered menu of the online agents (or groups) to choose from; unset or off: no menu", func(c *Config, v string) error {
 		c.ChooseKeywords = nil
-		if strings.TrimSpace(v) == "off" {
+		if v = strings.TrimSpace(v); v == "" || v == "off" {
 			return nil
 		}
 		for _, k := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '，' }) {
@@ -240,7 +240,7 @@ var Vars = []Var{
 			c.ChooseKeywords = append(c.ChooseKeywords, k)
 		}
 		if len(c.ChooseKeywords) == 0 || len(c.ChooseKeywords) > 20 {
-			return fmt.Errorf("want 1–20 keywords or off, got %q", v)
+			return fmt.Errorf("want 1–20 keywords, or off, got %q", v)
 		}
 		return nil
 	}},
