@@ -10,8 +10,11 @@
 // with a dot are kefu's own), holding a CustomerState: none, waiting
 // (since, position, estimate), served (agent, since), closed (when, by
 // whom) or left. It is built from the events of two durable consumers,
-// queuecare-wechat (KEFU_WECHAT, kefu.wechat.>: customer messages and the
-// kf_create/switch/close_session events) and queuecare-kf (KEFU_KF:
+// queuecare-wechat (KEFU_WECHAT, kefu.wechat.>: customer messages, the
+// kf_create/switch/close_session events and ingest's queue joins,
+// kefu.wechat.kf.queue.joined, which make a customer who is neither
+// waiting nor served wait from the time of the transferred message) and
+// queuecare-kf (KEFU_KF:
 // QueueSnapshot, WaitEstimated, SessionAbandoned), shared by every
 // replica. A durable consumer hands each message to one process only, so
 // the model lives in KV, not in memory, and every write is a
@@ -48,9 +51,16 @@
 // customer up in that agent's client and sends session events the notifier
 // would announce, so kefu does not. Instead, kefu
 //
-//  1. asks getsession whether the customer waits — kefu hears of a
-//     customer entering the queue only at the next queue poll, so the
-//     read model alone would miss one who just joined;
+//  1. decides whether the customer waits. getwaitcase is the documented
+//     list of waiting customers, and ingest sees every customer join
+//     (kefu.wechat.kf.queue.joined): that evidence, kept in the read
+//     model, counts. getsession is asked too: an agent in its answer
+//     means served (nothing to leave), a queue time confirms the wait;
+//     but the documentation describes it for established sessions only,
+//     and where WeChat answers createtime 0 for a queued customer that
+//     answer alone never makes them "not waiting" — neither here nor in
+//     reconciliation, which leaves a waiting customer waiting on it (the
+//     estimator reports one who vanished from getwaitcase);
 //  2. records them as left, so the notifier sends no more wait messages;
 //  3. publishes kefu.kf.session.abandoned (SessionAbandoned, reason
 //     "left", waited_seconds from entering the queue) with ce-id

@@ -50,8 +50,37 @@ type harness struct {
 	log   *zap.Logger
 }
 
-func newHarness(t *testing.T, cfg queuecare.Config) *harness {
+// harnessOptions vary the pipeline: ingest transferring customer
+// messages to 多客服 (as deployed: leave phrases held back, joins
+// published) and the fake's answer of getsession for a waiting customer.
+type harnessOptions struct {
+	transfer       bool
+	getSessionZero bool
+}
+
+type option func(*harnessOptions)
+
+func withTransfer() option       { return func(o *harnessOptions) { o.transfer = true } }
+func withGetSessionZero() option { return func(o *harnessOptions) { o.getSessionZero = true } }
+
+// gate holds a waiting customer's leave phrase back from the queue, as
+// the application's does.
+type gate struct{ h *harness }
+
+func (g gate) HoldTransfer(ctx context.Context, openid, content string) bool {
+	if g.h.svc == nil || !g.h.svc.LeaveDetector().IsLeave(content) {
+		return false
+	}
+	served, err := g.h.svc.States().Served(ctx, openid)
+	return err == nil && !served
+}
+
+func newHarness(t *testing.T, cfg queuecare.Config, opts ...option) *harness {
 	t.Helper()
+	var o harnessOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	h := &harness{t: t, ctx: context.Background(), nats: natstest.Run(t, nil),
 		clock: wechattest.NewFakeClock(start), reg: prometheus.NewRegistry(),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
@@ -60,8 +89,8 @@ func newHarness(t *testing.T, cfg queuecare.Config) *harness {
 		t.Fatal(err)
 	}
 
-	in, err := ingest.New(ingest.Config{AppID: appID, Token: cbToken, PublishTimeout: 2 * time.Second},
-		ingest.Deps{Publisher: h.pub, Logger: h.log, Now: h.clock.Now})
+	in, err := ingest.New(ingest.Config{AppID: appID, Token: cbToken, PublishTimeout: 2 * time.Second, Transfer: o.transfer},
+		ingest.Deps{Publisher: h.pub, Logger: h.log, Now: h.clock.Now, Gate: gate{h}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +100,7 @@ func newHarness(t *testing.T, cfg queuecare.Config) *harness {
 	t.Cleanup(h.web.Close)
 
 	wx, err := wechattest.New(wechattest.Config{AppID: appID, AppSecret: appSecret, Token: cbToken,
-		CallbackURL: h.web.URL + "/wechat/callback", Clock: h.clock, HistoryLimit: 1 << 20})
+		CallbackURL: h.web.URL + "/wechat/callback", Clock: h.clock, HistoryLimit: 1 << 20, GetSessionWaitingZero: o.getSessionZero})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,11 @@ func (s *Service) leaveQueue(ctx context.Context, d *bus.Delivery, m events.Mess
 }
 
 // waitingNow decides whether the customer waits in the queue, and since
-// when: getsession first; the read model when WeChat cannot answer now.
+// when. getsession settles a served customer and confirms a waiting one
+// when it answers their queue time; otherwise the read model's evidence
+// of waiting counts: ingest saw them join (kefu.wechat.kf.queue.joined)
+// or getwaitcase listed them. getsession's createtime 0 alone never takes
+// a waiting customer out of the queue.
 func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerState) (queued time.Time, waiting bool, err error) {
 	if cur.Status == StatusLeft {
 		// Still listed by WeChat (their case cannot be closed); the
@@ -150,6 +154,13 @@ func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerSta
 		return time.Time{}, false, nil
 	case err == nil && info.CreateTime != 0:
 		return unixTime(info.CreateTime), true, nil
+	case err == nil && cur.Status == StatusWaiting:
+		// getsession documents established sessions; for a customer in
+		// the queue WeChat may answer createtime 0. The read model's
+		// evidence — ingest saw them join, or getwaitcase listed them —
+		// stands.
+		s.m.leave.WithLabelValues("waiting_by_queue").Inc()
+		return cur.QueuedAt, true, nil
 	case err == nil, errCode(err) == errCodeInvalidOpenID:
 		s.m.leave.WithLabelValues("not_waiting").Inc()
 		if err == nil {

@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind", "outcome"}),
 		leave: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kefu_queuecare_leave_requests_total",
-			Help: "Leave phrases handled, by outcome (left, already_left, not_waiting, served, superseded).",
+			Help: "Leave phrases handled, by outcome (left, already_left, not_waiting, served, superseded) and waiting_by_queue: getsession answered no queue time but the customer was seen joining or listed.",
 		}, []string{"outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kefu_queuecare_messages_total",

@@ -92,6 +92,10 @@ func (s *Service) reconcile(ctx context.Context, was CustomerState) {
 				_, eff = st.applyServedSeen(info.KfAccount, unixTime(info.CreateTime), p, s.cfg.DeferredCloseWithin)
 			case info.CreateTime != 0:
 				st.applyWaitingSeen(waitingSeen{At: p, QueuedAt: unixTime(info.CreateTime)})
+			case st.Status == StatusWaiting:
+				// getsession may answer createtime 0 for a customer in
+				// the queue: no evidence they left. The estimator reports
+				// a customer who vanished from getwaitcase.
 			default:
 				st.applyIdleSeen(observedAt(p))
 			}

@@ -301,6 +301,12 @@ func (s *Service) handle(ctx context.Context, d *bus.Delivery) error {
 		return s.onSession(ctx, "closed", e.OpenID, func(st *CustomerState) (bool, effect) {
 			return st.applyClosed(e.KfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq), effect{}
 		})
+	case events.QueueJoined:
+		// Ingest transferred the customer's message to 多客服: evidence
+		// that they wait, with the time they joined, at no API call.
+		return s.observe(ctx, "joined", e.OpenID, func(st *CustomerState) bool {
+			return st.applyJoined(eventTime(e.Meta, events.WeChatSource{}), d.StreamSeq)
+		})
 	case events.WaitEstimated:
 		return s.observe(ctx, "wait_estimated", e.OpenID, func(st *CustomerState) bool {
 			return st.applyWaitingSeen(waitingSeen{At: e.OccurredAt, Position: e.Position, Estimate: true,

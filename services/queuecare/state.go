@@ -307,6 +307,24 @@ func (c *CustomerState) applyMessage(at time.Time, seq uint64, leave bool) bool 
 	return true
 }
 
+// applyJoined: ingest transferred a message the customer sent at at
+// (kefu.wechat.kf.queue.joined, sequence seq). Unless they wait already
+// (the first join counts), are served (the message went to their agent)
+// or left (applyMessage decides whether they came back), they joined the
+// queue then.
+func (c *CustomerState) applyJoined(at time.Time, seq uint64) bool {
+	switch c.Status {
+	case StatusWaiting, StatusServed, StatusLeft:
+		return false
+	}
+	if !c.newerEvent(at, seq) {
+		return false
+	}
+	c.become(StatusWaiting, at, seq, false)
+	c.Since, c.QueuedAt = at, at
+	return true
+}
+
 // Outcomes of applyLeft.
 type leaveResult int
 
