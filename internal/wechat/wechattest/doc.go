@@ -18,6 +18,7 @@
 //	POST customservice/kfaccount/add | update {kf_account, nickname, password}
 //	POST customservice/kfaccount/uploadheadimg?kf_account= (multipart "media")
 //	GET|POST customservice/kfaccount/del?kf_account=
+//	POST customservice/kfaccount/inviteworker {kf_account, invite_wx} (invite.go)
 //	GET  cgi-bin/customservice/getkflist | getonlinekflist
 //	POST customservice/kfsession/create | close {kf_account, openid, text}
 //	GET  customservice/kfsession/getsession?openid=
@@ -174,6 +175,7 @@
 //	POST /_control/agents                         {kf_account, nickname, status, auto_accept}
 //	POST /_control/agents/{account}/online        {status (default 1), auto_accept}
 //	POST /_control/agents/{account}/offline
+//	POST /_control/invitations/{account}/accept | reject   the invited user's answer
 //	POST /_control/customers                      {openid, text, transfer, kf_account}: message, then queue
 //	POST /_control/customers/{openid}/messages    {msgtype, fields}
 //	POST /_control/customers/{openid}/events      {event, fields}
