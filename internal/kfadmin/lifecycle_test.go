@@ -183,3 +183,37 @@ func TestGroupHygieneThroughTheCLI(t *testing.T) {
 		t.Errorf("alice's row %q; want her marked unknown", r)
 	}
 }
+
+// The same lifecycle through the admin HTTP API.
+func TestLifecycleThroughTheHTTPAPI(t *testing.T) {
+	e := newEnv(t, true)
+	api := newAPI(t, e.deps())
+	e.agent("alice@test", wechattest.StatusPC, 2)
+	status, body := api.do("POST", "/api/kf/accounts/alice@test/invite", map[string]string{"invite_wx": "alice_wx1"})
+	if status != 200 || body["action"] != "account.invited" || body["invite_wx"] != "alice_wx1" {
+		t.Fatalf("invite: %d %v", status, body)
+	}
+	status, body = api.do("POST", "/api/kf/accounts/alice@test/invite", map[string]string{"invite_wx": "alice_wx2"})
+	if status != 502 || body["errcode"] != float64(wechattest.CodeInvitePending) {
+		t.Errorf("second invite: %d %v; want 502 with 65411", status, body)
+	}
+	if status, body = api.do("POST", "/api/kf/groups", map[string]any{"name": "sales", "members": []string{"alice@test", "ghost@test"}}); status != 400 ||
+		!strings.Contains(body["error"].(string), "ghost@test") {
+		t.Errorf("create with an unknown member: %d %v", status, body)
+	}
+	if status, body = api.do("POST", "/api/kf/groups", map[string]any{"name": "sales", "members": []string{"alice@test"}}); status != 201 {
+		t.Fatalf("create: %d %v", status, body)
+	}
+	status, body = api.do("GET", "/api/kf/groups", nil)
+	ms, _ := body["member_status"].([]any)
+	if status != 200 || len(ms) != 1 {
+		t.Fatalf("list: %d %v", status, body)
+	}
+	if m := ms[0].(map[string]any); m["kf_account"] != "alice@test" || m["status"] != float64(1) || m["auto_accept"] != float64(2) || m["known"] != true {
+		t.Errorf("alice's status %v", m)
+	}
+	status, body = api.do("DELETE", "/api/kf/accounts/alice@test", nil)
+	if groups, _ := body["removed_from_groups"].([]any); status != 200 || len(groups) != 1 || groups[0] != "sales" {
+		t.Errorf("delete: %d %v; want alice removed from sales", status, body)
+	}
+}
