@@ -60,9 +60,9 @@ type Served struct {
 	// PredictedSeconds and P90Seconds are the first estimate's, and
 	// ActualSeconds the wait from that estimate to the session.
 	Estimated        bool  `json:"estimated"`
-	PredictedSeconds int64 `json:"predicted_seconds,omitempty"`
-	P90Seconds       int64 `json:"p90_seconds,omitempty"`
-	ActualSeconds    int64 `json:"actual_seconds,omitempty"`
+	PredictedSeconds int64 `json:"predicted_seconds"`
+	P90Seconds       int64 `json:"p90_seconds"`
+	ActualSeconds    int64 `json:"actual_seconds"`
 }
 
 // Left is a customer who gave up waiting.

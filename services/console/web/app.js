@@ -145,6 +145,12 @@
   function showSignIn() {
     if (es) { es.close(); es = null; }
     K.me = null;
+    // Nothing of the last session stays on the page.
+    K.st = null;
+    K.metrics.readyAt = 0;
+    delete document.body.dataset.ready;
+    document.body.classList.remove("can-act");
+    ["queue-body", "served-list", "left-list", "agents", "posts", "groups"].forEach((id) => $(id).replaceChildren());
     $("main").hidden = true;
     $("logout").hidden = true;
     $("who").hidden = true;
@@ -157,18 +163,20 @@
     try { signedIn(await api("api/me")); } catch (e) { showSignIn(); }
   }
 
+  // A one-time sign-in link carries its code after '#': browsers never
+  // send it to a server, so it stays out of access logs; it is spent here
+  // and taken off the address bar.
+  async function signInFromLink() {
+    const m = location.hash.match(/^#code=([A-Za-z0-9_-]{1,64})$/);
+    if (!m) return false;
+    history.replaceState(null, "", location.pathname);
+    try { signedIn(await api("api/login", { code: m[1] })); return true; } catch (e) { return false; }
+  }
   async function start() {
     K.applyLang();
-    // A one-time sign-in link carries its code after '#': browsers never
-    // send it to a server, so it stays out of access logs; it is spent here
-    // and taken off the address bar.
-    const m = location.hash.match(/^#code=([A-Za-z0-9_-]{1,64})$/);
-    if (m) {
-      history.replaceState(null, "", location.pathname);
-      try { signedIn(await api("api/login", { code: m[1] })); return; } catch (e) { /* fall through */ }
-    }
-    checkSession();
+    if (!(await signInFromLink())) checkSession();
   }
+  window.addEventListener("hashchange", signInFromLink);
 
   $("signin-form").addEventListener("submit", async (e) => {
     e.preventDefault();
