@@ -81,7 +81,8 @@ type Abandonment struct {
 
 // Result is what Observe returns for one snapshot.
 //
-// Estimates holds one entry per listed waiting case, in queue order.
+// Estimates holds one entry per waiting case (listed, then inferred), in
+// queue order; its array is reused by the next Observe.
 // Unlisted is Count − len(Waiting): customers beyond the 100 listed, whose
 // openid and requested agent are unknown; they are all later than the
 // listed ones, so they are estimated as global customers behind them. Tail
