@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	leaderPause := fs.Duration("leader-pause", 30*time.Second, "paused-leader: how long the lease holder stays stopped (its lease is 15 s)")
 	revocations := fs.Int("revocations", 4, "token-40001: times another system revokes the token (one per 31 s)")
 	dsn := fs.String("pg-dsn", os.Getenv("KEFU_TEST_PG_DSN"), "PostgreSQL DSN for the store outage and the fault run's feedback store; empty: the store outage is skipped and the fault run uses SQLite (default $KEFU_TEST_PG_DSN)")
+	parallel := fs.Bool("parallel-faults", false, "run the fault run on a NATS cluster of its own alongside the other scenarios (default with -short)")
 	binary := fs.String("binary", "", "a built kefu to run instead of building cmd/kefu")
 	keep := fs.Bool("keep", false, "keep the work directory (NATS stores, role data and logs)")
 	if err := fs.Parse(args); err != nil {
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string) (int, error) {
 		StoreCut: scaled(*storeCut, *scale), NATSStopped: scaled(*natsStopped, *scale), Rate: *outageRate,
 		TucaoBefore: max(1, int(250**scale)), TucaoDowntimePosts: max(1, int(float64(*tucaoPosts)**scale)),
 		BackfillPosts: max(1, int(float64(*backfillPosts)**scale)), LeaderPause: *leaderPause,
-		TokenRevocations: *revocations,
+		TokenRevocations: *revocations, ParallelFaults: *parallel,
 	}
 	if *short {
 		s := faulttest.ShortSuite(dir)
@@ -111,6 +112,7 @@ func run(ctx context.Context, args []string) (int, error) {
 		override("backfill-posts", func() { s.BackfillPosts = *backfillPosts })
 		override("leader-pause", func() { s.LeaderPause = *leaderPause })
 		override("revocations", func() { s.TokenRevocations = *revocations })
+		override("parallel-faults", func() { s.ParallelFaults = *parallel })
 		cfg = s
 	}
 	for i := range cfg.Faults.Faults {

@@ -139,6 +139,13 @@ func (o *observer) watchFenced(ctx context.Context, bucket string, keys []string
 	return w, nil
 }
 
+// count is the number of writes seen so far.
+func (w *fenceWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.recs)
+}
+
 // stop ends the watch and returns what it saw, in stream order.
 func (w *fenceWatch) stop() []fencedRecord {
 	w.cc.Stop()

@@ -7,11 +7,15 @@ import (
 	"strings"
 )
 
-// faults is Run on the suite's binary and cluster, summed up in one row.
-func (sc *scenario) faults(ctx context.Context, rep *SuiteReport) Row {
+// faults is Run on the suite's binary — and its cluster when shared, or
+// a cluster of its own — summed up in one row.
+func (sc *scenario) faults(ctx context.Context, rep *SuiteReport, shared bool) Row {
 	cfg := sc.cfg.Faults
-	cfg.Dir, cfg.Binary, cfg.cluster = sc.dir, sc.bin, sc.cluster
-	cfg.Log = logWriter{sc.suite}
+	cfg.Dir, cfg.Binary = sc.dir, sc.bin
+	if shared {
+		cfg.cluster = sc.cluster
+	}
+	cfg.Log = logWriter{sc}
 	r, err := Run(ctx, cfg)
 	rep.Faults = &r
 	if err != nil {
@@ -55,7 +59,7 @@ func faultsRow(r Report) Row {
 }
 
 // logWriter turns Run's progress lines into the suite's.
-type logWriter struct{ s *suite }
+type logWriter struct{ s *scenario }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {

@@ -65,8 +65,13 @@ func (sc *scenario) pausedLeader(ctx context.Context) Row {
 	if err != nil {
 		return Row{Err: err}
 	}
-	if err := sleep(ctx, 3*time.Second); err != nil { // A polls and writes; B waits
-		return Row{Err: err}
+	// A polls and writes (B, without the lease, does not): the fence
+	// check below needs the holder's writes before the pause.
+	if _, err := waitUntil(ctx, time.Minute, 200*time.Millisecond, func() (bool, string) {
+		n := watch.count()
+		return n >= 2, fmt.Sprintf("%d writes of the holder seen", n)
+	}); err != nil {
+		return Row{Err: fmt.Errorf("estimator A does not write its state: %w", err)}
 	}
 	pid := a.pid()
 	sc.logf("SIGSTOP estimator A (pid %d) for %s", pid, sc.cfg.LeaderPause)

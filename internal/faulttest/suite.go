@@ -49,8 +49,10 @@ const (
 
 // AllScenarios lists every scenario in the order RunSuite runs them.
 func AllScenarios() []string {
-	return []string{ScenarioFaults, ScenarioStoreOutage, ScenarioTucaoDowntime, ScenarioBackfill,
-		ScenarioNotSent, ScenarioToken, ScenarioPausedLeader, ScenarioNATSStopped}
+	// The notifier's scenarios come first on the shared cluster: the
+	// others publish session events that no notifier of theirs consumes.
+	return []string{ScenarioFaults, ScenarioNotSent, ScenarioToken, ScenarioStoreOutage,
+		ScenarioTucaoDowntime, ScenarioBackfill, ScenarioPausedLeader, ScenarioNATSStopped}
 }
 
 // SuiteConfig configures RunSuite. Zero durations and counts take the
@@ -93,6 +95,13 @@ type SuiteConfig struct {
 	Dir string
 	// Binary is a built kefu; "" builds cmd/kefu into Dir.
 	Binary string
+	// ParallelFaults runs ScenarioFaults on a NATS cluster of its own,
+	// then ScenarioNATSStopped (which has its own server anyway), while
+	// the other scenarios run one after the other on the shared cluster:
+	// the fault run waits out the notifier's 60 s AckWait, which the
+	// others then use. Their durable consumers are per cluster, so they do
+	// not meet; they share the CPU, which makes the timings noisier.
+	ParallelFaults bool
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
 }
@@ -100,7 +109,8 @@ type SuiteConfig struct {
 // ShortSuite is the suite at CI length, as the package's test runs it:
 // every scenario, the faults scenario at 50 callbacks/s for 20 s, outages
 // of seconds instead of minutes, a tenth of the Tucao backlog, one token
-// revocation. The caller sets PostgresDSN, Faults.FeedbackDSN and Log.
+// revocation, the fault run alongside the rest (ParallelFaults). The
+// caller sets PostgresDSN, Faults.FeedbackDSN and Log.
 func ShortSuite(dir string) SuiteConfig {
 	return SuiteConfig{
 		Faults: Config{
@@ -129,6 +139,7 @@ func ShortSuite(dir string) SuiteConfig {
 		TokenRevocations:   1,
 		LeaderPause:        18 * time.Second,
 		CatchUp:            2 * time.Minute,
+		ParallelFaults:     true,
 		Dir:                dir,
 	}
 }
@@ -212,13 +223,12 @@ type suite struct {
 	cluster *cluster
 	logMu   sync.Mutex
 	start   time.Time
-	current string
 }
 
-func (s *suite) logf(format string, args ...any) {
+func (s *suite) log(name, format string, args ...any) {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
-	fmt.Fprintf(s.cfg.Log, "%6.1fs %-18s %s\n", time.Since(s.start).Seconds(), s.current, fmt.Sprintf(format, args...))
+	fmt.Fprintf(s.cfg.Log, "%6.1fs %-18s %s\n", time.Since(s.start).Seconds(), name, fmt.Sprintf(format, args...))
 }
 
 // RunSuite runs the chosen scenarios one after the other on one kefu
@@ -237,48 +247,74 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteReport, error) {
 			return rep, fmt.Errorf("faulttest: unknown scenario %q (known: %s)", name, strings.Join(AllScenarios(), ", "))
 		}
 	}
-	s := &suite{cfg: cfg, start: time.Now(), current: "setup"}
+	s := &suite{cfg: cfg, start: time.Now()}
 	s.bin = cfg.Binary
 	if s.bin == "" {
-		s.logf("building kefu")
+		s.log("setup", "building kefu")
 		var err error
 		if s.bin, err = BuildKefu(ctx, cfg.Dir); err != nil {
 			return rep, err
 		}
 	}
-	s.logf("starting a 3-node NATS cluster")
+	s.log("setup", "starting a 3-node NATS cluster")
 	var err error
 	if s.cluster, err = startCluster(filepath.Join(cfg.Dir, "nats"), 3); err != nil {
 		return rep, err
 	}
 	defer s.cluster.shutdown()
 
-	for _, name := range AllScenarios() {
-		if !slices.Contains(cfg.Scenarios, name) {
-			continue
-		}
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		s.current = name
+	run := func(name string) Row {
 		began := time.Now()
-		s.logf("begins")
+		s.log(name, "begins")
 		row := s.runScenario(ctx, name, &rep)
 		row.Scenario, row.Took = name, time.Since(began)
 		switch {
 		case row.Err != nil:
-			s.logf("ERROR: %v", row.Err)
+			s.log(name, "ERROR: %v", row.Err)
 		case row.Skipped != "":
-			s.logf("skipped: %s", row.Skipped)
+			s.log(name, "skipped: %s", row.Skipped)
 		default:
-			s.logf("sent %d, stored %d, lost %d, doubled %d; %s (%s)", row.Sent, row.Stored, row.Lost, row.Doubled, row.Detail, row.Took.Round(time.Second))
+			s.log(name, "sent %d, stored %d, lost %d, doubled %d; %s (%s)", row.Sent, row.Stored, row.Lost, row.Doubled, row.Detail, row.Took.Round(time.Second))
 		}
-		rep.Rows = append(rep.Rows, row)
-		if err := s.cluster.waitHealthy(90 * time.Second); err != nil {
-			return rep, fmt.Errorf("after %s: %w", name, err)
+		return row
+	}
+	// With ParallelFaults the scenarios that bring a NATS of their own
+	// run in a second lane, beside those on the shared cluster.
+	own := func(name string) bool {
+		return cfg.ParallelFaults && (name == ScenarioFaults || name == ScenarioNATSStopped)
+	}
+	rows := map[string]Row{}
+	var mu sync.Mutex
+	lane := func(pick func(string) bool, shared bool) error {
+		for _, name := range AllScenarios() {
+			if !slices.Contains(cfg.Scenarios, name) || !pick(name) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			row := run(name)
+			mu.Lock()
+			rows[name] = row
+			mu.Unlock()
+			if shared {
+				if err := s.cluster.waitHealthy(90 * time.Second); err != nil {
+					return fmt.Errorf("after %s: %w", name, err)
+				}
+			}
+		}
+		return nil
+	}
+	second := make(chan error, 1)
+	go func() { second <- lane(own, false) }()
+	err = lane(func(name string) bool { return !own(name) }, true)
+	err = errors.Join(err, <-second)
+	for _, name := range AllScenarios() {
+		if row, ok := rows[name]; ok {
+			rep.Rows = append(rep.Rows, row)
 		}
 	}
-	return rep, nil
+	return rep, err
 }
 
 func (s *suite) runScenario(ctx context.Context, name string, rep *SuiteReport) Row {
@@ -290,7 +326,7 @@ func (s *suite) runScenario(ctx context.Context, name string, rep *SuiteReport) 
 	defer sc.stopAll()
 	switch name {
 	case ScenarioFaults:
-		return sc.faults(ctx, rep)
+		return sc.faults(ctx, rep, !s.cfg.ParallelFaults)
 	case ScenarioStoreOutage:
 		return sc.storeOutage(ctx)
 	case ScenarioTucaoDowntime:
@@ -316,6 +352,8 @@ type scenario struct {
 	dir   string
 	procs []*process
 }
+
+func (sc *scenario) logf(format string, args ...any) { sc.log(sc.name, format, args...) }
 
 func (sc *scenario) stopAll() {
 	var wg sync.WaitGroup
