@@ -317,7 +317,6 @@ func (s *Service) poll(ctx, outer context.Context) error {
 		s.model.Abandoned(c.OpenID, snap.At.Sub(c.Since), snap.At) // a no-op after the first time
 	}
 	start := time.Now()
-	listed := len(snap.Waiting)
 	snap, s.buf = s.members.Complete(snap, s.buf)
 	res := s.model.Observe(snap)
 	s.m.observeSeconds.Observe(time.Since(start).Seconds())
@@ -330,7 +329,6 @@ func (s *Service) poll(ctx, outer context.Context) error {
 	if merr != nil {
 		return fmt.Errorf("marshal queue members: %w", merr)
 	}
-	snap.Waiting = snap.Waiting[:listed] // the snapshot event lists getwaitcase's cases only
 
 	// The WeChat calls may have taken long: make sure the lease is still
 	// this replica's before telling anyone.

@@ -179,7 +179,7 @@ func TestEveryJoiningCustomerIsEstimatedAndToldAtOnce(t *testing.T) {
 	}
 	view := h.queueView(s)
 	if len(view.Waiting) != customers || view.Waiting[100].OpenID != "o-100" || !view.Waiting[100].Inferred ||
-		view.Waiting[100].Position != 101 || view.Waiting[99].Inferred {
+		view.Waiting[100].Position != 101 || view.Waiting[99].Inferred || view.Waiting[100].Since.IsZero() {
 		t.Fatalf("queue view after the poll: %d waiting, 101st %+v", len(view.Waiting), view.Waiting[min(100, len(view.Waiting)-1)])
 	}
 }
