@@ -3,6 +3,7 @@ package queuecare_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -112,5 +113,50 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// From the customer's message to their first estimate: the fake posts the
+// callback, ingest transfers the message and publishes the join, the
+// estimator estimates the customer from its last poll — within a second,
+// without waiting for the next poll.
+func TestFirstEstimateWithinASecondOfTheJoinCallback(t *testing.T) {
+	h := newHarness(t, queuecare.Config{}, withTransfer())
+	h.say("busy", "你好")
+	h.agentTakes(1) // wang serves "busy"; everyone else waits
+	snaps, err := h.pub.NC.SubscribeSync(events.SubjectQueueSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snaps.Unsubscribe()
+	h.estimator() // polls once as it starts, then hourly
+	if _, err := snaps.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("no first poll: %v", err)
+	}
+	sub, err := h.pub.NC.SubscribeSync(events.SubjectWaitEstimated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	h.pub.NC.Flush()
+	before := h.wx.CallCounts()
+	for i, c := range []string{"w1", "w2", "w3"} {
+		sent := time.Now()
+		h.say(c, "在吗")
+		m, err := sub.NextMsg(time.Second)
+		if err != nil {
+			t.Fatalf("%s: no estimate within a second of the callback: %v", c, err)
+		}
+		ev, err := events.Decode[events.WaitEstimated](m.Data)
+		if err != nil || ev.OpenID != c || ev.Position != i+1 || ev.WaitSeconds <= 0 {
+			t.Fatalf("%s: estimate %+v (%v)", c, ev, err)
+		}
+		t.Logf("%s: estimate %v after the callback was sent", c, time.Since(sent).Round(time.Millisecond))
+	}
+	// Ingest, queue care and the estimator took the joins in without a
+	// single WeChat API call.
+	h.drain()
+	if after := h.wx.CallCounts(); !maps.Equal(before, after) {
+		t.Errorf("WeChat API calls on the way from the callback to the estimate: before %v, after %v", before, after)
 	}
 }
