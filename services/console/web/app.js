@@ -81,7 +81,7 @@
     const dirty = K.dirty;
     K.dirty = new Set();
     K.views.render(K.st, dirty);
-    if (!K.metrics.readyAt) {
+    if (!K.metrics.readyAt && K.me) {
       K.metrics.readyAt = performance.now();
       document.body.dataset.ready = "1";
     }
@@ -93,12 +93,16 @@
   function connect() {
     if (es) es.close();
     es = new EventSource("api/events");
-    es.addEventListener("state", (e) => { loadState(JSON.parse(e.data)); setLive(true); });
+    es.addEventListener("state", (e) => {
+      K.metrics.stateAt = K.metrics.stateAt || performance.now();
+      loadState(JSON.parse(e.data));
+      setLive(true);
+    });
     es.addEventListener("d", (e) => applyDelta(JSON.parse(e.data)));
     es.onopen = () => setLive(true);
     es.onerror = () => {
       setLive(false);
-      if (es.readyState === EventSource.CLOSED) setTimeout(checkSession, 2000);
+      if (es.readyState === EventSource.CLOSED && K.me) setTimeout(checkSession, 2000);
     };
   }
   function setLive(on) {
@@ -127,6 +131,7 @@
   K.api = api;
 
   function signedIn(me) {
+    K.metrics.signedInAt = K.metrics.signedInAt || performance.now();
     K.me = me;
     K.csrf = me.csrf;
     $("signin").hidden = true;
@@ -135,7 +140,9 @@
     $("actions").hidden = !me.actions;
     document.body.classList.toggle("can-act", !!me.actions);
     showWho();
-    connect();
+    if (!es || es.readyState === EventSource.CLOSED) connect();
+    K.dirty.add("agents");
+    schedule();
   }
   function showWho() {
     const w = $("who");
@@ -160,6 +167,9 @@
   }
 
   async function checkSession() {
+    // The stream starts at once, beside the question of who is signed in:
+    // a big queue's state is on its way while /api/me answers.
+    if (!es || es.readyState === EventSource.CLOSED) connect();
     try { signedIn(await api("api/me")); } catch (e) { showSignIn(); }
   }
 
