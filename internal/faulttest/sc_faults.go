@@ -17,10 +17,10 @@ func (sc *scenario) faults(ctx context.Context, rep *SuiteReport, shared bool) R
 	}
 	cfg.Log = logWriter{sc}
 	r, err := Run(ctx, cfg)
-	rep.Faults = &r
 	if err != nil {
 		return Row{Err: err}
 	}
+	rep.Faults = &r
 	return faultsRow(r)
 }
 
