@@ -1,8 +1,13 @@
 package tucao_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +16,45 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 )
 
+// answers records the body status of every answer the client received.
+type answers struct {
+	mu       sync.Mutex
+	statuses []int
+}
+
+func (a *answers) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var st struct {
+		Status int `json:"status"`
+	}
+	_ = json.Unmarshal(body, &st)
+	a.mu.Lock()
+	a.statuses = append(a.statuses, st.Status)
+	a.mu.Unlock()
+	return resp, nil
+}
+
+func (a *answers) seen() []int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]int(nil), a.statuses...)
+}
+
 // skewedFake starts a fake whose clock reads start and a client whose clock
 // reads start+hostOffset, each on its own fake clock, and records every
 // skew the client reports.
 func skewedFake(t *testing.T, hostOffset time.Duration, opts tucaotest.Options) (*tucaotest.Server, *tucao.Client, *tucao.FakeClock, *tucao.FakeClock, func() []time.Duration) {
+	srv, c, sc, hc, rep, _ := skewedFakeWithAnswers(t, hostOffset, opts)
+	return srv, c, sc, hc, rep
+}
+
+func skewedFakeWithAnswers(t *testing.T, hostOffset time.Duration, opts tucaotest.Options) (*tucaotest.Server, *tucao.Client, *tucao.FakeClock, *tucao.FakeClock, func() []time.Duration, *answers) {
 	t.Helper()
 	serverClock := tucao.NewFakeClock(start)
 	opts.Clock = serverClock
@@ -25,6 +65,8 @@ func skewedFake(t *testing.T, hostOffset time.Duration, opts tucaotest.Options) 
 	var reported []time.Duration
 	cfg := srv.ClientConfig()
 	cfg.Clock = hostClock
+	ans := &answers{}
+	cfg.HTTPClient = &http.Client{Transport: ans, Timeout: 10 * time.Second}
 	cfg.OnClockSkew = func(d time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -38,7 +80,7 @@ func skewedFake(t *testing.T, hostOffset time.Duration, opts tucaotest.Options) 
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]time.Duration(nil), reported...)
-	}
+	}, ans
 }
 
 func near(got, want time.Duration) bool {
@@ -62,7 +104,7 @@ func TestClockSkewIsMeasuredFromDateAndCorrected(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, c, _, _, reported := skewedFake(t, tt.hostOffset, tucaotest.Options{})
+			srv, c, _, _, reported, ans := skewedFakeWithAnswers(t, tt.hostOffset, tucaotest.Options{})
 			for range 250 {
 				srv.AddPost(tucaotest.PostInput{Content: "反馈"})
 			}
@@ -79,6 +121,14 @@ func TestClockSkewIsMeasuredFromDateAndCorrected(t *testing.T) {
 			}
 			if want := 3 + tt.rejected; srv.RequestCount() != want {
 				t.Errorf("%d requests, want %d (3 pages, %d refused as stale)", srv.RequestCount(), want, tt.rejected)
+			}
+			// The refusal was the server's own stale-timestamp answer.
+			want := []int{0, 0, 0}
+			if tt.rejected == 1 {
+				want = []int{tucao.StatusStaleTimestamp, 0, 0, 0}
+			}
+			if got := ans.seen(); !slices.Equal(got, want) {
+				t.Errorf("answers %v, want %v", got, want)
 			}
 			if got := c.ClockSkew(); !near(got, -tt.hostOffset) {
 				t.Errorf("ClockSkew() = %v, want about %v", got, -tt.hostOffset)
