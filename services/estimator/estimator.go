@@ -338,7 +338,12 @@ func (s *Service) poll(ctx, outer context.Context) error {
 	if err := s.publish(ctx, snap, res, changed); err != nil {
 		return err
 	}
-	if _, err := s.fenced.Put(ctx, s.membersKey(), members); err != nil {
+	if max := s.bus.MaxPayload(); max > 0 && int64(len(members)) > max*9/10 {
+		// Too many to save in one value: a restart rebuilds the queue
+		// beyond the listed customers from new joins. MaxMembers bounds it.
+		s.m.polls.WithLabelValues("members_not_saved").Inc()
+		s.log.Warn("queue members too large to save; lower MaxMembers", zap.Int("bytes", len(members)))
+	} else if _, err := s.fenced.Put(ctx, s.membersKey(), members); err != nil {
 		return fmt.Errorf("save queue members: %w", err)
 	}
 	return s.saveState(ctx)
@@ -481,8 +486,10 @@ func (s *Service) joined(ctx context.Context, j events.QueueJoined) error {
 	if e.Unknown {
 		return nil
 	}
-	if err := s.lease.Check(ctx); err != nil {
-		return err
+	if !s.lease.Held() {
+		// The consumer closes when the lease is lost; a join handled
+		// meanwhile is estimated by the next holder's poll.
+		return nil
 	}
 	meta := events.Meta{AppID: s.cfg.AppID, OccurredAt: now.UTC(), ReceivedAt: now.UTC()}
 	return s.publishEstimate(ctx, meta, e, "kf-wait-"+j.OpenID+"-join-"+fmt.Sprint(j.OccurredAt.Unix()))
@@ -773,7 +780,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		polls:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_estimator_polls_total", Help: "Queue polls by outcome (ok, error, sessionlist_error)."}, []string{"outcome"}),
+		polls:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_estimator_polls_total", Help: "Queue polls by outcome (ok, error, sessionlist_error, members_not_saved)."}, []string{"outcome"}),
 		estimates:      prometheus.NewCounter(prometheus.CounterOpts{Name: "kefu_estimator_estimates_published_total", Help: "WaitEstimated events published."}),
 		abandoned:      prometheus.NewCounter(prometheus.CounterOpts{Name: "kefu_estimator_abandoned_total", Help: "Customers inferred to have left the queue unserved."}),
 		waiting:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "kefu_estimator_waiting_customers", Help: "Customers waiting at the last poll (getwaitcase count)."}),
