@@ -5,6 +5,12 @@
 // retries it. Retries of a stored callback are dropped by JetStream's
 // de-duplication (Nats-Msg-Id) and answered "success" again.
 //
+// A customer message answered with transfer_customer_service is followed
+// by kefu.wechat.kf.queue.joined (events.QueueJoined, ce-id
+// kf-joined-<MsgId>), stored before the answer as well: the estimator and
+// queue care learn who joined the 多客服 queue when, beyond the 100
+// customers getwaitcase lists, without a WeChat API call.
+//
 // # What a callback must prove
 //
 // The callback URL faces the internet, and anyone who once saw one (proxy
