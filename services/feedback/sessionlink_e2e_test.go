@@ -28,7 +28,9 @@ import (
 // session. The customer had two sessions and answers the first one's link
 // after the second closed — where the openid-and-time rule would pick the
 // second: the link's customInfo, returned by Tucao as the post's extra,
-// names the first, and the store links it there.
+// names the first, and the store links it there. Tucao's clock runs ten
+// minutes ahead of this host's, beyond what it accepts in a Timestamp: the
+// poller's client corrects for it and the poll succeeds.
 func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend storetest.Backend) {
 		ctx := context.Background()
@@ -40,7 +42,11 @@ func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 		closedFirst := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
 		closedSecond := closedFirst.Add(10 * time.Minute)
 
-		tc := tucaotest.New(tucaotest.Options{RateLimit: -1, Clock: tucao.NewFakeClock(closedSecond.Add(time.Minute))})
+		tucaoNow := time.Now().Add(10 * time.Minute)
+		if !tucaoNow.After(closedSecond) {
+			t.Fatal("the post must come after both closes")
+		}
+		tc := tucaotest.New(tucaotest.Options{RateLimit: -1, Clock: tucao.NewFakeClock(tucaoNow)})
 		t.Cleanup(tc.Close)
 		weixin, err := wechattest.New(wechattest.Config{AppID: "wx-e2e", AppSecret: "e2e-secret", Token: "e2e"})
 		if err != nil {
@@ -115,8 +121,11 @@ func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 			t.Fatalf("Tucao logins %+v, want one under the pseudonym with customInfo", logins)
 		}
 
-		// The post travels: Tucao → poller → bus → store.
-		tucaoClient, err := tucao.New(tc.ClientConfig())
+		// The post travels: Tucao → poller → bus → store; the poller's
+		// client runs on this host's clock, ten minutes behind Tucao's.
+		tucaoCfg := tc.ClientConfig()
+		tucaoCfg.Clock = tucao.SystemClock()
+		tucaoClient, err := tucao.New(tucaoCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +137,10 @@ func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		if res, err := poller.PollOnce(ctx); err != nil || res.Created != 1 {
-			t.Fatalf("poll: %+v, %v; want the one post", res, err)
+			t.Fatalf("poll with the host clock ten minutes behind Tucao: %+v, %v; want the one post", res, err)
+		}
+		if skew := tucaoClient.ClockSkew(); skew < 9*time.Minute || skew > 11*time.Minute {
+			t.Errorf("the client corrected a skew of %v, want about 10m", skew)
 		}
 		h.drainedAll()
 
