@@ -118,8 +118,16 @@ func liveRun(ctx context.Context, base string, cookie *http.Cookie, conns, rate 
 	// lower the rate.
 	var pubs sync.WaitGroup
 	var pubErr atomic.Value
-	for time.Since(start) < duration {
+	total := int(duration.Seconds() * float64(rate))
+	for n < total {
 		<-tick.C
+		// Catch up on ticks the ticker dropped under load: the events due
+		// by now, so that the rate is the one asked for.
+		if due := int(time.Since(start).Seconds() * float64(rate)); n+1 < due && n < total-1 {
+			tick.Reset(time.Microsecond)
+		} else {
+			tick.Reset(time.Second / time.Duration(rate))
+		}
 		i := n % pub.customers
 		pubs.Add(1)
 		go func() {
