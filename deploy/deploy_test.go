@@ -22,10 +22,10 @@ import (
 
 // deployableRoles are the roles of DESIGN §2 that run as a service: `all`
 // and one per container (`demo` is for newcomers, not for deployment).
-var deployableRoles = map[string]bool{"all": true, "ingest": true, "notifier": true, "estimator": true, "feedback": true}
+var deployableRoles = map[string]bool{"all": true, "ingest": true, "notifier": true, "estimator": true, "feedback": true, "console": true}
 
 // splitRoles run one per container in compose and Kubernetes.
-var splitRoles = []string{"ingest", "notifier", "estimator", "feedback"}
+var splitRoles = []string{"ingest", "notifier", "estimator", "feedback", "console"}
 
 // pendingRoles are deployable roles that the binary's roles table
 // (internal/app, unexported) does not list yet while they are being wired

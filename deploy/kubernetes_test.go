@@ -918,7 +918,7 @@ func TestKubernetesNetwork(t *testing.T) {
 		}
 	})
 
-	t.Run("each role reaches DNS, NATS and HTTPS, and only feedback PostgreSQL", func(t *testing.T) {
+	t.Run("each role reaches DNS, NATS and HTTPS, and only feedback and the console PostgreSQL", func(t *testing.T) {
 		dns := podPeer("DNS", "kube-system", nil, map[string]string{"k8s-app": "kube-dns"})
 		dsn, err := url.Parse(k.secrets["kefu-secrets"]["KEFU_FEEDBACK_DSN"])
 		if err != nil {
@@ -946,7 +946,7 @@ func TestKubernetesNetwork(t *testing.T) {
 				{"DNS", dns, 53, "UDP", true},
 				{"NATS", natsServer, natsPort, "TCP", true},
 				{"the WeChat and Tucao APIs", outside, 443, "TCP", true},
-				{"PostgreSQL", outside, pgPort, "TCP", d.role() == "feedback"},
+				{"PostgreSQL", outside, pgPort, "TCP", d.role() == "feedback" || d.role() == "console"},
 				{"SSH on the internet", outside, 22, "TCP", false},
 				{"NATS's cluster port", natsServer, 6222, "TCP", false},
 				{"a pod of another namespace", strangers[3], 8080, "TCP", false},
