@@ -185,3 +185,23 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// kefu's servers end an answer WriteTimeout after its headers; a live
+// stream lifts that deadline and outlives it.
+func TestEventStreamOutlivesTheWriteTimeout(t *testing.T) {
+	s := newTestService(t, Config{}, nil)
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cookie, _ := signIn(t, s.Handler(), readTok)
+	evs := readEvents(t, openStream(t, srv, cookie))
+	if ev := next(t, evs); ev.name != "state" {
+		t.Fatalf("first event %q", ev.name)
+	}
+	time.Sleep(600 * time.Millisecond)
+	s.hub.update(func(st *state, o *ops) { st.leave("o-late", time.Now(), 5, events.AbandonLeft, o) })
+	if ev := next(t, evs); ev.name != "d" || !strings.Contains(ev.data, "o-late") {
+		t.Fatalf("after the write timeout: %+v", ev)
+	}
+}
