@@ -248,6 +248,11 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	// Every listener gets the same limits (httpedge.NewServer); the main
 	// one serves rt.mux behind the edge (tokens, rate limit).
 	servers := []*http.Server{httpedge.NewServer(rt.edge())}
+	if rt.console != nil {
+		// Live console streams never end by themselves: end them when
+		// the server shuts down rather than wait for them.
+		servers[0].RegisterOnShutdown(rt.console.CloseStreams)
+	}
 	listeners := []net.Listener{listener}
 	if metricsListener != nil {
 		mm := http.NewServeMux()

@@ -152,6 +152,12 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 }
 
+// CloseStreams ends every live stream (the browsers reconnect, to another
+// replica or after a restart). The HTTP server calls it when it shuts
+// down, since a stream would otherwise hold the shutdown until its
+// deadline.
+func (s *Service) CloseStreams() { s.hub.closeAll() }
+
 // SignInCode returns a one-time code for a sign-in link
 // (Path + "#code=" + code), valid for ttl: `kefu demo` prints one so that
 // no token appears in a URL.
