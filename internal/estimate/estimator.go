@@ -335,7 +335,9 @@ func (e *Estimator) Observe(s Snapshot) Result {
 	e.advance(s.At)
 	e.syncAgents(s)
 	e.observePresence(s)
-	res := Result{At: s.At, Count: max(s.Count, len(s.Waiting))}
+	// Count is getwaitcase's: inferred cases beyond it are customers who
+	// left unnoticed (Members keeps them until the list passes them).
+	res := Result{At: s.At, Count: max(s.Count, s.listed())}
 	res.Abandoned = e.syncWaiting(s)
 	e.lastCount = res.Count
 	e.lastAt = s.At
@@ -358,7 +360,7 @@ func (e *Estimator) Observe(s Snapshot) Result {
 		}
 	}
 	e.joinsSince, e.leftSince = 0, 0
-	res.Unlisted = res.Count - len(e.v.cases)
+	res.Unlisted = max(0, res.Count-len(e.v.cases))
 	if res.Unlisted > 0 {
 		res.Tail = e.PredictPosition(e.cfg.Model, res.Count)
 	}

@@ -122,7 +122,7 @@ type pool struct {
 func (e *Estimator) prepare(s Snapshot) {
 	v := &e.v
 	v.at = s.At
-	v.count = max(s.Count, len(s.Waiting))
+	v.count = max(s.Count, s.listed())
 	v.r = e.rate()
 	v.theta = e.theta()
 	v.shapeOK = e.shape.ready(e.cfg.MinShapeSamples)
@@ -225,7 +225,7 @@ func (e *Estimator) prepare(s Snapshot) {
 	}
 	v.listedGlobal = globalAhead
 	v.listedSpecOnline = specOnlineAhead
-	v.pools[0].queueLen = globalAhead + (v.count - len(ws))
+	v.pools[0].queueLen = globalAhead + max(0, v.count-len(ws))
 }
 
 // Predict returns model m's estimate for a customer listed in the last

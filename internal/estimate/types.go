@@ -51,6 +51,17 @@ type Snapshot struct {
 	HoldAbandon bool
 }
 
+// listed is the number of cases getwaitcase listed (not inferred).
+func (s *Snapshot) listed() int {
+	n := 0
+	for i := range s.Waiting {
+		if !s.Waiting[i].Inferred {
+			n++
+		}
+	}
+	return n
+}
+
 // Estimate is the predicted wait of one customer, counted from the
 // snapshot time. Position is the 1-based place in the queue the customer is
 // actually in: the global FIFO queue, or the queue of the agent it asked
