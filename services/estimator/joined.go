@@ -100,4 +100,3 @@ func (s *Service) sessionsLag(ctx context.Context) bool {
 	}
 	return info.NumPending > 0 || info.NumAckPending > 0
 }
-
