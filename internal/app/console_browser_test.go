@@ -220,4 +220,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if status != 403 {
 		t.Errorf("the read-only user's action answered %d, want 403", status)
 	}
+
+	// Chinese by default, English a click away.
+	poll("Chinese by default", `document.documentElement.lang === "zh-CN" && document.querySelector('[data-i18n=queue]').textContent === "排队"`)
+	run("switch to English", chromedp.Click(chromedp.CSS("#lang")))
+	poll("English", `document.documentElement.lang === "en" && document.querySelector('[data-i18n=queue]').textContent === "Queue" && document.querySelector('#lang').textContent === "中文"`)
 }
