@@ -32,15 +32,17 @@ type Waiting struct {
 	Position  int       `json:"position,omitempty"`
 	// Estimated is set once an estimate arrived; WaitSeconds and
 	// WaitP90Seconds are the remaining wait and its P90 at EstimatedAt.
-	Estimated      bool      `json:"estimated"`
-	WaitSeconds    int64     `json:"wait_seconds"`
-	WaitP90Seconds int64     `json:"wait_p90_seconds"`
+	// Zero values are left out: a queue of 10,000 is sent whole to every
+	// page that opens.
+	Estimated      bool      `json:"estimated,omitempty"`
+	WaitSeconds    int64     `json:"wait_seconds,omitempty"`
+	WaitP90Seconds int64     `json:"wait_p90_seconds,omitempty"`
 	EstimatedAt    time.Time `json:"estimated_at,omitzero"`
 	Unknown        bool      `json:"unknown,omitempty"`
 	Model          string    `json:"model,omitempty"`
 	// Listed: in getwaitcase's list (the first 100), as the last queue
 	// view said.
-	Listed bool `json:"listed"`
+	Listed bool `json:"listed,omitempty"`
 	// Extra are fields of events the console has no column for (say, a
 	// position inferred beyond the 100th): the page shows them as they are.
 	Extra map[string]string `json:"extra,omitempty"`
@@ -386,6 +388,8 @@ func (s *state) pacePoint(at time.Time, seconds int64, o *ops) {
 
 // estimate records an estimate, keeping the first for the accuracy plot.
 func (s *state) estimate(w *Waiting, wait, p90 int64, at time.Time) {
+	// Whole seconds, like the estimate itself (and shorter on the wire).
+	at = at.Truncate(time.Second)
 	w.Estimated, w.WaitSeconds, w.WaitP90Seconds, w.EstimatedAt = true, wait, p90, at
 	if w.firstAt.IsZero() {
 		w.firstWait, w.firstP90, w.firstAt = wait, p90, at

@@ -77,9 +77,10 @@
       if (w.unknown) est.appendChild(el("span", "muted", t("unknownEstimate")));
       else if (!w.estimated) est.appendChild(el("span", "muted", t("noEstimate")));
       else {
-        const left = w.wait_seconds - (Date.now() - Date.parse(w.estimated_at)) / 1000;
+        const wait = w.wait_seconds || 0, p90 = w.wait_p90_seconds || 0; // zero values are left out
+        const left = wait - (Date.now() - Date.parse(w.estimated_at)) / 1000;
         est.appendChild(el("span", "est", "≈ " + dur(Math.max(0, left))));
-        est.appendChild(el("span", "band", " (P90 " + dur(Math.max(0, w.wait_p90_seconds - (w.wait_seconds - left))) + ")"));
+        est.appendChild(el("span", "band", " (P90 " + dur(Math.max(0, p90 - (wait - left))) + ")"));
       }
       if (w.extra) for (const k in w.extra) est.appendChild(el("span", "chip", k + ": " + w.extra[k]));
       r.appendChild(est);
