@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -186,6 +187,10 @@ type repResult struct {
 	aband    int
 	unlisted int // joined beyond the 100 listed cases
 	points   []point
+	// the estimate at the poll that first listed a customer who joined
+	// beyond the 100: coverage of the rest of the wait, P90/estimate.
+	lateN, lateCovered int
+	lateBands          []float64
 	// kefu's P90/estimate of every scored customer; coverage of those
 	// whose place was inferred, and of those waiting at a restart (on the
 	// first estimate after it, against the rest of their wait).
@@ -261,6 +266,7 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	}
 	preds := make([][]prediction, customers)
 	unlisted := make([]bool, customers)
+	late := map[int]listedPrediction{}
 	// members is the queue as kefu sees customers join (ingest's
 	// kefu.wechat.kf.queue.joined): the customers behind the 100 listed get
 	// inferred places, as in production.
@@ -306,7 +312,8 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 					restartPending = true
 				}
 			}
-			est.Observe(complete(s))
+			res := est.Observe(complete(s))
+			noteListed(res, unlisted, late)
 			if restartPending {
 				restartPending = false
 				scoreAfterRestart(est, sim, s, after)
@@ -366,6 +373,13 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 		}
 		r.served++
 		w := out.Wait.Seconds()
+		if l, ok := late[id]; ok {
+			r.lateN++
+			r.lateBands = append(r.lateBands, l.p90/l.wait)
+			if out.Arrived.Add(out.Wait).Sub(l.at).Seconds() <= l.p90 {
+				r.lateCovered++
+			}
+		}
 		if k := preds[id][0]; !k.unknown && k.wait > 0 {
 			r.bands = append(r.bands, float64(k.p90/k.wait))
 			if unlisted[id] {
@@ -435,3 +449,30 @@ func oraclePrediction(cfg queuesim.Config, snap estimate.Snapshot, n int) predic
 	}
 	return prediction{wait: float32(w), p90: float32(w * oracleBand(float64(n)))}
 }
+
+// listedPrediction is kefu's estimate at the poll that first listed a
+// customer who had joined beyond the 100 listed.
+type listedPrediction struct {
+	p90, wait float64
+	at        time.Time
+}
+
+// noteListed records, for customers who joined beyond the 100 listed, the
+// estimate of the poll that first lists them: a refinement made long after
+// the join, whose band the calibration once inflated.
+func noteListed(res estimate.Result, unlisted []bool, late map[int]listedPrediction) {
+	for _, e := range res.Estimates {
+		if isInferred(e) || e.Unknown || e.Wait <= 0 {
+			continue
+		}
+		id, err := strconv.Atoi(strings.TrimPrefix(e.OpenID, "o"))
+		if err != nil || id >= len(unlisted) || !unlisted[id] {
+			continue
+		}
+		if _, seen := late[id]; !seen {
+			late[id] = listedPrediction{p90: e.WaitP90.Seconds(), wait: e.Wait.Seconds(), at: res.At}
+		}
+	}
+}
+
+func isInferred(e estimate.Estimate) bool { return e.Inferred }

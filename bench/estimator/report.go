@@ -30,6 +30,10 @@ type table struct {
 	bandMedian                 float64
 	inferredN, inferredCovered int
 	restartN, restartCovered   int
+	// the estimate at the poll that first listed a customer who joined
+	// beyond the 100
+	lateN, lateCovered int
+	lateMedian         float64
 }
 
 // summarise pools the replications (ratios of pooled sums) and takes the
@@ -46,6 +50,16 @@ func summarise(sc scenario, reps []repResult) table {
 		t.inferredCovered += r.inferredCovered
 		t.restartN += r.restartN
 		t.restartCovered += r.restartCovered
+		t.lateN += r.lateN
+		t.lateCovered += r.lateCovered
+	}
+	var late []float64
+	for _, r := range reps {
+		late = append(late, r.lateBands...)
+	}
+	if len(late) > 0 {
+		slices.Sort(late)
+		t.lateMedian = late[len(late)/2]
 	}
 	var bands []float64
 	for _, r := range reps {
@@ -189,6 +203,9 @@ func markdown(tables []table, cmd string, o options, took time.Duration) string 
 		fmt.Fprintf(&b, "kefu band: median P90/estimate %.2f×", t.bandMedian)
 		if t.inferredN > 0 {
 			fmt.Fprintf(&b, "; P90 cover of customers whose place was inferred (beyond the 100 listed) %.1f %% of %d", pct(t.inferredCovered, t.inferredN), t.inferredN)
+		}
+		if t.lateN > 0 {
+			fmt.Fprintf(&b, "; estimate at the poll that first lists a customer who joined beyond the 100: median P90/estimate %.2f×, P90 cover of the rest of the wait %.1f %% of %d", t.lateMedian, pct(t.lateCovered, t.lateN), t.lateN)
 		}
 		if t.restartN > 0 {
 			fmt.Fprintf(&b, "; P90 cover of customers waiting at a restart, on the first estimate after it %.1f %% of %d", pct(t.restartCovered, t.restartN), t.restartN)
