@@ -318,6 +318,13 @@ func printEvent(out io.Writer, m *nats.Msg) {
 			summary = fmt.Sprintf("post %s by %s: %s (%d replies)", e.ID, e.OpenID, e.Content, e.ReplyCount)
 		case events.SessionAbandoned:
 			summary = fmt.Sprintf("%s left the queue after %ds (%s)", e.OpenID, e.WaitedSeconds, e.Reason)
+		case events.QueueJoined:
+			summary = e.OpenID + " joined the queue"
+			if e.KfAccount != "" {
+				summary += " for " + e.KfAccount
+			}
+		case events.AgentChosen:
+			summary = fmt.Sprintf("%s chose %d (%s %s%s): %s", e.OpenID, e.Choice, e.Kind, e.Group, e.KfAccount, e.Outcome)
 		}
 	} else if len(m.Subject) > len(events.SubjectDLQPrefix) && m.Subject[:len(events.SubjectDLQPrefix)] == events.SubjectDLQPrefix {
 		summary = "dead letter: " + m.Header.Get("Kefu-Dlq-Reason")
