@@ -82,18 +82,43 @@ func findRole(name string) (role, bool) {
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return mainContext(ctx, args, stdout, stderr)
+}
+
+// mainContext is Main until ctx is done.
+func mainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := run(ctx, args, stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintln(stderr, "kefu:", oneLine(err))
+		msg := oneLine(err)
 		var u usageError
 		if errors.As(err, &u) {
+			if !strings.Contains(msg, "help") {
+				msg += " (see " + helpHint(args) + ")"
+			}
+			fmt.Fprintln(stderr, "kefu:", msg)
 			return 2
 		}
+		fmt.Fprintln(stderr, "kefu:", msg)
 		return 1
 	}
 	return 0
+}
+
+// helpHint is the help to read after a usage mistake in args.
+func helpHint(args []string) string {
+	if len(args) > 0 {
+		if _, ok := findRole(args[0]); ok {
+			return "`kefu " + args[0] + " --help`"
+		}
+		for _, c := range commands() {
+			if c.name == args[0] && c.name != "help" && c.name != "version" {
+				return "`kefu " + args[0] + " --help`"
+			}
+		}
+	}
+	return "`kefu help`"
 }
 
 // usageError is a mistake on the command line (exit code 2).

@@ -4,63 +4,62 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
-	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 )
 
-// runKf is `kefu kf …`: the 多客服 admin commands. The WeChat API needs
-// KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET; the group commands (and the
-// shared access token) need NATS: KEFU_NATS_URL, a running embedded server
-// on KEFU_NATS_LISTEN, or the embedded server's KEFU_DATA_DIR.
+// runKf is `kefu kf …`: the 多客服 admin commands. The command line is
+// checked first by running it against no backends (every command checks
+// its arguments before it calls WeChat or NATS), so help and usage
+// mistakes never connect anywhere. Then the tool connects to NATS
+// (openCLIBus: the groups live in kefu_groups, and the WeChat access token
+// is the one the services share in kefu_token) and runs it for real; the
+// WeChat API needs KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET.
 func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		kfadmin.Usage(stdout)
-		if len(args) == 0 {
-			return usageError{"kf needs a subcommand"}
-		}
-		return nil
+	if len(args) == 0 {
+		return usageError{"kf needs a subcommand; run `kefu kf help`"}
+	}
+	dry := kfadmin.Run(ctx, args, stdout, stderr, kfadmin.Deps{})
+	switch {
+	case errors.Is(dry, kfadmin.ErrUsage):
+		return usageError{dry.Error()}
+	case !errors.Is(dry, kfadmin.ErrNotConfigured):
+		// nil: the help was printed; otherwise a failure before any
+		// backend (say, an avatar file that cannot be read).
+		return dry
 	}
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
 		return err
 	}
-	deps := kfadmin.Deps{}
-	b, busErr := openCLIBus(ctx, cfg)
-	if busErr == nil {
-		defer b.Close()
-		kv, err := b.KeyValue(ctx, bus.BucketGroups)
-		if err != nil {
-			return err
-		}
-		deps.Groups = kfadmin.NewGroups(kv)
+	missingWeChat := cfg.Check("kf", config.NeedWeChatAPI)
+	if errors.Is(dry, kfadmin.ErrWeChatNotConfigured) && missingWeChat != nil {
+		return missingWeChat
 	}
-	if cfg.Check("kf", config.NeedWeChatAPI) == nil {
-		client, err := newWeChatClient(ctx, cfg, b, nil)
-		if err != nil {
+	b, err := openCLIBus(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	kv, err := b.KeyValue(ctx, bus.BucketGroups)
+	if err != nil {
+		return err
+	}
+	deps := kfadmin.Deps{Groups: kfadmin.NewGroups(kv)}
+	if missingWeChat == nil {
+		if deps.Client, err = newWeChatClient(ctx, cfg, b, nil); err != nil {
 			return err
 		}
-		deps.Client = client
 	}
 	err = kfadmin.Run(ctx, args, stdout, stderr, deps)
-	if errors.Is(err, kfadmin.ErrUsage) {
+	switch {
+	case errors.Is(err, kfadmin.ErrUsage):
 		return usageError{err.Error()}
-	}
-	if errors.Is(err, kfadmin.ErrNotConfigured) {
-		if deps.Client == nil {
-			if missing := cfg.Check("kf", config.NeedWeChatAPI); missing != nil {
-				return missing
-			}
-		}
-		if busErr != nil {
-			return errors.Join(err, busErr)
-		}
+	case errors.Is(err, kfadmin.ErrWeChatNotConfigured) && missingWeChat != nil:
+		return missingWeChat
 	}
 	return err
 }
@@ -78,22 +77,4 @@ func withCLIBus(ctx context.Context, fn func(*bus.Bus) error) error {
 	}
 	defer b.Close()
 	return fn(b)
-}
-
-// openCLIBus reaches the bus for a command-line tool: KEFU_NATS_URL, else
-// the embedded server of a running `kefu all` on KEFU_NATS_LISTEN, else
-// an embedded server started on KEFU_DATA_DIR for the duration of the command.
-func openCLIBus(ctx context.Context, cfg config.Config) (*bus.Bus, error) {
-	bc := busConfig(cfg, "kefu-cli", zap.NewNop(), nil)
-	if len(bc.URLs) == 0 {
-		if conn, err := net.DialTimeout("tcp", cfg.NATSListen, 500*time.Millisecond); err == nil {
-			conn.Close()
-			bc.URLs = []string{"nats://" + cfg.NATSListen}
-		} else {
-			bc.Listen = "127.0.0.1:0"
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return bus.Open(ctx, bc)
 }

@@ -13,30 +13,39 @@ import (
 // runReplay is `kefu replay`: it reads a stream with an ephemeral ordered
 // consumer, never touching the services' durable consumers.
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runReplayCommand(ctx, args, stdout, stderr, replay.Replay)
+	return runReplayCommand(ctx, args, stdout, stderr, replay.CheckReplay, replay.Replay)
 }
 
 // runEvents is `kefu events tail`.
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "tail" {
-		replay.Usage(stderr)
-		return usageError{"events: the subcommand is tail (kefu events tail [--subject S] [--stream S] [--json])"}
+	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		replay.Usage(stdout)
+		return nil
 	}
-	return runReplayCommand(ctx, args[1:], stdout, stderr, replay.Tail)
+	if len(args) == 0 || args[0] != "tail" {
+		return usageError{"events: the subcommand is tail (kefu events tail [--subject S] [--stream S] [--json]; see kefu events --help)"}
+	}
+	return runReplayCommand(ctx, args[1:], stdout, stderr, replay.CheckTail, replay.Tail)
 }
 
-// runReplayCommand runs a command of the replay package on the CLI's bus.
+// runReplayCommand runs a command of the replay package on the CLI's bus,
+// once check has accepted its command line: help and mistakes never
+// connect.
 func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
-	cmd func(context.Context, []string, io.Writer, io.Writer, *bus.Bus) error) error {
+	check func([]string) error, cmd func(context.Context, []string, io.Writer, io.Writer, *bus.Bus) error) error {
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
 			replay.Usage(stdout)
 			return nil
 		}
 	}
-	err := withCLIBus(ctx, func(b *bus.Bus) error { return cmd(ctx, args, stdout, stderr, b) })
+	err := check(args)
+	if err == nil {
+		err = withCLIBus(ctx, func(b *bus.Bus) error { return cmd(ctx, args, stdout, stderr, b) })
+	}
 	switch {
 	case errors.Is(err, flag.ErrHelp):
+		replay.Usage(stdout)
 		return nil
 	case errors.Is(err, replay.ErrUsage):
 		return usageError{err.Error()}

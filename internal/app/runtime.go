@@ -91,8 +91,10 @@ type roleOptions struct {
 	from, to      string
 }
 
-// loadConfig reads the environment, then the flags that override it.
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, roleOptions, error) {
+// loadConfig reads the environment, then the flags that override it. -h
+// prints the flags on stdout and returns flag.ErrHelp; a mistake comes
+// back as one usageError, nothing printed.
+func loadConfig(name string, args []string, stdout io.Writer) (config.Config, roleOptions, error) {
 	var opts roleOptions
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
@@ -104,13 +106,15 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, ro
 		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYYMMDD (Asia/Shanghai), included")
 		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYYMMDD (Asia/Shanghai), included: --from D --to D is the day D")
 	}
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	for _, v := range config.Vars {
 		v := v
 		fs.Func(flagName(v.Name), v.Help+" ("+v.Name+")", func(s string) error { return cfg.Set(v.Name, s) })
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
 			return cfg, opts, err
 		}
 		return cfg, opts, usageError{err.Error()}
@@ -133,7 +137,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, ro
 }
 
 func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Writer) error {
-	cfg, opts, err := loadConfig(r.name, args, stderr)
+	cfg, opts, err := loadConfig(r.name, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -477,7 +481,9 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	if err != nil {
 		return err
 	}
-	b, err := bus.Open(ctx, busConfig(cfg, "kefu-backfill", log, nil))
+	// A backfill is a command-line tool: it publishes to the running
+	// kefu's NATS and never starts a server of its own.
+	b, err := openToolBus(ctx, cfg, "kefu-backfill", os.Getenv, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 )
@@ -26,8 +27,8 @@ func TestTucaoBackfillOfOneDayFromTheCommandLine(t *testing.T) {
 		}
 	}
 	fake.SetClock(nil) // request timestamps are checked against the real clock
-	t.Setenv("KEFU_NATS_LISTEN", "127.0.0.1:0")
-	t.Setenv("KEFU_DATA_DIR", t.TempDir())
+	// A backfill publishes to the running kefu's NATS.
+	t.Setenv("KEFU_NATS_URL", natstest.Run(t, nil).ClientURL())
 	t.Setenv("KEFU_TUCAO_PRODUCT_ID", fake.ProductID())
 	t.Setenv("KEFU_TUCAO_SECRET", fake.Secret())
 	t.Setenv("KEFU_TUCAO_API_BASE", fake.URL())

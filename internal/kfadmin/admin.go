@@ -16,6 +16,10 @@ import (
 // 503.
 var ErrNotConfigured = errors.New("not configured")
 
+// ErrWeChatNotConfigured is the ErrNotConfigured of a command that needs
+// the WeChat API and has no client.
+var ErrWeChatNotConfigured = fmt.Errorf("%w: the WeChat API needs KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET", ErrNotConfigured)
+
 // Deps are what the admin commands and the HTTP API work with.
 type Deps struct {
 	// Client calls the WeChat 多客服 API; nil makes the account, online,
@@ -30,7 +34,7 @@ type Deps struct {
 
 func (d Deps) client() (*wechat.Client, error) {
 	if d.Client == nil {
-		return nil, fmt.Errorf("%w: the WeChat API needs KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET", ErrNotConfigured)
+		return nil, ErrWeChatNotConfigured
 	}
 	return d.Client, nil
 }
