@@ -160,6 +160,10 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprint(w, "\nThe command-line tools (kf, replay, events, dlq, ingest --tucao-backfill) never start a NATS\n"+
+		"server nor create KEFU_DATA_DIR; they connect, within 2 s, to KEFU_NATS_URL, else NATS_URL, else the\n"+
+		"nats CLI's current context, else nats://KEFU_NATS_LISTEN (127.0.0.1:4222, where `kefu all` listens).\n"+
+		"Against `kefu demo`, use the KEFU_* line it prints. --help and usage mistakes connect nowhere.\n")
 	fmt.Fprintf(w, "\nConfiguration comes from the environment (flags override, e.g. --http-addr :9090):\n")
 	for _, v := range config.Vars {
 		def := v.Default

@@ -166,6 +166,7 @@ func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error 
     try:           curl -H "Authorization: Bearer %s" %s/api/kf/queue
   NATS             %s
     watch it:      nats --server %s sub 'kefu.>'
+    kefu kf:       KEFU_NATS_URL=%s KEFU_WECHAT_APPID=%s KEFU_WECHAT_SECRET=%s KEFU_WECHAT_API_BASE=%s kefu kf online
   simulated WeChat %s  (state: /_control/state)
   simulated Tucao  %s
   data             %s (removed on exit)
@@ -173,7 +174,8 @@ Customers arrive, wait in the 多客服 queue (some give up, some say 不等了)
 closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
-`, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
+`, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(),
+		rt.bus.ClientURL(), demoAppID, demoAppSecret, rt.cfg.WeChatAPIBase, rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
 	sub, err := rt.bus.Conn().Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err

@@ -1,0 +1,69 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kefu-io/kefu/internal/wechat/wechattest"
+)
+
+// The line `kefu demo` prints for `kefu kf` works as printed: with its
+// variables, `kefu kf online` reaches the demo's NATS and simulated WeChat.
+func TestKfAgainstTheDemoAsItSays(t *testing.T) {
+	started := make(chan struct{}, 1)
+	saved := demoTraffic
+	demoTraffic = func(d *demoEnv, ctx context.Context) error {
+		account := "xiaowang@" + demoWeChatID
+		if err := d.wechat.AddAgent(account, "小王"); err != nil {
+			return err
+		}
+		d.wechat.SetAgentStatus(account, wechattest.StatusPC)
+		started <- struct{}{}
+		return nil
+	}
+	t.Cleanup(func() { demoTraffic = saved })
+	toolEnv(t, "127.0.0.1:0")
+	t.Setenv("KEFU_HTTP_ADDR", freeAddr(t))
+	t.Setenv("KEFU_DATA_DIR", t.TempDir())
+	t.Setenv("KEFU_LOG_LEVEL", "error")
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	out := &lockedBuffer{}
+	go func() { done <- run(ctx, []string{"demo"}, out, io.Discard) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("demo did not stop")
+		}
+	})
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("demo ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not start")
+	}
+	line := regexp.MustCompile(`(?m)^ +kefu kf: +(.*) kefu kf online$`).FindStringSubmatch(out.String())
+	if line == nil {
+		t.Fatalf("the demo printed no kefu kf line:\n%s", out.String())
+	}
+	for _, kv := range strings.Fields(line[1]) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "KEFU_") {
+			t.Fatalf("%q in the kefu kf line is not a setting", kv)
+		}
+		t.Setenv(k, v)
+	}
+	t.Setenv("KEFU_DATA_DIR", "") // the tool needs none
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"kf", "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demoWeChatID) {
+		t.Fatalf("kefu kf online with the demo's settings: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
+	}
+}
