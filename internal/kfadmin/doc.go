@@ -113,7 +113,11 @@
 // one JSON document (the same documents the HTTP API answers) instead of a
 // table. Errors come back as one line; usage mistakes wrap [ErrUsage] (exit
 // 2), everything else — a WeChat refusal shows its errcode and errmsg — is a
-// failure (exit 1). Passwords are given in clear and sent as their MD5, as
+// failure (exit 1). Every command checks its arguments before it uses
+// a backend, so [Run] with empty [Deps] answers help and usage mistakes and
+// otherwise stops at [ErrNotConfigured] ([ErrWeChatNotConfigured] when it
+// needs WeChat first) without calling WeChat or NATS: `kefu kf` does that
+// before it connects anywhere. Passwords are given in clear and sent as their MD5, as
 // kfaccount/add expects (wechat.KfAccountInput). Keywords split on ',' and
 // on the full-width '，'.
 //
