@@ -50,7 +50,7 @@ func resolveToolTarget(cfg config.Config, getenv func(string) string) (toolTarge
 	if err != nil || ok {
 		return t, err
 	}
-	return toolTarget{urls: []string{"nats://" + cfg.NATSListen}, source: "the default; KEFU_NATS_URL is unset"}, nil
+	return toolTarget{urls: []string{"nats://" + cfg.NATSListen}, source: "KEFU_NATS_LISTEN, as neither KEFU_NATS_URL, NATS_URL nor a nats context is set"}, nil
 }
 
 func splitURLs(v string) []string {

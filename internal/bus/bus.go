@@ -369,10 +369,11 @@ func (b *Bus) redial(old *generation) {
 
 func waitConnected(ctx context.Context, nc *nats.Conn) error {
 	deadline := time.Now().Add(10 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
 	for !nc.IsConnected() {
+		// A caller's shorter deadline is reported as such, not as 10 s.
+		if err := ctx.Err(); err != nil {
+			return withLastError(err, nc)
+		}
 		if time.Now().After(deadline) {
 			return withLastError(errors.New("no server answered within 10s"), nc)
 		}
