@@ -33,8 +33,8 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // connect.
 func runReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	check func([]string) error, cmd func(context.Context, []string, io.Writer, io.Writer, *bus.Bus) error) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
+	for i, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" || (i == 0 && a == "help") {
 			replay.Usage(stdout)
 			return nil
 		}

@@ -103,7 +103,7 @@ func TestToolHelpAndMistakesNeverConnect(t *testing.T) {
 	help := [][]string{
 		{"kf", "help"}, {"kf", "--help"}, {"kf", "-h"}, {"kf", "online", "--help"}, {"kf", "group", "create", "--help"},
 		{"kf", "group", "--help"}, {"kf", "session", "create", "-h"},
-		{"replay", "--help"}, {"replay", "--stream", "KEFU_TUCAO", "-h"}, {"events", "--help"}, {"events", "help"}, {"events", "tail", "--help"},
+		{"replay", "--help"}, {"replay", "help"}, {"events", "tail", "help"}, {"dlq", "help"}, {"replay", "--stream", "KEFU_TUCAO", "-h"}, {"events", "--help"}, {"events", "help"}, {"events", "tail", "--help"},
 		{"dlq", "--help"}, {"dlq", "list", "--help"},
 		{"ingest", "--tucao-backfill", "--help"}, {"ingest", "-h"},
 	}
