@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -16,8 +15,6 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
-	wx "github.com/kefu-io/kefu/internal/wechat"
-	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/feedback/store/storetest"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -52,46 +49,7 @@ func TestFeedbackLinkEndToEnd(t *testing.T) {
 		tc := tucaotest.New(tucaotest.Options{RateLimit: -1, Clock: tucao.NewFakeClock(closedAt.Add(time.Minute))})
 		t.Cleanup(tc.Close)
 
-		// WeChat, where the customer wrote to us (their 48-hour window).
-		weixin, err := wechattest.New(wechattest.Config{AppID: "wx-e2e", AppSecret: "e2e-secret", Token: "e2e"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wxWeb := httptest.NewServer(weixin)
-		t.Cleanup(func() { wxWeb.Close(); weixin.Close() })
-		if err := weixin.AddAgent(agent, "小李"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := weixin.CustomerMessage(ctx, openid, "你好"); err != nil {
-			t.Fatal(err)
-		}
-		tokens, err := wx.NewMemoryTokenSource(&wx.StableTokenFetcher{BaseURL: wxWeb.URL, AppID: "wx-e2e", Secret: "e2e-secret"}, wx.TokenOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, err := wx.NewClient(wx.ClientConfig{BaseURL: wxWeb.URL, Tokens: tokens})
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		// The notifier, its pages served over TLS as in production: Tucao
-		// takes only an https avatar.
-		mux := http.NewServeMux()
-		web := httptest.NewTLSServer(mux)
-		t.Cleanup(web.Close)
-		n, err := notifier.New(notifier.Config{
-			Instance: "e2e", RateLimit: -1,
-			PublicURL: web.URL, TucaoProductID: tc.ProductID(), TucaoURL: tc.URL() + "/product/",
-			FeedbackLinkSecret: linkSecret,
-		}, notifier.Deps{Bus: h.bus, Sender: client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Routes(mux)
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Stop(context.Background()) })
+		weixin, web := startLinkNotifier(t, ctx, h.bus, tc, openid, map[string]string{agent: "小李"})
 
 		// The session closes.
 		h.publishClosed(openid, agent, closedAt)
