@@ -556,6 +556,12 @@ func (s *Subscription) pause(cause error) {
 		sub.Drain() //nolint:errcheck // a closed subscription has no interest left to drop
 	}
 	s.subs = nil
+	// Once the server has processed the unsubscribes it pushes nothing
+	// more here: a round trip before Paused reports the pause (it waits
+	// for s.mu), so what is published after it stays with the server.
+	if err := s.conn.FlushTimeout(s.probeTimeout()); err != nil {
+		s.log.Debug("flush after pausing", zap.Error(err))
+	}
 	s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(1)
 	s.log.Warn("dependency unavailable; consumer paused until it answers", zap.Error(cause),
 		zap.Duration("probe_interval", s.spec.ProbeInterval))
