@@ -35,7 +35,7 @@ func TestWriteProblem(t *testing.T) {
 			opts: []httpapi.Option{httpapi.WeChat(65403, "kf account exists")}, wantType: httpapi.TypeBase + "wechat-refused",
 			wantTitle: "WeChat refused the request", wantCode: 65403, wantDetail: "kf account exists"},
 		{name: "not ready carries Retry-After rounded up", status: 503, detail: "no queue snapshot yet",
-			opts: []httpapi.Option{httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(1500 * time.Millisecond)},
+			opts:     []httpapi.Option{httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(1500 * time.Millisecond)},
 			wantType: httpapi.TypeBase + "not-ready", wantTitle: "Not ready", wantRetry: "2", wantDetail: "no queue snapshot yet"},
 		{name: "an explicit type wins over the parameter's", status: 401, detail: "sign in",
 			opts: []httpapi.Option{httpapi.Type(httpapi.Unauthorized), httpapi.Param("token")}, wantType: httpapi.TypeBase + "unauthorized",
