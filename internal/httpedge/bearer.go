@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/kefu-io/kefu/internal/httpapi"
 )
 
 // Access is what a request's bearer token allows.
@@ -87,7 +89,7 @@ func (t Tokens) Authorize(r *http.Request) Access {
 func (t Tokens) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !t.Configured() {
-			http.NotFound(w, r)
+			httpapi.WriteProblem(w, http.StatusNotFound, "not served: no API token is configured")
 			return
 		}
 		switch t.Authorize(r) {
@@ -100,24 +102,15 @@ func (t Tokens) Guard(next http.Handler) http.Handler {
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+Realm+`", error="insufficient_scope"`)
-			writeError(w, http.StatusForbidden, "the read-only token may only GET; this needs the admin token")
+			httpapi.WriteProblem(w, http.StatusForbidden, "the read-only token may only GET; this needs the admin token")
 			return
 		}
 		if _, given := bearer(r); given {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+Realm+`", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			httpapi.WriteProblem(w, http.StatusUnauthorized, "invalid bearer token", httpapi.Type(httpapi.Unauthorized))
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+Realm+`"`)
-		writeError(w, http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
+		httpapi.WriteProblem(w, http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token>", httpapi.Type(httpapi.Unauthorized))
 	})
-}
-
-// writeError answers in the JSON shape of kefu's APIs. The messages are
-// constants, so there is nothing to escape.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
 }

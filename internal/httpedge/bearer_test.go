@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/httpedge"
 )
 
@@ -28,6 +30,15 @@ func guardedServer(t *testing.T, tokens httpedge.Tokens) (*httptest.Server, *ato
 }
 
 func send(t *testing.T, method, url, authorization string) (*http.Response, string) {
+	t.Helper()
+	resp, body := sendRaw(t, method, url, authorization)
+	if resp.StatusCode >= 400 && method != "HEAD" {
+		httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body))
+	}
+	return resp, body
+}
+
+func sendRaw(t *testing.T, method, url, authorization string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	if authorization != "" {
@@ -79,6 +90,11 @@ func TestGuard(t *testing.T) {
 			}
 			if tt.status != 200 && strings.Contains(body, "o-secret") {
 				t.Fatalf("refusal carries the handler's data: %q", body)
+			}
+			if tt.status == 401 {
+				if p := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body)); p.Type != httpapi.Unauthorized.URI() {
+					t.Fatalf("401 of type %q, want %q", p.Type, httpapi.Unauthorized.URI())
+				}
 			}
 		})
 	}

@@ -5,11 +5,12 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/kefu-io/kefu/internal/httpapi"
 )
 
 // DefaultMaxClients is how many clients a Limiter tracks at most. A full
@@ -149,8 +150,9 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 		if l.cfg.OnReject != nil {
 			l.cfg.OnReject()
 		}
-		secs := max(1, int64(math.Ceil(wait.Seconds())))
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		http.Error(w, "too many requests", http.StatusTooManyRequests)
+		// Retry-After is when the client's bucket holds a token again:
+		// sooner would be refused too.
+		httpapi.WriteProblem(w, http.StatusTooManyRequests, "too many requests from this client; retry after the Retry-After seconds",
+			httpapi.Type(httpapi.RateLimited), httpapi.RetryAfter(wait))
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/httpedge"
 )
 
@@ -133,8 +135,13 @@ func get(t *testing.T, url, xff string) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if p := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, body); p.Type != httpapi.RateLimited.URI() {
+			t.Fatalf("429 of type %q, want %q", p.Type, httpapi.RateLimited.URI())
+		}
+	}
 	return resp
 }
 
