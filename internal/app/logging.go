@@ -3,24 +3,45 @@ package app
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
 )
 
+// newLogger is the process's logger, writing to out (stderr): readable
+// lines for a person when out is a terminal, JSON for machines otherwise,
+// unless KEFU_LOG_FORMAT chooses.
 func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {
+	return buildLogger(cfg, out, cliui.Detect(out, os.Getenv))
+}
+
+// buildLogger is newLogger for a writer connected to term.
+func buildLogger(cfg config.Config, out io.Writer, term cliui.Terminal) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return nil, fmt.Errorf("KEFU_LOG_LEVEL: %w", err)
+	}
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if term.Is {
+			format = "console"
+		}
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
-	if cfg.LogFormat == "console" {
-		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	if format == "console" {
+		// Colour codes are noise in a file or a terminal without colour.
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		if term.Color {
+			encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)

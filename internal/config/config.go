@@ -50,7 +50,7 @@ type Config struct {
 	DataDir      string        // KEFU_DATA_DIR
 	HTTPAddr     string        // KEFU_HTTP_ADDR
 	MetricsAddr  string        // KEFU_METRICS_ADDR
-	LogFormat    string        // KEFU_LOG_FORMAT
+	LogFormat    string        // KEFU_LOG_FORMAT; "": console on a terminal, else json
 	LogLevel     string        // KEFU_LOG_LEVEL
 	StreamMaxAge time.Duration // KEFU_STREAM_MAX_AGE
 
@@ -181,7 +181,7 @@ var Vars = []Var{
 	{"KEFU_DATA_DIR", "./kefu-data", "embedded JetStream store and SQLite file", str(func(c *Config) *string { return &c.DataDir })},
 	{"KEFU_HTTP_ADDR", ":8080", "HTTP listen address", str(func(c *Config) *string { return &c.HTTPAddr })},
 	{"KEFU_METRICS_ADDR", "", "separate listen address for /metrics (unset: served on KEFU_HTTP_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
-	{"KEFU_LOG_FORMAT", "json", "json or console", func(c *Config, v string) error {
+	{"KEFU_LOG_FORMAT", "", "json or console; unset: json, or console on a terminal", func(c *Config, v string) error {
 		if v != "json" && v != "console" {
 			return fmt.Errorf("want json or console, got %q", v)
 		}

@@ -18,7 +18,7 @@ func TestDefaultsFollowTheContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NATSURLs != nil || c.NATSListen != "127.0.0.1:4222" || c.DataDir != "./kefu-data" || c.HTTPAddr != ":8080" ||
-		c.LogFormat != "json" || c.LogLevel != "info" || c.WeChatAPIBase != "https://api.weixin.qq.com" ||
+		c.LogFormat != "" || c.LogLevel != "info" || c.WeChatAPIBase != "https://api.weixin.qq.com" ||
 		c.TucaoAPIBase != "https://txc.qq.com" || c.TucaoPollInterval != time.Minute || c.QueuePollInterval != 15*time.Second ||
 		c.StreamMaxAge != 720*time.Hour || !c.WeChatTransfer || c.NATSReplicas != 1 {
 		t.Fatalf("defaults: %+v", c)
