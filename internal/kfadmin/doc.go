@@ -147,11 +147,14 @@
 //	DELETE /api/kf/groups/{name}
 //	PUT    /api/kf/groups/{name}/keywords            {keywords: […]} ([] clears them)
 //	POST   /api/kf/groups/{name}/members             {members: […]}
+//	DELETE /api/kf/groups/{name}/members?account=A&account=B   (one change)
 //	DELETE /api/kf/groups/{name}/members/{account}
 //
 // Changes answer the Group, or an Outcome {action, kf_account, openid,
 // group, picked, invite_wx, removed_from_groups, warning}. Errors answer
-// {"error": …}, plus "errcode" and "errmsg" when WeChat refused: bad JSON,
+// an RFC 9457 problem (application/problem+json: type, title, status,
+// detail, and "error" repeating detail for 1.x clients), plus "errcode" and
+// "errmsg" when WeChat refused (docs/http-api.md): bad JSON,
 // unknown fields or invalid values (a member getkflist does not list) 400; no
 // such group 404; wrong method 405; a group that exists, a conflicting
 // concurrent change or nobody online in a group 409; body over 1 MiB

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
@@ -53,11 +55,12 @@ func NewHTTPHandler(tokens httpedge.Tokens, deps Deps, logger *zap.Logger) http.
 	mux.HandleFunc("DELETE /api/kf/groups/{name}", h.deleteGroup)
 	mux.HandleFunc("PUT /api/kf/groups/{name}/keywords", h.setKeywords)
 	mux.HandleFunc("POST /api/kf/groups/{name}/members", h.addMembers)
+	mux.HandleFunc("DELETE /api/kf/groups/{name}/members", h.removeMembers)
 	mux.HandleFunc("DELETE /api/kf/groups/{name}/members/{account}", h.removeMember)
 	if !tokens.Configured() {
 		logger.Warn("kf admin API has no token: it is not served")
 	}
-	return tokens.Guard(mux)
+	return tokens.Guard(httpapi.Routes(mux))
 }
 
 type httpAPI struct {
@@ -65,26 +68,13 @@ type httpAPI struct {
 	log   *zap.Logger
 }
 
-// apiError is the body of every error answer; ErrCode and ErrMsg are
-// WeChat's when WeChat refused the call.
-type apiError struct {
-	Error   string `json:"error"`
-	ErrCode *int   `json:"errcode,omitempty"`
-	ErrMsg  string `json:"errmsg,omitempty"`
-}
+// writeJSON answers a success; errors go through fail.
+func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		http.Error(w, `{"error":"encode response"}`, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(b.Bytes())
-}
+// notConfiguredRetry is the Retry-After of a 503 for a missing setting
+// (WeChat or NATS): it takes an operator and a restart, so a client should
+// not come back within seconds.
+const notConfiguredRetry = 5 * time.Minute
 
 // statusOf maps an error to the HTTP status by its type, never its text.
 func statusOf(err error) int {
@@ -114,17 +104,23 @@ func statusOf(err error) int {
 
 func (h *httpAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	body := apiError{Error: err.Error()}
+	var opts []httpapi.Option
 	var apiErr *wechat.APIError
-	if errors.As(err, &apiErr) {
-		code := apiErr.ErrCode
-		body.ErrCode, body.ErrMsg = &code, apiErr.ErrMsg
+	switch {
+	case errors.As(err, &apiErr):
+		opts = append(opts, httpapi.WeChat(apiErr.ErrCode, apiErr.ErrMsg))
+	case status == http.StatusBadRequest:
+		opts = append(opts, httpapi.Type(httpapi.InvalidParameter))
+	case status == http.StatusServiceUnavailable:
+		opts = append(opts, httpapi.RetryAfter(notConfiguredRetry))
 	}
 	if status >= 500 {
 		h.log.Warn("kf admin request failed", zap.String("method", r.Method), zap.String("path", r.Pattern),
 			zap.Int("status", status), zap.Error(err))
 	}
-	writeJSON(w, status, body)
+	// The detail is kefu's error text: its own words, WeChat's errmsg, and
+	// at most a JSON decoder's quote of the body, all bounded by httpapi.
+	httpapi.WriteProblem(w, status, err.Error(), opts...)
 }
 
 func (h *httpAPI) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
@@ -380,6 +376,18 @@ func (h *httpAPI) addMembers(w http.ResponseWriter, r *http.Request) {
 
 func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request) {
 	out, err := h.admin.removeMembers(r.Context(), r.PathValue("name"), []string{r.PathValue("account")})
+	h.reply(w, r, http.StatusOK, out, err)
+}
+
+// removeMembers takes several accounts out at once
+// (?account=a&account=b), in one change as `kefu kf group remove` makes it.
+func (h *httpAPI) removeMembers(w http.ResponseWriter, r *http.Request) {
+	accounts := r.URL.Query()["account"]
+	if len(accounts) == 0 {
+		h.fail(w, r, fmt.Errorf("%w: query parameter account (one per member) is required", ErrInvalidInput))
+		return
+	}
+	out, err := h.admin.removeMembers(r.Context(), r.PathValue("name"), accounts)
 	h.reply(w, r, http.StatusOK, out, err)
 }
 

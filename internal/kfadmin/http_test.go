@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/wechat"
@@ -64,7 +66,10 @@ func (c *apiClient) send(req *http.Request) (int, map[string]any) {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var out map[string]any
-	if resp.Header.Get("Content-Type") == "application/json; charset=utf-8" {
+	if resp.StatusCode >= 400 {
+		httpapitest.CheckProblem(c.t, resp.StatusCode, resp.Header, raw)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct == "application/json; charset=utf-8" || ct == httpapi.ContentTypeProblem {
 		if err := json.Unmarshal(raw, &out); err != nil {
 			c.t.Fatalf("%s %s: bad JSON %q", req.Method, req.URL.Path, raw)
 		}
@@ -275,9 +280,19 @@ func TestAdminAPIErrors(t *testing.T) {
 			if status != tt.status {
 				t.Fatalf("status %d %v, want %d", status, body, tt.status)
 			}
-			if status >= 400 && status != 404 && status != 405 {
-				if msg, _ := body["error"].(string); msg == "" {
-					t.Errorf("no error message in %v", body)
+			if status >= 400 {
+				if msg, _ := body["detail"].(string); msg == "" || body["error"] != msg {
+					t.Errorf("no detail, or error differs from it, in %v", body)
+				}
+				wantType := "about:blank"
+				switch {
+				case tt.errcode != 0:
+					wantType = httpapi.WeChatRefused.URI()
+				case status == 400:
+					wantType = httpapi.InvalidParameter.URI()
+				}
+				if body["type"] != wantType {
+					t.Errorf("type %v, want %s", body["type"], wantType)
 				}
 			}
 			if got, _ := body["errcode"].(float64); int(got) != tt.errcode {
