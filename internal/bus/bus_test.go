@@ -569,3 +569,50 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// A consumer's counters exist at 0 from its subscription on: the first
+// dead letter is then an increase from 0, which
+// increase(kefu_dlq_messages_total[…]) sees, not a series born at 1.
+func TestConsumerCountersStartAtZero(t *testing.T) {
+	srv := natstest.Run(t, nil)
+	reg := prometheus.NewRegistry()
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(context.Background(), spec("zeroes"), func(context.Context, *bus.Delivery) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ // family → series of consumer "zeroes"
+		"kefu_dlq_messages_total": 1, "kefu_consumer_redials_total": 1, "kefu_consumer_redeliveries_total": 1,
+		"kefu_consumer_messages_total": 5, "kefu_consumer_paused": 1,
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "consumer" && l.GetValue() == "zeroes" {
+					got[mf.GetName()]++
+					if v := m.GetCounter().GetValue() + m.GetGauge().GetValue(); v != 0 {
+						t.Errorf("%s%v = %v before any message, want 0", mf.GetName(), m.GetLabel(), v)
+					}
+				}
+			}
+		}
+	}
+	for name, n := range want {
+		if got[name] != n {
+			t.Errorf("%s has %d series for the new consumer, want %d", name, got[name], n)
+		}
+	}
+}

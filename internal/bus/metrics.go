@@ -46,3 +46,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// consumerOutcomes are the outcome labels of kefu_consumer_messages_total.
+var consumerOutcomes = []string{"ack", "retry", "dead_letter", "paused", "skipped"}
+
+// initConsumer creates a durable consumer's counters at 0 when it
+// subscribes. A counter that first appears at 1 shows no increase to
+// Prometheus, so the first dead letter or redial after a start would pass
+// unalerted (deploy/prometheus/alerts.yaml).
+func (m *metrics) initConsumer(durable string) {
+	m.deadLet.WithLabelValues(durable)
+	m.resubscribed.WithLabelValues(durable)
+	m.redeliver.WithLabelValues(durable)
+	for _, outcome := range consumerOutcomes {
+		m.handled.WithLabelValues(durable, outcome)
+	}
+}

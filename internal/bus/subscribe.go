@@ -320,6 +320,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
 	}
 	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
+	b.metrics.initConsumer(spec.Durable)
 	s.mu.Lock()
 	s.useLocked(conn, closed)
 	err = s.subscribeLocked()
