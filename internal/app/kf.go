@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -18,9 +19,17 @@ import (
 // (openCLIBus: the groups live in kefu_groups, and the WeChat access token
 // is the one the services share in kefu_token) and runs it for real; the
 // WeChat API needs KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET.
+//
+// With a server (--server URL, KEFU_SERVER or the config file, see
+// kfadmin.ResolveRemote) the commands go through that kefu's admin API
+// instead, with KEFU_ADMIN_TOKEN: no NATS, no WeChat credentials.
 func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"kf needs a subcommand; run `kefu kf help`"}
+	}
+	server, serverGiven, args, err := kfadmin.SplitServerFlag(args)
+	if err != nil {
+		return usageError{err.Error()}
 	}
 	dry := kfadmin.Run(ctx, args, stdout, stderr, kfadmin.Deps{})
 	switch {
@@ -30,6 +39,15 @@ func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// nil: the help was printed; otherwise a failure before any
 		// backend (say, an avatar file that cannot be read).
 		return dry
+	}
+	remote, isRemote, err := kfadmin.ResolveRemote(server, serverGiven, os.Getenv)
+	switch {
+	case errors.Is(err, kfadmin.ErrUsage):
+		return usageError{err.Error()}
+	case err != nil:
+		return err
+	case isRemote:
+		return runKfRemote(ctx, remote, args, stdout, stderr)
 	}
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
@@ -60,6 +78,23 @@ func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	case errors.Is(err, kfadmin.ErrWeChatNotConfigured) && missingWeChat != nil:
 		return missingWeChat
+	}
+	return err
+}
+
+// runKfRemote runs the command through the admin API of the kefu at
+// remote.Server.
+func runKfRemote(ctx context.Context, remote kfadmin.RemoteConfig, args []string, stdout, stderr io.Writer) error {
+	client, err := kfadmin.NewRemote(remote)
+	if err != nil {
+		return err
+	}
+	if w := remote.CleartextWarning(); w != "" {
+		fmt.Fprintln(stderr, "kefu:", w)
+	}
+	err = kfadmin.Run(ctx, args, stdout, stderr, kfadmin.Deps{Remote: client})
+	if errors.Is(err, kfadmin.ErrUsage) {
+		return usageError{err.Error()}
 	}
 	return err
 }

@@ -30,7 +30,8 @@ import (
 func toolEnv(t *testing.T, listen string) (cwd string) {
 	t.Helper()
 	for _, k := range []string{"KEFU_NATS_URL", "NATS_URL", "NATS_CONTEXT", "XDG_CONFIG_HOME", "KEFU_DATA_DIR",
-		"KEFU_NATS_USER", "KEFU_NATS_PASSWORD", "KEFU_NATS_CREDS", "KEFU_NATS_NKEY_SEED", "KEFU_WECHAT_APPID", "KEFU_WECHAT_SECRET"} {
+		"KEFU_NATS_USER", "KEFU_NATS_PASSWORD", "KEFU_NATS_CREDS", "KEFU_NATS_NKEY_SEED", "KEFU_WECHAT_APPID", "KEFU_WECHAT_SECRET",
+		"KEFU_SERVER", "KEFU_SERVER_TIMEOUT"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}

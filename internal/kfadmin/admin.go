@@ -30,6 +30,10 @@ type Deps struct {
 	Groups *Groups
 	// Now is the clock for "waited" columns; default time.Now.
 	Now func() time.Time
+	// Remote, when set, is a running kefu's admin API: the commands go
+	// through it and Client and Groups are not used (`kefu kf --server`).
+	// The HTTP API ignores it.
+	Remote *Remote
 }
 
 func (d Deps) client() (*wechat.Client, error) {

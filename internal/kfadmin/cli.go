@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kefu-io/kefu/internal/wechat"
 )
@@ -103,14 +104,23 @@ var commandTable = []*command{
 
 // Usage writes the help of `kefu kf`.
 func Usage(w io.Writer) {
-	fmt.Fprint(w, "Usage: kefu kf <command> [--json]\n\n"+
+	fmt.Fprint(w, "Usage: kefu kf [--server URL] <command> [--json]\n\n"+
 		"Administer WeChat 多客服: agent accounts, sessions and the queue (WeChat API),\n"+
 		"and the local agent groups (NATS KV bucket kefu_groups).\n\nCommands:\n")
 	for _, c := range commandTable {
 		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimPrefix(c.synopsis(), "kefu "), c.summary)
 	}
 	fmt.Fprint(w, "\n--json (anywhere) prints exactly one JSON document instead of a table.\n"+
-		"Exit status: 0 ok, 1 failure (WeChat errors show errcode and errmsg), 2 usage mistake.\n")
+		"\nRemote mode (for people): the commands go through the admin API of a running kefu\n"+
+		"(roles all and estimator), so no WeChat AppSecret, whitelisted IP or NATS is needed here.\n"+
+		"  server   --server URL (before the command; also --server=URL), else KEFU_SERVER,\n"+
+		"           else \"server\" in $XDG_CONFIG_HOME/kefu/cli.json (~/.config/kefu/cli.json)\n"+
+		"  token    KEFU_ADMIN_TOKEN, else \"token\" in that file, which must be chmod 600;\n"+
+		"           never a flag (it would show in the shell history and in ps)\n"+
+		"  timeout  KEFU_SERVER_TIMEOUT per request (default 15s)\n"+
+		"Direct mode (on the server host), when no server is set: WeChat with KEFU_WECHAT_APPID\n"+
+		"and KEFU_WECHAT_SECRET, the groups and the shared token on kefu's NATS (`kefu help`).\n"+
+		"\nExit status: 0 ok, 1 failure (WeChat errors show errcode and errmsg), 2 usage mistake.\n")
 }
 
 // invocation is one parsed command line.
@@ -120,7 +130,40 @@ type invocation struct {
 	flags map[string]string // flags given, by name
 	json  bool
 	out   io.Writer
-	admin admin
+	admin backend
+	now   func() time.Time
+}
+
+// backend carries out the commands: admin calls WeChat and the kefu_groups
+// bucket directly (on the server host), Remote goes through the admin HTTP
+// API of a running kefu (`kefu kf --server URL`). Both return the same
+// documents, so the commands print the same either way.
+type backend interface {
+	accounts(ctx context.Context) (AccountList, error)
+	saveAccount(ctx context.Context, update bool, in wechat.KfAccountInput) (Outcome, error)
+	deleteAccount(ctx context.Context, account string) (Outcome, error)
+	inviteWorker(ctx context.Context, account, wx string) (Outcome, error)
+	uploadAvatar(ctx context.Context, account, filename string, img io.Reader) (Outcome, error)
+	online(ctx context.Context) (OnlineList, error)
+	waiting(ctx context.Context) (WaitingList, error)
+	session(ctx context.Context, openid string) (SessionState, error)
+	sessions(ctx context.Context, account string) (SessionList, error)
+	createSession(ctx context.Context, req SessionRequest) (Outcome, error)
+	closeSession(ctx context.Context, openid, account, text string) (Outcome, error)
+	listGroups(ctx context.Context) (GroupList, error)
+	createGroup(ctx context.Context, name string, keywords, members []string) (Group, error)
+	addMembers(ctx context.Context, name string, accounts []string) (Group, error)
+	removeMembers(ctx context.Context, name string, accounts []string) (Group, error)
+	setKeywords(ctx context.Context, name string, keywords []string) (Group, error)
+	deleteGroup(ctx context.Context, name string) (Outcome, error)
+}
+
+// backendOf is deps.Remote when set, else the direct backend.
+func backendOf(deps Deps) backend {
+	if deps.Remote != nil {
+		return deps.Remote
+	}
+	return admin{deps: deps}
 }
 
 func (inv *invocation) flag(name string) string { return inv.flags[name] }
@@ -159,7 +202,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		}
 		return err
 	}
-	inv := &invocation{cmd: cmd, json: jsonOut, out: stdout, admin: admin{deps: deps}}
+	inv := &invocation{cmd: cmd, json: jsonOut, out: stdout, admin: backendOf(deps), now: deps.now}
 	if err := inv.parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: %s\n\n%s\n", cmd.synopsis(), cmd.summary)
@@ -366,7 +409,7 @@ func runWaiting(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return inv.emit(list, func(w io.Writer) error { return writeWaiting(w, list, inv.admin.deps.now()) })
+	return inv.emit(list, func(w io.Writer) error { return writeWaiting(w, list, inv.now()) })
 }
 
 func runSessionGet(ctx context.Context, inv *invocation) error {
@@ -374,7 +417,7 @@ func runSessionGet(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return inv.emit(s, func(w io.Writer) error { return writeSession(w, s, inv.admin.deps.now()) })
+	return inv.emit(s, func(w io.Writer) error { return writeSession(w, s, inv.now()) })
 }
 
 func runSessionList(ctx context.Context, inv *invocation) error {
@@ -385,7 +428,7 @@ func runSessionList(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return inv.emit(list, func(w io.Writer) error { return writeSessions(w, list, inv.admin.deps.now()) })
+	return inv.emit(list, func(w io.Writer) error { return writeSessions(w, list, inv.now()) })
 }
 
 func runSessionCreate(ctx context.Context, inv *invocation) error {
