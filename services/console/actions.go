@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 )
 
@@ -41,7 +42,8 @@ var actionRoutes = map[string]actionRoute{
 // action runs one admin operation through the kf admin API — the same code
 // as `kefu kf` and /api/kf/ — with the admin token, for an admin session
 // with a valid CSRF token. The admin API's answer (its status, its
-// {"error","errcode","errmsg"} on failure) is passed on as it is.
+// problem, with errcode and errmsg when WeChat refused) is passed on as it
+// is.
 func (s *Service) action(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.authorize(w, r)
 	if !ok {
@@ -52,7 +54,7 @@ func (s *Service) action(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.deps.Actions == nil {
-		writeError(w, http.StatusServiceUnavailable, "actions are off: this process has no WeChat API settings")
+		writeError(w, http.StatusServiceUnavailable, "actions are off: this process has no WeChat API settings", httpapi.RetryAfter(actionsOffRetry))
 		return
 	}
 	name := r.PathValue("action")

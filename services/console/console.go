@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/services/feedback/store"
 )
 
@@ -268,6 +269,13 @@ func (s *Service) me(w http.ResponseWriter, r *http.Request) {
 		"actions": sess.role == RoleAdmin && s.deps.Actions != nil, "expires": sess.expires.UTC()})
 }
 
+// streamsFullRetry is the Retry-After of a 503 for too many live streams.
+const streamsFullRetry = 10 * time.Second
+
+// actionsOffRetry is the Retry-After of a 503 for actions without WeChat
+// API settings: it takes an operator and a restart.
+const actionsOffRetry = 5 * time.Minute
+
 // maxLoginBody bounds a sign-in request.
 const maxLoginBody = 4 << 10
 
@@ -369,8 +377,9 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	c, first, err := s.hub.subscribe()
 	if errors.Is(err, ErrTooManyStreams) {
-		w.Header().Set("Retry-After", "10")
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		// Streams end when pages close or sessions expire; a browser's
+		// EventSource retries by itself, so a short wait spreads them.
+		writeError(w, http.StatusServiceUnavailable, err.Error(), httpapi.RetryAfter(streamsFullRetry))
 		return
 	} else if err != nil {
 		writeError(w, http.StatusInternalServerError, "encode state")
@@ -432,16 +441,16 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+// writeError answers a problem (docs/http-api.md). A 401 is typed
+// unauthorized, a 400 (a bad body or field) invalid-parameter.
+func writeError(w http.ResponseWriter, status int, msg string, opts ...httpapi.Option) {
+	switch status {
+	case http.StatusUnauthorized:
+		opts = append([]httpapi.Option{httpapi.Type(httpapi.Unauthorized)}, opts...)
+	case http.StatusBadRequest:
+		opts = append([]httpapi.Option{httpapi.Type(httpapi.InvalidParameter)}, opts...)
+	}
+	httpapi.WriteProblem(w, status, msg, opts...)
 }

@@ -122,7 +122,10 @@
     let data = null;
     try { data = await r.json(); } catch (_) { /* 204 */ }
     if (!r.ok) {
-      const err = new Error((data && (data.errmsg ? data.error + " (" + data.errcode + " " + data.errmsg + ")" : data.error)) || r.statusText);
+      // Errors are problem details: detail is the message (error is its
+      // deprecated alias, kept for older servers).
+      const msg = data && (data.detail || data.error);
+      const err = new Error((msg && (data.errmsg ? msg + " (" + data.errcode + " " + data.errmsg + ")" : msg)) || r.statusText);
       err.status = r.status;
       throw err;
     }
