@@ -456,6 +456,9 @@ func TestDockerfile(t *testing.T) {
 		if len(argv) == 0 || !files[argv[0]] {
 			t.Errorf("HEALTHCHECK runs %v; the image has %v", argv, sortedKeys(files))
 		}
+		if len(argv) != 3 || argv[1] != "healthcheck" || !strings.HasPrefix(argv[2], "/") {
+			t.Errorf("HEALTHCHECK runs %v, want [kefu healthcheck /path]: the image has no other probe", argv)
+		}
 	})
 
 	t.Run("ENV sets only variables kefu reads", func(t *testing.T) {
@@ -508,6 +511,29 @@ func TestDockerfile(t *testing.T) {
 		}
 	})
 
+	t.Run("the go.mod of every module go.mod replaces with a directory is there for the download", func(t *testing.T) {
+		mods := localReplacements(t)
+		if len(mods) == 0 {
+			t.Fatal("go.mod replaces no module with a directory, but pkg/events is a module of its own")
+		}
+		copied := map[string]bool{}
+		for _, ins := range stage.instrs {
+			if ins.cmd == "RUN" && strings.Contains(ins.args, "go mod download") {
+				break
+			}
+			if ins.cmd == "COPY" {
+				for _, src := range (dockerStage{instrs: []dockerInstruction{ins}}).copies()[0].srcs {
+					copied[path.Clean(src)] = true
+				}
+			}
+		}
+		for _, dir := range mods {
+			if f := path.Join(dir, "go.mod"); !copied[f] {
+				t.Errorf("%s is not copied before `go mod download`, which needs it to read the module graph", f)
+			}
+		}
+	})
+
 	t.Run("go builds are static and trimmed and kefu's stamps the version", func(t *testing.T) {
 		stageEnv := stage.env()
 		stamped := false
@@ -557,7 +583,7 @@ func TestDockerfile(t *testing.T) {
 		for _, b := range builds {
 			pkgs = append(pkgs, b.pkg)
 		}
-		tmpl := `{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
+		tmpl := `{{if .Module}}{{if or .Module.Main .Module.Replace}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
 {{end}}{{range .EmbedFiles}}{{$d}}/{{.}}
 {{end}}{{end}}{{end}}`
 		cmd := exec.Command("go", append([]string{"list", "-deps", "-f", tmpl}, pkgs...)...)
@@ -568,6 +594,9 @@ func TestDockerfile(t *testing.T) {
 			t.Fatalf("go list: %v", err)
 		}
 		needed := []string{"go.mod", "go.sum"}
+		for _, dir := range localReplacements(t) {
+			needed = append(needed, path.Join(dir, "go.mod"))
+		}
 		for _, f := range strings.Fields(string(out)) {
 			rel, err := filepath.Rel(root, f)
 			if err != nil {
@@ -584,6 +613,33 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	})
+}
+
+// localReplacements are the directories, relative to the repository root,
+// of the modules go.mod replaces with a local copy.
+func localReplacements(t *testing.T) []string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "edit", "-json")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod edit -json: %v", err)
+	}
+	var mod struct {
+		Replace []struct {
+			New struct{ Path, Version string }
+		}
+	}
+	if err := json.Unmarshal(out, &mod); err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, r := range mod.Replace {
+		if r.New.Version == "" && (strings.HasPrefix(r.New.Path, "./") || strings.HasPrefix(r.New.Path, "../")) {
+			dirs = append(dirs, path.Clean(r.New.Path))
+		}
+	}
+	return dirs
 }
 
 func lastArgs(s dockerStage, cmd string) string {
@@ -661,7 +717,7 @@ func TestIgnoredBy(t *testing.T) {
 		{file: "kefu", want: "kefu"},
 		{file: "cmd/kefu/main.go", want: ""},
 		{file: "deploy/k8s/ingest.yaml", want: "deploy/k8s"},
-		{file: "deploy/healthcheck/main.go", want: ""},
+		{file: "deploy/nats/nats.conf", want: ""},
 		{file: "store.test", want: "**/*.test"},
 		{file: "internal/app/app.go", want: ""},
 	}
@@ -742,9 +798,9 @@ func TestDockerfileBuild(t *testing.T) {
 		}
 		binaries[b.pkg] = local
 	}
-	kefu, healthcheck := binaries["./cmd/kefu"], binaries["./deploy/healthcheck"]
-	if kefu == "" || healthcheck == "" {
-		t.Fatalf("the Dockerfile builds %v, want ./cmd/kefu and ./deploy/healthcheck", sortedKeys(binaries))
+	kefu := binaries["./cmd/kefu"]
+	if kefu == "" || len(binaries) != 1 {
+		t.Fatalf("the Dockerfile builds %v, want ./cmd/kefu alone (the health check is `kefu healthcheck`)", sortedKeys(binaries))
 	}
 
 	t.Run("the binaries are statically linked", func(t *testing.T) {
@@ -832,7 +888,7 @@ func TestDockerfileBuild(t *testing.T) {
 		// The image runs the check with kefu's KEFU_HTTP_ADDR (":8080");
 		// here only the port differs.
 		probe := func(p string) (int, string) {
-			hc := exec.Command(healthcheck, p)
+			hc := exec.Command(kefu, "healthcheck", p)
 			hc.Env = []string{"KEFU_HTTP_ADDR=:" + httpPort}
 			out, err := hc.CombinedOutput()
 			var exit *exec.ExitError
@@ -840,7 +896,7 @@ func TestDockerfileBuild(t *testing.T) {
 				return exit.ExitCode(), string(out)
 			}
 			if err != nil {
-				t.Fatalf("run healthcheck: %v", err)
+				t.Fatalf("run kefu healthcheck: %v", err)
 			}
 			return 0, string(out)
 		}
@@ -860,10 +916,10 @@ func TestDockerfileBuild(t *testing.T) {
 			cmd.Process.Kill()
 			<-done
 			stopped = true
-			t.Fatalf("healthcheck /readyz still exits %d (%s) after 60s; kefu logs:\n%s", code, out, logs.String())
+			t.Fatalf("kefu healthcheck /readyz still exits %d (%s) after 60s; kefu logs:\n%s", code, out, logs.String())
 		}
 		if code, out := probe("/healthz"); code != 0 {
-			t.Errorf("healthcheck /healthz exits %d on a running kefu: %s", code, out)
+			t.Errorf("kefu healthcheck /healthz exits %d on a running kefu: %s", code, out)
 		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -878,7 +934,7 @@ func TestDockerfileBuild(t *testing.T) {
 			t.Fatalf("kefu all did not stop within 60s of SIGTERM\n%s", logs.String())
 		}
 		if code, _ := probe("/healthz"); code != 1 {
-			t.Errorf("healthcheck /healthz exits %d once kefu stopped, want 1", code)
+			t.Errorf("kefu healthcheck /healthz exits %d once kefu stopped, want 1", code)
 		}
 	})
 }

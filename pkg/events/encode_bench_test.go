@@ -19,7 +19,7 @@ func BenchmarkEncode(b *testing.B) {
 		MsgType: "text", MsgID: "6054768590064713728", Content: "你好，我想问一下订单 42 的物流"}
 	b.Run("encoding_json", func(b *testing.B) {
 		b.ReportAllocs()
-		for b.Loop() {
+		for i := 0; i < b.N; i++ {
 			if _, err := json.Marshal(e); err != nil {
 				b.Fatal(err)
 			}
@@ -27,7 +27,7 @@ func BenchmarkEncode(b *testing.B) {
 	})
 	b.Run("Encode", func(b *testing.B) {
 		b.ReportAllocs()
-		for b.Loop() {
+		for i := 0; i < b.N; i++ {
 			if _, err := events.Encode(e); err != nil {
 				b.Fatal(err)
 			}
@@ -36,7 +36,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("AppendEncode_reused_buffer", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
-		for b.Loop() {
+		for i := 0; i < b.N; i++ {
 			var err error
 			if buf, err = events.AppendEncode(buf[:0], e); err != nil {
 				b.Fatal(err)
@@ -52,7 +52,7 @@ func BenchmarkHeaders(b *testing.B) {
 	const subject, id, source = "kefu.wechat.message.text", "wx-msg-6054768590064713728", "kefu/ingest/wx2c2769f8efd9abc2"
 	b.Run("Headers_copied", func(b *testing.B) {
 		b.ReportAllocs()
-		for b.Loop() {
+		for i := 0; i < b.N; i++ {
 			h := make(map[string][]string, 8)
 			for k, v := range events.Headers(subject, id, source, at) {
 				h[k] = []string{v}
@@ -61,7 +61,7 @@ func BenchmarkHeaders(b *testing.B) {
 	})
 	b.Run("SetHeaders", func(b *testing.B) {
 		b.ReportAllocs()
-		for b.Loop() {
+		for i := 0; i < b.N; i++ {
 			events.SetHeaders(make(map[string][]string, 8), subject, id, source, at)
 		}
 	})

@@ -170,11 +170,14 @@ func appendOmitEmpty(b []byte, name, v string) []byte {
 // refuse (a year outside 0..9999) is left to encoding/json, which reports
 // the error in its own words.
 func appendTime(b []byte, t time.Time) ([]byte, error) {
-	b = append(b, '"')
-	b, err := t.AppendText(b)
-	if err != nil {
+	// MarshalJSON refuses a year outside 0..9999 and a zone offset of 24
+	// hours or more; RFC3339Nano is the layout it writes otherwise.
+	_, off := t.Zone()
+	if y := t.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 {
 		return b, errFallback{}
 	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"'), nil
 }
 

@@ -109,3 +109,8 @@ func Token(s string) string {
 
 // TypeOf is the ce-type of a subject at version 1.
 func TypeOf(subject string) string { return subject + ".v1" }
+
+// ContractVersion is the version of the event contract this package
+// describes: info.version of docs/asyncapi.json. The module is tagged
+// pkg/events/v<ContractVersion>.
+const ContractVersion = "1.0.0"

@@ -1,0 +1,3 @@
+module github.com/kefu-io/kefu/pkg/events
+
+go 1.21
