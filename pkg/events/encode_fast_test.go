@@ -124,7 +124,7 @@ func TestEncodeFallsBackToEncodingJSON(t *testing.T) {
 		{"a year past 9999 is encoding/json's error", events.SessionSwitched{Meta: events.Meta{OccurredAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}},
 		{"a negative year is encoding/json's error", events.MessageReceived{Meta: events.Meta{ReceivedAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}}},
 		{"a zone offset of 24 hours is encoding/json's error", events.SessionClosed{Meta: events.Meta{OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("far", 24*3600))}}},
-		{"a zone offset just under 24 hours is encoded", events.SessionClosed{Meta: events.Meta{OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("near", -(23*3600 + 59*60 + 59)))}}},
+		{"a zone offset just under 24 hours is encoded", events.SessionClosed{Meta: events.Meta{OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("near", -(23*3600+59*60+59)))}}},
 		{"a pointer is encoded by encoding/json", &events.MessageReceived{MsgType: "text"}},
 		{"another event type is encoded by encoding/json", events.Notification{Text: "<b>"}},
 	}
