@@ -272,6 +272,8 @@ func TestCompose(t *testing.T) {
 				t.Errorf("%s: healthcheck %q: the image has no shell, use the exec form [\"CMD\", ...]", name, hc.Test)
 			case !files[hc.Test[1]]:
 				t.Errorf("%s: healthcheck runs %s, which the image does not contain (it has %v)", name, hc.Test[1], sortedKeys(files))
+			case len(hc.Test) < 3 || hc.Test[2] != "healthcheck":
+				t.Errorf("%s: healthcheck %q should run `kefu healthcheck`", name, hc.Test)
 			case !slices.Contains(hc.Test, "/readyz"):
 				t.Errorf("%s: healthcheck %q should ask /readyz: healthy means NATS answers", name, hc.Test)
 			}
