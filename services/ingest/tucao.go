@@ -556,15 +556,22 @@ func (p *TucaoPoller) readHints(ctx context.Context, _ *walk, budget *int, res *
 }
 
 // Backfill publishes every post created from the day from to the day to,
-// both included (YYYYMMDD, Asia/Shanghai), that was not published in that
-// version yet. Tucao's to is exclusive, so the request asks for the day
-// after to. It takes the poller lease so the product's request budget is
-// never shared by two pollers.
+// both included (YYYY-MM-DD or the older YYYYMMDD, Asia/Shanghai), that
+// was not published in that version yet. Tucao's to is exclusive, so the
+// request asks for the day after to. It takes the poller lease so the
+// product's request budget is never shared by two pollers.
 func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult, error) {
-	opt, err := BackfillWindow(from, to)
+	return p.BackfillWithProgress(ctx, from, to, nil)
+}
+
+// BackfillWithProgress is Backfill that calls progress (when not nil)
+// after each post it reads, on the calling goroutine.
+func (p *TucaoPoller) BackfillWithProgress(ctx context.Context, from, to string, progress func(BackfillProgress)) (PollResult, error) {
+	days, err := ParseBackfillDays(from, to)
 	if err != nil {
 		return PollResult{}, err
 	}
+	opt := days.listOptions()
 	for {
 		held, err := p.lease.TryAcquire(ctx)
 		if err != nil {
@@ -581,6 +588,7 @@ func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult
 		}
 	}
 	res := PollResult{Active: true}
+	done := 0
 	res.Pages, err = p.client.Walk(ctx, opt, 0, func(post tucao.Post) (bool, error) {
 		res.Seen++
 		if res.Seen%500 == 0 {
@@ -589,6 +597,12 @@ func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult
 			}
 		}
 		err := p.handle(ctx, post, &res)
+		if progress != nil {
+			if created, cerr := post.CreatedTime(); cerr == nil {
+				done = max(done, days.daysDone(created))
+			}
+			progress(BackfillProgress{Days: days, DaysDone: done, Result: res})
+		}
 		return err == nil, err
 	})
 	return res, err
@@ -597,19 +611,11 @@ func (p *TucaoPoller) Backfill(ctx context.Context, from, to string) (PollResult
 // BackfillWindow turns the inclusive days of `--from D1 --to D2` into
 // Tucao's window, whose to is the day after the last.
 func BackfillWindow(from, to string) (tucao.ListOptions, error) {
-	first, err := tucao.ParseDate(from)
+	days, err := ParseBackfillDays(from, to)
 	if err != nil {
-		return tucao.ListOptions{}, fmt.Errorf("--from: %w", err)
+		return tucao.ListOptions{}, err
 	}
-	last, err := tucao.ParseDate(to)
-	if err != nil {
-		return tucao.ListOptions{}, fmt.Errorf("--to: %w", err)
-	}
-	if last.Before(first) {
-		return tucao.ListOptions{}, fmt.Errorf("--to %s is before --from %s", to, from)
-	}
-	end, _ := tucao.DayAfter(to)
-	return tucao.ListOptions{Count: tucao.MaxCount, From: from, To: end}, nil
+	return days.listOptions(), nil
 }
 
 func seenKey(product, id string) string { return "tucao." + events.Token(product) + ".seen." + id }

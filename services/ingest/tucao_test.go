@@ -233,7 +233,7 @@ func TestTucaoBackfillPublishesTheWindow(t *testing.T) {
 	if res.Created != 60 {
 		t.Fatalf("backfilled %d posts, want the 60 of two days", res.Created)
 	}
-	if _, err := p.Backfill(context.Background(), "2026-01-11", "20260112"); err == nil {
+	if _, err := p.Backfill(context.Background(), "2026-1-11", "2026-01-12"); err == nil {
 		t.Fatal("a malformed date must be an error")
 	}
 }
