@@ -13,6 +13,9 @@ const (
 	outcomeRetry     = "retry"     // not sent, will be tried again
 )
 
+// messageOutcomes are the outcome labels of kefu_notify_messages_total.
+var messageOutcomes = []string{outcomeSent, outcomeFailed, outcomeDuplicate, outcomeSkipped, outcomeThrottled, outcomeRetry}
+
 type metrics struct {
 	messages      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
@@ -39,6 +42,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// ever adds one.
 	for _, result := range []string{"ok", "bad", "expired"} {
 		m.feedbackPages.WithLabelValues(result)
+	}
+	// Every kind and outcome exists from the start at 0: a counter that
+	// first appears at 1 shows Prometheus no increase, so the first retries
+	// after a start would pass unalerted (deploy/prometheus/alerts.yaml).
+	for _, kind := range Kinds {
+		for _, outcome := range messageOutcomes {
+			m.messages.WithLabelValues(kind, outcome)
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.latency, m.feedbackPages)
