@@ -54,19 +54,13 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"version", "print the version, commit, build date and Go version", func(_ context.Context, _ []string, out, _ io.Writer) error {
-			fmt.Fprintln(out, buildInfo())
-			return nil
-		}},
+		{"version", "print the version, commit, build date and Go version", runVersion},
 		{"replay", "print or republish events of a stream (`kefu replay --help`)", runReplay},
 		{"events", "`kefu events tail`: watch events live", runEvents},
 		{"dlq", "dead letters: `kefu dlq list|show|redrive --role R` (`kefu dlq --help`)", runDLQ},
 		{"kf", "多客服 admin: accounts, online agents, queue, sessions, groups (`kefu kf help`)", runKf},
 		{"healthcheck", "GET a health URL (default /healthz on KEFU_HTTP_ADDR): exit 0 on 2xx, 1 otherwise", runHealthcheck},
-		{"help", "show this help", func(_ context.Context, _ []string, out, _ io.Writer) error {
-			usage(out)
-			return nil
-		}},
+		{"help", "show this help, or a command's (`kefu help replay`)", runHelp},
 	}
 }
 
@@ -95,10 +89,7 @@ func mainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		msg := oneLine(err)
 		var u usageError
 		if errors.As(err, &u) {
-			if !strings.Contains(msg, "help") {
-				msg += " (see " + helpHint(args) + ")"
-			}
-			fmt.Fprintln(stderr, "kefu:", msg)
+			fmt.Fprintln(stderr, "kefu:", usageLine(msg, args))
 			return 2
 		}
 		fmt.Fprintln(stderr, "kefu:", msg)
@@ -131,7 +122,6 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		usage(stderr)
 		return usageError{"no command given"}
 	}
 	name, rest := args[0], args[1:]
@@ -147,9 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if r, ok := findRole(name); ok {
+		if len(rest) > 0 && rest[0] == "help" {
+			rest = []string{"--help"}
+		}
 		return runRole(ctx, r, rest, stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown command %q; run `kefu help`", name)}
+	return usageError{fmt.Sprintf("unknown command %q", name)}
 }
 
 func usage(w io.Writer) {

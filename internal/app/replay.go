@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 
 	"github.com/kefu-io/kefu/internal/bus"
@@ -22,8 +23,11 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		replay.Usage(stdout)
 		return nil
 	}
-	if len(args) == 0 || args[0] != "tail" {
-		return usageError{"events: the subcommand is tail (kefu events tail [--subject S] [--stream S] [--json]; see kefu events --help)"}
+	if len(args) == 0 {
+		return usageError{"events needs a subcommand: tail"}
+	}
+	if args[0] != "tail" {
+		return usageError{fmt.Sprintf("events: unknown subcommand %q; the subcommand is tail", args[0])}
 	}
 	return runReplayCommand(ctx, args[1:], stdout, stderr, replay.CheckTail, replay.Tail)
 }

@@ -45,7 +45,8 @@ var ErrUsage = errors.New("usage error")
 
 type usageError struct{ msg string }
 
-func (e *usageError) Error() string { return "dlq: " + e.msg + " (see kefu dlq --help)" }
+// Error is the mistake alone; the app adds which help to read.
+func (e *usageError) Error() string { return "dlq: " + e.msg }
 func (e *usageError) Unwrap() error { return ErrUsage }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }

@@ -17,7 +17,8 @@ var ErrUsage = errors.New("usage error")
 
 type usageError struct{ cmd, msg string }
 
-func (e *usageError) Error() string { return e.cmd + ": " + e.msg + " (see kefu " + e.cmd + " --help)" }
+// Error is the mistake alone; the app adds which help to read.
+func (e *usageError) Error() string { return e.cmd + ": " + e.msg }
 func (e *usageError) Unwrap() error { return ErrUsage }
 
 func usagef(cmd, format string, args ...any) error {
