@@ -20,14 +20,15 @@
 // closed), "openid" when it was linked by its customer's latest close
 // before it. A session item carries its "session_id" too.
 //
-// A bad parameter gets 400 with {"error": "...", "param": "<name>"}; another
-// method than GET or HEAD gets 405 with an Allow header; a store failure gets
-// 500 whose body says nothing about the cause, which is logged instead.
+// Errors are RFC 9457 problem details (docs/http-api.md): a bad parameter
+// gets 400 of type invalid-parameter naming it in "param"; another method
+// than GET or HEAD gets 405 with an Allow header; a store failure gets 500
+// whose body says nothing about the cause, which is logged instead. Times are
+// RFC 3339 in UTC with whole seconds.
 package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,6 +40,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/services/feedback/store"
 )
 
@@ -114,7 +116,7 @@ func (h *handler) posts(w http.ResponseWriter, r *http.Request) {
 			q.Pseudonym = h.pseudonym(q.OpenID)
 		}
 		return q
-	}, h.store.ListPosts)
+	}, h.store.ListPosts, viewPostPage)
 }
 
 func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
@@ -127,13 +129,13 @@ func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 		}
 		q.From, q.To = p.timeRange()
 		return q
-	}, h.store.ListSessions)
+	}, h.store.ListSessions, viewSessionPage)
 }
 
 // serveList answers a read-only list request: the query built from the
 // URL parameters (400 naming the first bad one), the store's page as JSON.
-func serveList[Q, P any](h *handler, w http.ResponseWriter, r *http.Request, what string,
-	query func(*params) Q, list func(context.Context, Q) (P, error)) {
+func serveList[Q, P, V any](h *handler, w http.ResponseWriter, r *http.Request, what string,
+	query func(*params) Q, list func(context.Context, Q) (P, error), view func(P) V) {
 	if !allowRead(w, r) {
 		return
 	}
@@ -150,7 +152,7 @@ func serveList[Q, P any](h *handler, w http.ResponseWriter, r *http.Request, wha
 		h.storeFailed(w, r, what, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, view(page))
 }
 
 func allowRead(w http.ResponseWriter, r *http.Request) bool {
@@ -158,7 +160,7 @@ func allowRead(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed", "")
+	writeError(w, http.StatusMethodNotAllowed, "method "+httpapi.Quote(r.Method)+" not allowed", "")
 	return false
 }
 
@@ -259,29 +261,15 @@ func (p *params) time(name string, endOfDay bool) time.Time {
 	return t
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-	Param string `json:"param,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, status int, msg, param string) {
 	if param != "" {
 		msg = param + ": " + msg
+		httpapi.WriteProblem(w, status, msg, httpapi.Param(param))
+		return
 	}
-	writeJSON(w, status, errorBody{Error: msg, Param: param})
+	httpapi.WriteProblem(w, status, msg)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		// Only a programming error gets here: every value is ours.
-		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	// The answers hold customers' personal data.
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-}
+// writeJSON answers a page; httpapi writes its times in UTC with whole
+// seconds and sets no-store, as the answers hold customers' personal data.
+func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback/api"
 	"github.com/kefu-io/kefu/services/feedback/store"
@@ -80,9 +82,10 @@ type sessionsBody struct {
 	NextCursor *string         `json:"next_cursor"`
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-	Param string `json:"param"`
+// problem checks an error answer is a problem (docs/http-api.md).
+func problem(t *testing.T, rec *httptest.ResponseRecorder) httpapitest.Problem {
+	t.Helper()
+	return httpapitest.CheckRecorded(t, rec)
 }
 
 func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
@@ -239,8 +242,8 @@ func TestBadParametersAreNamed(t *testing.T) {
 			if rec.Code != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400: %s", rec.Code, rec.Body)
 			}
-			body := decode[errorBody](t, rec)
-			if body.Param != c.param || !strings.HasPrefix(body.Error, c.param+": ") {
+			body := problem(t, rec)
+			if body.Param != c.param || !strings.HasPrefix(body.Detail, c.param+": ") || body.Type != httpapi.InvalidParameter.URI() {
 				t.Errorf("error %+v does not name parameter %q", body, c.param)
 			}
 		})
@@ -254,7 +257,7 @@ func TestSessionsCursorIsNotAPostsCursor(t *testing.T) {
 		t.Fatal("no sessions cursor")
 	}
 	rec := get(t, h, http.MethodGet, api.PathPosts+"?cursor="+url.QueryEscape(*body.NextCursor))
-	if rec.Code != http.StatusBadRequest || decode[errorBody](t, rec).Param != "cursor" {
+	if rec.Code != http.StatusBadRequest || problem(t, rec).Param != "cursor" {
 		t.Errorf("status %d %s, want 400 naming cursor", rec.Code, rec.Body)
 	}
 }
@@ -280,7 +283,7 @@ func TestMethods(t *testing.T) {
 				if allow := rec.Header().Get("Allow"); allow != "GET, HEAD" {
 					t.Errorf("Allow = %q, want GET, HEAD", allow)
 				}
-				if body := decode[errorBody](t, rec); body.Error == "" {
+				if body := problem(t, rec); body.Error == "" {
 					t.Errorf("no error message")
 				}
 			}
@@ -300,7 +303,7 @@ func TestStoreFailureIsLoggedNotShown(t *testing.T) {
 		if rec.Code != http.StatusInternalServerError {
 			t.Fatalf("%s: status %d, want 500", path, rec.Code)
 		}
-		if body := decode[errorBody](t, rec); body.Error != "internal error" {
+		if body := problem(t, rec); body.Error != "internal error" {
 			t.Errorf("%s: error %q reveals details", path, body.Error)
 		}
 	}
@@ -311,5 +314,31 @@ func TestStoreFailureIsLoggedNotShown(t *testing.T) {
 		if strings.Contains(e.Message+e.ContextMap()["error"].(string), "o-a") {
 			t.Errorf("log entry holds the openid: %v", e)
 		}
+	}
+}
+
+// Times are RFC 3339 in UTC with whole seconds; a time the store does not
+// know (no reply yet, no receive time) is left out, never the year 1.
+func TestTimesAreUTCSecondsAndUnknownOnesLeftOut(t *testing.T) {
+	h := api.New(seeded(t), zap.NewNop())
+	for _, target := range []string{api.PathPosts + "?openid=o-b", api.PathSessions + "?openid=o-a"} {
+		rec := get(t, h, http.MethodGet, target)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+		httpapitest.CheckNoZeroTime(t, rec.Body.Bytes())
+		body := rec.Body.String()
+		if strings.Contains(body, "+08:00") || strings.Contains(body, `"last_reply_at"`) || strings.Contains(body, `"received_at"`) {
+			t.Errorf("%s: a time not in UTC, or an unknown one written: %s", target, body)
+		}
+	}
+	body := get(t, h, http.MethodGet, api.PathPosts+"?openid=o-b").Body.String()
+	// Post 1: 2025-03-01 00:00 in Shanghai less 30 minutes.
+	if !strings.Contains(body, `"created_at":"2025-02-28T15:30:00Z"`) {
+		t.Errorf("post 1's created_at not in UTC: %s", body)
+	}
+	body = get(t, h, http.MethodGet, api.PathSessions+"?openid=o-a").Body.String()
+	if !strings.Contains(body, `"closed_at":"2025-02-28T15:59:00Z"`) {
+		t.Errorf("o-a's session closed_at not in UTC: %s", body)
 	}
 }
