@@ -172,6 +172,27 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
+type embeddedTimes struct {
+	At time.Time `json:"at"`
+}
+
+func TestTimesReachesEmbeddedStructsOfUnexportedTypes(t *testing.T) {
+	v := struct {
+		embeddedTimes
+		N int `json:"n"`
+	}{embeddedTimes{time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))}, 1}
+	b, err := json.Marshal(httpapi.Times(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"at":"2026-01-02T02:04:05Z","n":1}` {
+		t.Fatalf("got %s", b)
+	}
+	if v.At.Nanosecond() != 6 {
+		t.Fatal("Times changed its argument")
+	}
+}
+
 func TestTimesLeavesTimelessValuesAlone(t *testing.T) {
 	type plain struct{ A, B string }
 	v := &plain{"a", "b"}

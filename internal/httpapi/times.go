@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // TimeFormat is the format of every time in kefu's HTTP answers: RFC 3339
@@ -138,10 +139,16 @@ func normalize(v reflect.Value) reflect.Value {
 		for i := range t.NumField() {
 			f := out.Field(i)
 			if !f.CanSet() {
-				// Unexported: encoding/json does not write it.
-				continue
+				if !t.Field(i).Anonymous {
+					// Unexported: encoding/json does not write it.
+					continue
+				}
+				// An embedded struct of an unexported type: encoding/json
+				// writes its exported fields, so they are normalized
+				// too, through the copy's own memory.
+				f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
 			}
-			f.Set(normalize(v.Field(i)))
+			f.Set(normalize(f))
 		}
 		return out
 	}
