@@ -34,7 +34,12 @@ func (rt *runtime) wechatClient(ctx context.Context) (*wechat.Client, error) {
 // kept in memory when b is nil).
 func newWeChatClient(ctx context.Context, cfg config.Config, b *bus.Bus, metrics *wechat.Metrics) (*wechat.Client, error) {
 	fetcher := &wechat.StableTokenFetcher{BaseURL: cfg.WeChatAPIBase, AppID: cfg.WeChatAppID, Secret: cfg.WeChatSecret.Value(), Metrics: metrics}
-	opts := wechat.TokenOptions{AppID: cfg.WeChatAppID}
+	seal, err := wechat.TokenSealKey(cfg.WeChatSecret.Value())
+	if err != nil {
+		return nil, err
+	}
+	// Sealed in kefu_token: reading the bucket is not enough to call WeChat.
+	opts := wechat.TokenOptions{AppID: cfg.WeChatAppID, SealKey: seal}
 	var tokens wechat.TokenSource
 	if b != nil {
 		kv, err := b.KeyValue(ctx, bus.BucketToken)

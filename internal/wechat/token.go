@@ -156,6 +156,10 @@ type TokenOptions struct {
 	// reading the bucket again (never past the refresh margin), so an API call
 	// costs no KV round trip.
 	LocalCacheTTL time.Duration
+	// SealKey (32 bytes, from TokenSealKey) makes the KV source store the
+	// token sealed with AES-256-GCM; nil stores it in clear. Ignored by the
+	// memory source.
+	SealKey []byte
 	// Now is the clock (tests); defaults to time.Now.
 	Now func() time.Time
 }

@@ -20,8 +20,9 @@ const TokenBucket = "kefu_token"
 // KVTokenSource shares one access token between every replica through the
 // kefu_token bucket, so that replicas never invalidate each other's tokens.
 //
-// The bucket holds, under the appid, the JSON {token, expires_at, fetched_at,
-// invalid}, and under "<appid>.lease" a short refresh lease {owner,
+// The bucket holds, under the appid, the JSON {sealed_token, expires_at,
+// fetched_at, invalid} — the token sealed with TokenOptions.SealKey (see
+// TokenSealKey), or {token, …} in clear without a key — and under "<appid>.lease" a short refresh lease {owner,
 // expires_at}. A process that finds the token missing, rejected or inside the
 // refresh margin takes the lease with a compare-and-set (Create when absent,
 // Update at the read revision when expired); only the holder calls WeChat.
@@ -46,6 +47,7 @@ type KVTokenSource struct {
 	leaseKey string
 	owner    string
 	gate     *kvGate
+	codec    tokenCodec
 
 	mu       sync.Mutex
 	local    tokenState
@@ -73,6 +75,10 @@ func NewKVTokenSource(kv jetstream.KeyValue, fetcher TokenFetcher, opts TokenOpt
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	codec, err := newTokenCodec(opts.SealKey, opts.AppID)
+	if err != nil {
+		return nil, err
+	}
 	var id [8]byte
 	if _, err := cryptorand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("kv token source: owner id: %w", err)
@@ -85,6 +91,7 @@ func NewKVTokenSource(kv jetstream.KeyValue, fetcher TokenFetcher, opts TokenOpt
 		leaseKey: opts.AppID + ".lease",
 		owner:    hex.EncodeToString(id[:]),
 		gate:     &kvGate{kv: kv, key: opts.AppID + ".force", opts: opts},
+		codec:    codec,
 	}, nil
 }
 
@@ -143,12 +150,12 @@ func (s *KVTokenSource) Invalidate(ctx context.Context, bad string) error {
 		if err != nil {
 			return fmt.Errorf("invalidate access token: read %s: %w", TokenBucket, err)
 		}
-		var st tokenState
-		if json.Unmarshal(entry.Value(), &st) != nil || st.Token != bad || st.Invalid {
+		st, ok := s.codec.decode(entry.Value())
+		if !ok || st.Token != bad || st.Invalid {
 			return nil
 		}
 		st.Invalid = true
-		value, err := json.Marshal(st)
+		value, err := s.codec.encode(st)
 		if err != nil {
 			return fmt.Errorf("invalidate access token: encode: %w", err)
 		}
@@ -181,7 +188,7 @@ func (s *KVTokenSource) refresh(ctx context.Context, leaseRev uint64) (string, e
 		return "", fmt.Errorf("fetch access token: %w", err)
 	}
 	st = newTokenState(fetched, s.opts.Now())
-	value, err := json.Marshal(st)
+	value, err := s.codec.encode(st)
 	if err != nil {
 		return "", fmt.Errorf("store access token: encode: %w", err)
 	}
@@ -204,8 +211,8 @@ func (s *KVTokenSource) load(ctx context.Context) (tokenState, error) {
 	if err != nil {
 		return tokenState{}, fmt.Errorf("read access token from %s: %w", TokenBucket, err)
 	}
-	var st tokenState
-	if json.Unmarshal(entry.Value(), &st) != nil {
+	st, ok := s.codec.decode(entry.Value())
+	if !ok {
 		return tokenState{}, nil
 	}
 	return st, nil
