@@ -212,7 +212,7 @@ func (r *Remote) transportError(ctx context.Context, err error) error {
 		return fmt.Errorf("nothing answers at %s (connection refused): check the host and port, and that kefu all or kefu estimator runs there", r.base)
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidCert), errors.As(err, &verifyErr):
 		return fmt.Errorf("TLS with %s failed: %s: check the server's certificate and that the host name matches it", r.base, oneLineText(err.Error()))
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr), errors.Is(err, http.ErrSchemeMismatch):
 		return fmt.Errorf("TLS with %s failed: the server does not speak TLS there: use http:// or the HTTPS port", r.base)
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return fmt.Errorf("no answer from kefu at %s within %s: check the URL, that it is reachable from here (firewall, VPN), or raise KEFU_SERVER_TIMEOUT", r.base, r.timeout)

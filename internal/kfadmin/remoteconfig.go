@@ -64,13 +64,20 @@ func isLoopback(host string) bool {
 // user:password (the token goes in a header, never in the URL), no query
 // or fragment, at most 2048 characters. Errors wrap ErrUsage.
 func ValidateServerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
 	bad := func(why string) error {
-		return &usageError{msg: fmt.Sprintf("kf --server %q: %s", truncate(s, 80), why)}
+		// Never repeat a password given in the URL.
+		shown := s
+		if err == nil && u.User != nil {
+			shown = u.Redacted()
+		} else if strings.Contains(s, "@") {
+			shown = "…"
+		}
+		return &usageError{msg: fmt.Sprintf("kf --server %q: %s", truncate(shown, 80), why)}
 	}
 	if len(s) > maxServerURLLen {
 		return nil, bad(fmt.Sprintf("longer than %d characters", maxServerURLLen))
 	}
-	u, err := url.Parse(s)
 	switch {
 	case err != nil:
 		return nil, bad("not a URL")
