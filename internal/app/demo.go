@@ -164,9 +164,10 @@ func (d *demoEnv) start(ctx context.Context, rt *runtime, httpURL string) error 
 %s  API tokens       read-only (GET)     %s
                    admin (any method)  %s
     try:           curl -H "Authorization: Bearer %s" %s/api/kf/queue
+    kefu kf:       %s
   NATS             %s
     watch it:      nats --server %s sub 'kefu.>'
-    kefu kf:       KEFU_NATS_URL=%s KEFU_WECHAT_APPID=%s KEFU_WECHAT_SECRET=%s KEFU_WECHAT_API_BASE=%s kefu kf online
+    server host:   %s kefu kf online
   simulated WeChat %s  (state: /_control/state)
   simulated Tucao  %s
   data             %s (removed on exit)
@@ -174,8 +175,8 @@ Customers arrive, wait in the 多客服 queue (some give up, some say 不等了)
 closed; sessions an agent forgot are swept after %s; posts appear on Tucao.
 Press Ctrl-C to stop.
 
-`, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, rt.bus.ClientURL(), rt.bus.ClientURL(),
-		rt.bus.ClientURL(), demoAppID, demoAppSecret, rt.cfg.WeChatAPIBase, rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
+`, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, d.remoteKf(httpURL), rt.bus.ClientURL(), rt.bus.ClientURL(),
+		directKfSettings(rt), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
 	sub, err := rt.bus.Conn().Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
@@ -184,6 +185,22 @@ Press Ctrl-C to stop.
 
 	d.wechat.SetCallbackURL(httpURL + "/wechat/callback")
 	return demoTraffic(d, ctx)
+}
+
+// remoteKf is how people point `kefu kf` at the demo: through its admin
+// API, with the admin token and no NATS or WeChat settings.
+func (d *demoEnv) remoteKf(httpURL string) string {
+	if d.adminToken == "" {
+		return "kefu kf --server " + httpURL + " online   (with your KEFU_ADMIN_TOKEN)"
+	}
+	return "KEFU_ADMIN_TOKEN=" + d.adminToken + " kefu kf --server " + httpURL + " online"
+}
+
+// directKfSettings point `kefu kf` at the demo's NATS and simulated WeChat
+// directly, as on a server host.
+func directKfSettings(rt *runtime) string {
+	return "KEFU_NATS_URL=" + rt.bus.ClientURL() + " KEFU_WECHAT_APPID=" + demoAppID + " KEFU_WECHAT_SECRET=" + demoAppSecret +
+		" KEFU_WECHAT_API_BASE=" + rt.cfg.WeChatAPIBase
 }
 
 // demoTraffic starts the simulated desk; tests replace it to drive the desk

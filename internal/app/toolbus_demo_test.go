@@ -12,8 +12,10 @@ import (
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 )
 
-// The line `kefu demo` prints for `kefu kf` works as printed: with its
-// variables, `kefu kf online` reaches the demo's NATS and simulated WeChat.
+// The lines `kefu demo` prints for `kefu kf` work as printed: with its
+// admin token, `kefu kf --server` reaches the demo's admin API; with its
+// variables, `kefu kf online` reaches the demo's NATS and simulated WeChat
+// directly.
 func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 	started := make(chan struct{}, 1)
 	saved := demoTraffic
@@ -50,9 +52,22 @@ func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not start")
 	}
-	line := regexp.MustCompile(`(?m)^ +kefu kf: +(.*) kefu kf online$`).FindStringSubmatch(out.String())
+	printed := out.String()
+	remote := regexp.MustCompile(`(?m)^ +kefu kf: +KEFU_ADMIN_TOKEN=(\S+) kefu kf --server (\S+) online$`).FindStringSubmatch(printed)
+	if remote == nil {
+		t.Fatalf("the demo printed no kefu kf --server line:\n%s", printed)
+	}
+	// Through the admin API: the token and the URL, nothing else.
+	t.Setenv("KEFU_ADMIN_TOKEN", remote[1])
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"kf", "--server", remote[2], "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demoWeChatID) || stderr.Len() != 0 {
+		t.Fatalf("kefu kf --server with the demo's line: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
+	}
+	t.Setenv("KEFU_ADMIN_TOKEN", "")
+
+	line := regexp.MustCompile(`(?m)^ +server host: +(.*) kefu kf online$`).FindStringSubmatch(printed)
 	if line == nil {
-		t.Fatalf("the demo printed no kefu kf line:\n%s", out.String())
+		t.Fatalf("the demo printed no direct kefu kf line:\n%s", printed)
 	}
 	for _, kv := range strings.Fields(line[1]) {
 		k, v, ok := strings.Cut(kv, "=")
@@ -62,7 +77,8 @@ func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	t.Setenv("KEFU_DATA_DIR", "") // the tool needs none
-	var stdout, stderr bytes.Buffer
+	stdout.Reset()
+	stderr.Reset()
 	if code := Main([]string{"kf", "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demoWeChatID) {
 		t.Fatalf("kefu kf online with the demo's settings: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
 	}
