@@ -59,6 +59,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -595,7 +596,7 @@ type QueueView struct {
 // WaitingView is one waiting customer with its estimate.
 type WaitingView struct {
 	OpenID         string    `json:"openid,omitempty"`
-	Since          time.Time `json:"since,omitempty"`
+	Since          time.Time `json:"since,omitzero"`
 	KfAccount      string    `json:"kf_account,omitempty"`
 	Position       int       `json:"position"`
 	WaitSeconds    int64     `json:"wait_seconds"`
@@ -650,28 +651,37 @@ func (s *Service) Routes(mux *http.ServeMux) {
 func (s *Service) serveQueue(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, `{"error":"method not allowed"}`, http.StatusMethodNotAllowed)
+		httpapi.WriteProblem(w, http.StatusMethodNotAllowed, "GET or HEAD only")
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	// The view appears at the first poll and is replaced at every poll:
+	// one poll interval is when it is worth asking again.
+	notYet := httpapi.RetryAfter(s.cfg.PollInterval)
 	if s.state == nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"error":"estimator not started"}`))
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "estimator not started", httpapi.Type(httpapi.NotReady), notYet)
 		return
 	}
 	entry, err := s.state.Get(r.Context(), s.queueKey())
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"error":"no queue snapshot yet"}`))
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "no queue snapshot yet", httpapi.Type(httpapi.NotReady), notYet)
 		return
 	case err != nil:
 		s.log.Error("read queue view", zap.Error(err))
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"error":"queue view unavailable"}`))
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "queue view unavailable", notYet)
 		return
 	}
-	w.Write(entry.Value())
+	// The saved view is re-encoded rather than passed on, so that every
+	// time is written as httpapi writes times (UTC, whole seconds) and a
+	// view saved by an older version, with a zero time in it, is answered
+	// without it.
+	var view QueueView
+	if err := json.Unmarshal(entry.Value(), &view); err != nil {
+		s.log.Error("decode queue view", zap.Error(err))
+		httpapi.WriteProblem(w, http.StatusInternalServerError, "queue view unreadable")
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, view)
 }
 
 type metrics struct {
