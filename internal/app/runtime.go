@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
@@ -103,8 +104,8 @@ func loadConfig(name string, args []string, stdout io.Writer) (config.Config, ro
 	fs := flag.NewFlagSet("kefu "+name, flag.ContinueOnError)
 	if name == "ingest" {
 		fs.BoolVar(&opts.tucaoBackfill, "tucao-backfill", false, "publish the Tucao posts created between --from and --to, then exit")
-		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYYMMDD (Asia/Shanghai), included")
-		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYYMMDD (Asia/Shanghai), included: --from D --to D is the day D")
+		fs.StringVar(&opts.from, "from", "", "first day of the backfill, YYYY-MM-DD, included; days are Tucao's, in "+ingest.BackfillZone)
+		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYY-MM-DD, included: --from D --to D is the day D ("+ingest.BackfillZone+")")
 	}
 	fs.SetOutput(io.Discard)
 	for _, v := range config.Vars {
@@ -123,13 +124,13 @@ func loadConfig(name string, args []string, stdout io.Writer) (config.Config, ro
 		return cfg, opts, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	if opts.tucaoBackfill && (opts.from == "" || opts.to == "") {
-		return cfg, opts, usageError{"--tucao-backfill needs --from YYYYMMDD and --to YYYYMMDD"}
+		return cfg, opts, usageError{"--tucao-backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD"}
 	}
 	if !opts.tucaoBackfill && (opts.from != "" || opts.to != "") {
 		return cfg, opts, usageError{"--from and --to go with --tucao-backfill"}
 	}
 	if opts.tucaoBackfill {
-		if _, err := ingest.BackfillWindow(opts.from, opts.to); err != nil {
+		if _, err := ingest.ParseBackfillDays(opts.from, opts.to); err != nil {
 			return cfg, opts, usageError{err.Error()}
 		}
 	}
@@ -477,7 +478,16 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	if err := cfg.Check("ingest --tucao-backfill", config.NeedTucao); err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stderr)
+	days, err := ingest.ParseBackfillDays(opts.from, opts.to)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	// On a terminal, one line says how far the backfill is; log lines
+	// take it off the screen before they are written.
+	progress := cliui.NewProgress(stderr, "backfill "+days.String(), "days")
+	progress.SetTotal(int64(days.Count()))
+	defer progress.Finish()
+	log, err := buildLogger(cfg, progress.Writer(stderr), cliui.Detect(stderr, os.Getenv))
 	if err != nil {
 		return err
 	}
@@ -494,8 +504,15 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 		return err
 	}
 	defer p.Stop(context.Background())
-	res, err := p.Backfill(ctx, opts.from, opts.to)
-	fmt.Fprintf(stdout, "backfill %s..%s (both days included): %d posts read, %d published as created, %d as updated\n", opts.from, opts.to, res.Seen, res.Created, res.Updated)
+	res, err := p.BackfillWithProgress(ctx, opts.from, opts.to, func(bp ingest.BackfillProgress) {
+		progress.Update(int64(bp.DaysDone), fmt.Sprintf("%d posts", bp.Result.Seen))
+	})
+	if err == nil {
+		progress.Update(int64(days.Count()), fmt.Sprintf("%d posts", res.Seen))
+	}
+	progress.Finish()
+	fmt.Fprintf(stdout, "backfill %s (both days included, %s): %d posts read, %d published as created, %d as updated, in %s\n",
+		days, ingest.BackfillZone, res.Seen, res.Created, res.Updated, progress.Elapsed().Round(time.Millisecond))
 	return err
 }
 

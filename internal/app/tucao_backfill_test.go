@@ -35,11 +35,26 @@ func TestTucaoBackfillOfOneDayFromTheCommandLine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260111", "--to", "20260111"}, &out, io.Discard); err != nil {
+	var progress bytes.Buffer // not a terminal: no progress line
+	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "2026-01-11", "--to", "2026-01-11"}, &out, &progress); err != nil {
 		t.Fatalf("backfill: %v (%s)", err, out.String())
 	}
-	if !strings.Contains(out.String(), "3 posts read, 3 published as created") {
-		t.Fatalf("backfill of one day: %q, want its 3 posts", out.String())
+	if !strings.Contains(out.String(), "backfill 2026-01-11..2026-01-11 (both days included, Asia/Shanghai, UTC+8): 3 posts read, 3 published as created") {
+		t.Fatalf("backfill of one day: %q, want its 3 posts and the day in ISO form", out.String())
+	}
+	if strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("want one summary line, got %q", out.String())
+	}
+	if progress.Len() != 0 {
+		t.Fatalf("stderr is no terminal, yet the backfill wrote %q", progress.String())
+	}
+	// The older YYYYMMDD form is still accepted; the summary says ISO.
+	out.Reset()
+	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260110", "--to", "20260110"}, &out, io.Discard); err != nil {
+		t.Fatalf("backfill: %v (%s)", err, out.String())
+	}
+	if !strings.Contains(out.String(), "backfill 2026-01-10..2026-01-10 ") || !strings.Contains(out.String(), "3 posts read") {
+		t.Fatalf("backfill of January 10th given as YYYYMMDD: %q", out.String())
 	}
 	var stderr bytes.Buffer
 	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260112", "--to", "20260111"}, io.Discard, &stderr); err == nil || !strings.Contains(err.Error()+stderr.String(), "before --from") {
