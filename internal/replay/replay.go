@@ -73,9 +73,31 @@ func Replay(ctx context.Context, args []string, stdout, stderr io.Writer, b *bus
 			return err
 		}
 	}
-	_, err = copyEvents(ctx, rd, o, last, out)
+	if o.follow {
+		// No end, no progress: --follow runs until Ctrl-C.
+		_, err = copyEvents(ctx, rd, o, last, out)
+		if ferr := out.finish(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	total := rd.pendingAtStart()
+	if last == 0 {
+		total = 0
+	}
+	if o.limit > 0 {
+		total = min(total, uint64(o.limit))
+	}
+	progress := newProgress(o, stdout, stderr, total)
+	_, err = copyEvents(ctx, rd, o, last, countingSink{sink: out, progress: progress})
+	progress.Finish()
 	if ferr := out.finish(); err == nil {
 		err = ferr
+	}
+	// The events went to a file or a pipe: say on stderr how many. (A
+	// republish says what became of them itself.)
+	if err == nil && o.republish == "" && !isTerminal(stdout) {
+		fmt.Fprintf(stderr, "kefu replay %s: %s\n", o.stream, progress.Summary())
 	}
 	return err
 }
