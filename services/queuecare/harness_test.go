@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -96,7 +99,8 @@ func newHarness(t *testing.T, cfg queuecare.Config, opts ...option) *harness {
 	}
 	mux := http.NewServeMux()
 	in.Routes(mux)
-	h.web = httptest.NewServer(mux)
+	// As in kefu, a path or method no route takes is answered a problem.
+	h.web = httptest.NewServer(httpapi.Routes(mux))
 	t.Cleanup(h.web.Close)
 
 	wx, err := wechattest.New(wechattest.Config{AppID: appID, AppSecret: appSecret, Token: cbToken,
@@ -366,6 +370,14 @@ func (h *harness) get(path string, out any) int {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		httpapitest.CheckProblem(h.t, resp.StatusCode, resp.Header, body)
+	} else {
+		httpapitest.CheckNoZeroTime(h.t, body)
+		if m := zonedOrFractional.Find(body); m != nil {
+			h.t.Errorf("GET %s: time %s is not UTC with whole seconds", path, m)
+		}
+	}
 	if out != nil && resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, out); err != nil {
 			h.t.Fatalf("GET %s: %v: %s", path, err, body)
@@ -373,6 +385,9 @@ func (h *harness) get(path string, out any) int {
 	}
 	return resp.StatusCode
 }
+
+// zonedOrFractional finds a time not written as kefu's answers write them.
+var zonedOrFractional = regexp.MustCompile(`"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+|[+-]\d\d:\d\d)"`)
 
 // waitFor polls cond until it holds or the test's patience runs out.
 func waitFor(t testing.TB, what string, cond func() bool) {

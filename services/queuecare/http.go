@@ -1,12 +1,14 @@
 package queuecare
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/httpapi"
 )
 
 // Routes registers GET /api/kf/customers/{openid} (a customer's state) and
@@ -17,54 +19,49 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/kf/stale", s.serveStale)
 }
 
+// unavailableRetry is the Retry-After of a 503 for a bucket that did not
+// answer: the bus reconnects within seconds, and a poller should not make
+// it worse by asking at once.
+const unavailableRetry = 5 * time.Second
+
+// startRetry is the Retry-After of a 503 before the service started: it
+// starts with the process, within seconds.
+const startRetry = 5 * time.Second
+
 func (s *Service) serveCustomer(w http.ResponseWriter, r *http.Request) {
 	if s.states == nil {
-		writeJSON(w, http.StatusServiceUnavailable, apiError{"queue care not started"})
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "queue care not started", httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(startRetry))
 		return
 	}
 	openid := r.PathValue("openid")
 	st, err := s.states.Get(r.Context(), openid)
 	switch {
 	case errors.Is(err, ErrInvalidOpenID):
-		writeJSON(w, http.StatusBadRequest, apiError{"malformed openid: letters, digits, '-' and '_' only"})
+		httpapi.WriteProblem(w, http.StatusBadRequest, "malformed openid: at most 128 letters, digits, '-' and '_'", httpapi.Param("openid"))
 	case errors.Is(err, ErrUnknownCustomer):
-		writeJSON(w, http.StatusNotFound, apiError{"unknown customer"})
+		httpapi.WriteProblem(w, http.StatusNotFound, "unknown customer")
 	case err != nil:
 		s.log.Error("read customer state", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, apiError{"customer state unavailable"})
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "customer state unavailable", httpapi.RetryAfter(unavailableRetry))
 	default:
-		writeJSON(w, http.StatusOK, st)
+		httpapi.WriteJSON(w, http.StatusOK, st)
 	}
 }
 
 func (s *Service) serveStale(w http.ResponseWriter, r *http.Request) {
 	if s.states == nil {
-		writeJSON(w, http.StatusServiceUnavailable, apiError{"queue care not started"})
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "queue care not started", httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(startRetry))
 		return
 	}
 	rep, err := s.LastStaleReport(r.Context())
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		writeJSON(w, http.StatusServiceUnavailable, apiError{"no sweep yet"})
+		// The first sweep comes within one sweep interval.
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "no sweep yet", httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(s.cfg.SweepInterval))
 	case err != nil:
 		s.log.Error("read stale report", zap.Error(err))
-		writeJSON(w, http.StatusServiceUnavailable, apiError{"stale report unavailable"})
+		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "stale report unavailable", httpapi.RetryAfter(unavailableRetry))
 	default:
-		writeJSON(w, http.StatusOK, rep)
+		httpapi.WriteJSON(w, http.StatusOK, rep)
 	}
-}
-
-type apiError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, `{"error":"encode"}`, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(b)
 }

@@ -2,12 +2,14 @@ package queuecare_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -312,9 +314,12 @@ func TestCustomerEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d, want 405", resp.StatusCode)
+	} else {
+		httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, body)
 	}
 }
 

@@ -88,8 +88,8 @@ type Closing struct {
 	// Reason is ClosedByStale.
 	Reason    string    `json:"reason"`
 	KfAccount string    `json:"kf_account"`
-	SessionAt time.Time `json:"session_at"`
-	At        time.Time `json:"at"`
+	SessionAt time.Time `json:"session_at,omitzero"`
+	At        time.Time `json:"at,omitzero"`
 	// Done: kfsession/close succeeded; Failed: WeChat refused it for good.
 	Done   bool `json:"done,omitempty"`
 	Failed bool `json:"failed,omitempty"`
@@ -102,7 +102,7 @@ type Closing struct {
 // DeferredClose is the session opened for a customer who had left.
 type DeferredClose struct {
 	KfAccount string    `json:"kf_account"`
-	SessionAt time.Time `json:"session_at"`
+	SessionAt time.Time `json:"session_at,omitzero"`
 	// Closed: kf_close_session arrived, or the session was found gone.
 	Closed bool `json:"closed,omitempty"`
 }

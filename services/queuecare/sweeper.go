@@ -42,8 +42,8 @@ type StaleReport struct {
 type StaleSession struct {
 	OpenID       string    `json:"openid"`
 	KfAccount    string    `json:"kf_account"`
-	Since        time.Time `json:"since"`
-	LastActivity time.Time `json:"last_activity"`
+	Since        time.Time `json:"since,omitzero"`
+	LastActivity time.Time `json:"last_activity,omitzero"`
 	IdleSeconds  int64     `json:"idle_seconds"`
 	Action       string    `json:"action"`
 	Error        string    `json:"error,omitempty"`
