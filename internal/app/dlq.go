@@ -12,7 +12,7 @@ import (
 
 // runDLQ is `kefu dlq list|show|redrive`. The command line is checked
 // before the bus is opened, so a mistake exits 2 without touching NATS.
-func runDLQ(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := deadletter.Parse(args, stdout)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -22,5 +22,5 @@ func runDLQ(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	case err != nil:
 		return err
 	}
-	return withCLIBus(ctx, func(b *bus.Bus) error { return deadletter.Run(ctx, o, b, stdout) })
+	return withCLIBus(ctx, func(b *bus.Bus) error { return deadletter.Run(ctx, o, b, stdout, stderr) })
 }

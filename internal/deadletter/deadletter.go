@@ -37,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -155,6 +156,13 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	return o, nil
 }
 
+// isTerminal and now are seams for the tests: whether a writer is a
+// terminal, and the progress line's clock.
+var (
+	isTerminal = cliui.IsTerminal
+	now        = time.Now
+)
+
 // Letter is one dead letter.
 type Letter struct {
 	Seq    uint64 // in KEFU_DLQ
@@ -166,8 +174,9 @@ type Letter struct {
 // Subject is the subject the message was first published on.
 func (l *Letter) Subject() string { return l.Header.Get(bus.HeaderDLQSubject) }
 
-// Run runs a parsed command against the bus.
-func Run(ctx context.Context, o Options, b *bus.Bus, stdout io.Writer) error {
+// Run runs a parsed command against the bus. A redrive draws a progress
+// line on stderr when it is a terminal.
+func Run(ctx context.Context, o Options, b *bus.Bus, stdout, stderr io.Writer) error {
 	stream, err := b.JS.Stream(ctx, events.StreamDLQ)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if o.Cmd == "show" {
@@ -195,7 +204,7 @@ func Run(ctx context.Context, o Options, b *bus.Bus, stdout io.Writer) error {
 	case "show":
 		return show(stdout, letters[0])
 	default:
-		return redrive(ctx, b, stream, o, letters, stdout)
+		return redrive(ctx, b, stream, o, letters, stdout, stderr)
 	}
 }
 
@@ -304,14 +313,19 @@ func show(w io.Writer, l *Letter) error {
 }
 
 // redrive publishes each letter on its original subject and removes it.
-func redrive(ctx context.Context, b *bus.Bus, stream jetstream.Stream, o Options, letters []*Letter, w io.Writer) error {
+func redrive(ctx context.Context, b *bus.Bus, stream jetstream.Stream, o Options, letters []*Letter, stdout, stderr io.Writer) error {
 	if len(letters) == 0 {
-		fmt.Fprintf(w, "no dead letters for role %s to redrive\n", o.Role)
+		fmt.Fprintf(stdout, "no dead letters for role %s to redrive\n", o.Role)
 		return nil
 	}
+	progress := cliui.NewProgress(stderr, "kefu dlq redrive "+o.Role, "messages", cliui.WithTerminal(isTerminal(stderr)), cliui.WithClock(now))
+	progress.SetTotal(int64(len(letters)))
+	// The line of each letter takes the progress line off the screen first.
+	w := progress.Writer(stdout)
 	var errs []error
 	published, duplicates := 0, 0
-	for _, l := range letters {
+	for i, l := range letters {
+		progress.Update(int64(i), "")
 		msg, err := Redriven(l)
 		if err != nil {
 			errs = append(errs, err)
@@ -338,7 +352,9 @@ func redrive(ctx context.Context, b *bus.Bus, stream jetstream.Stream, o Options
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s as %s:%d\n", l.Seq, msg.Subject, state, ack.Stream, ack.Sequence)
 	}
-	fmt.Fprintf(w, "role %s: %d redriven, %d already redriven, %d failed\n", o.Role, published, duplicates, len(errs))
+	progress.Update(int64(len(letters)), "")
+	progress.Finish()
+	fmt.Fprintf(stdout, "role %s: %d redriven, %d already redriven, %d failed\n", o.Role, published, duplicates, len(errs))
 	return errors.Join(errs...)
 }
 
