@@ -121,6 +121,21 @@
 // kfaccount/add expects (wechat.KfAccountInput). Keywords split on ',' and
 // on the full-width '，'.
 //
+// # Remote mode
+//
+// The commands run against a backend: directly on WeChat and the
+// kefu_groups bucket (admin, on the server host), or through a running
+// kefu's admin API ([Remote], `kefu kf --server URL`, set in [Deps].Remote),
+// which answers the same documents, so both print the same. [ResolveRemote]
+// picks the server (--server, else $KEFU_SERVER, else "server" in
+// $XDG_CONFIG_HOME/kefu/cli.json) and the token ($KEFU_ADMIN_TOKEN, else
+// "token" in that file, which must not be readable by group or others;
+// never a flag). The client reads the problem details of an error answer
+// (detail, else the older error, with WeChat's errcode and errmsg), says
+// in one line what to set on a 401 and what to check when the server
+// cannot be reached within $KEFU_SERVER_TIMEOUT (15 s), and follows no
+// redirect. See docs/cli.md.
+//
 // # HTTP API
 //
 // [NewHTTPHandler] serves, behind "Authorization: Bearer <token>" (compared

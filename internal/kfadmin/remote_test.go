@@ -2,6 +2,8 @@ package kfadmin_test
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 )
@@ -180,5 +183,28 @@ func TestRemoteModeMatchesDirectMode(t *testing.T) {
 	}
 	if n := viaAPI.fake.CallCount(wechattest.MethodKFAdd); n != 3 {
 		t.Errorf("kfaccount/add reached the fake %d times through the API; want 3", n)
+	}
+}
+
+// A kefu behind a proxy under a path prefix is reached with that prefix in
+// --server, with or without a trailing '/'; an openid or account with
+// characters special in a path stays one path segment.
+func TestRemoteUnderAPathPrefix(t *testing.T) {
+	e := newEnv(t, true)
+	e.agent("alice@test", wechattest.StatusPC, 1)
+	e.serve("alice@test", "o/with?odd#chars")
+	mux := http.NewServeMux()
+	mux.Handle("/kefu/", http.StripPrefix("/kefu", kfadmin.NewHTTPHandler(httpedge.NewTokens(adminToken, ""), e.deps(), nil)))
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	for _, server := range []string{hs.URL + "/kefu", hs.URL + "/kefu/"} {
+		r, err := kfadmin.NewRemote(kfadmin.RemoteConfig{Server: server, Token: adminToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := kfadmin.Deps{Remote: r, Now: e.clock.Now}
+		if out := mustKf(t, deps, "session", "get", "o/with?odd#chars"); !strings.HasPrefix(out, "o/with?odd#chars is served by alice@test") {
+			t.Errorf("%s: session get printed %q", server, out)
+		}
 	}
 }
