@@ -59,6 +59,7 @@ func commands() []command {
 		{"events", "`kefu events tail`: watch events live", runEvents},
 		{"dlq", "dead letters: `kefu dlq list|show|redrive --role R` (`kefu dlq --help`)", runDLQ},
 		{"kf", "多客服 admin: accounts, online agents, queue, sessions, groups (`kefu kf help`)", runKf},
+		{"doctor", "explain what keeps kefu from working: settings, NATS, PostgreSQL, WeChat, callback URL, Tucao (`kefu doctor --help`)", runDoctor},
 		{"healthcheck", "GET a health URL (default /healthz on KEFU_HTTP_ADDR): exit 0 on 2xx, 1 otherwise", runHealthcheck},
 		{"help", "show this help, or a command's (`kefu help replay`)", runHelp},
 	}

@@ -206,6 +206,7 @@ func (s *Server) controlRoutes() {
 	})
 	m.HandleFunc("GET /_control/headimg/{account}", s.controlHeadImg)
 	s.inviteControlRoutes()
+	s.ipWhitelistControlRoutes()
 
 	m.HandleFunc("POST /_control/agents", control(func(r *http.Request, req struct {
 		KfAccount  string `json:"kf_account"`

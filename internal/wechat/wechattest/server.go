@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -207,7 +208,8 @@ type Server struct {
 	msgRecords    msgRecordLog // getmsglist (msgrecord.go)
 	nextMsgID     int64
 	sim           *simulation
-	callbackIPs   []string // what getcallbackip answers
+	callbackIPs   []string     // what getcallbackip answers
+	ipWhitelist   []netip.Addr // empty: any caller (ipwhitelist.go)
 }
 
 // New builds a fake server from cfg after filling defaults and validating it.
@@ -310,8 +312,16 @@ func (s *Server) api(method string, opts apiOpts, h apiHandler) {
 				return
 			}
 		}
+		if injected == CodeIPNotWhitelisted {
+			writeAPIError(w, ipNotWhitelisted(clientIP(r)))
+			return
+		}
 		if injected != 0 {
 			writeAPIError(w, apiErr(injected, "injected"))
+			return
+		}
+		if e := s.checkIPWhitelist(r); e != nil {
+			writeAPIError(w, e)
 			return
 		}
 		if opts.post && r.Method != http.MethodPost {

@@ -1,0 +1,169 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/pkg/events"
+	"github.com/kefu-io/kefu/services/queuecare"
+)
+
+// NATS is a connection the doctor opened to kefu's NATS.
+type NATS struct {
+	JS    jetstream.JetStream
+	Close func()
+}
+
+// NATSTarget says which NATS the doctor dials and which setting chose it
+// (the command-line tools' resolution: KEFU_NATS_URL, NATS_URL, the nats
+// context, KEFU_NATS_LISTEN), and opens it. Open never starts a server nor
+// creates a data directory.
+type NATSTarget struct {
+	URLs   string // redacted
+	Source string
+	Open   func(ctx context.Context) (*NATS, error)
+}
+
+// Buckets are the KV buckets kefu's roles create.
+var Buckets = []string{bus.BucketGroups, bus.BucketToken, bus.BucketCursors, bus.BucketLocks, bus.BucketNotified,
+	bus.BucketState, bus.BucketCallbackSigs, bus.BucketChoice, queuecare.Bucket}
+
+// Streams are kefu's event streams.
+func Streams() []string {
+	var out []string
+	for name := range events.StreamSubjects {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// natsState is shared by the NATS checks: the first opens the connection,
+// the others use it.
+type natsState struct {
+	target NATSTarget
+	once   sync.Once
+	conn   *NATS
+	err    error
+	js     bool // JetStream answered
+}
+
+func (s *natsState) open(ctx context.Context) (*NATS, error) {
+	s.once.Do(func() { s.conn, s.err = s.target.Open(ctx) })
+	return s.conn, s.err
+}
+
+// NATSChecks are the checks of NATS, JetStream, and kefu's streams and
+// buckets; close ends the connection they share.
+func NATSChecks(t NATSTarget) (checks []Check, close func()) {
+	s := &natsState{target: t}
+	close = func() {
+		if s.conn != nil && s.conn.Close != nil {
+			s.conn.Close()
+		}
+	}
+	return []Check{
+		{Name: "NATS", Run: s.reach},
+		{Name: "JetStream", Run: s.jetStream},
+		{Name: "streams and buckets", Run: s.streams},
+	}, close
+}
+
+func (s *natsState) reach(ctx context.Context) []Result {
+	if s.target.Open == nil {
+		return []Result{{Status: Skip, Found: "no NATS to test: " + s.target.Source}}
+	}
+	if _, err := s.open(ctx); err != nil {
+		return []Result{{Status: Fail, Found: err.Error(),
+			Fix: "set KEFU_NATS_URL to kefu's NATS (and KEFU_NATS_CREDS or KEFU_NATS_USER/KEFU_NATS_PASSWORD), or start it"}}
+	}
+	return []Result{{Status: OK, Found: fmt.Sprintf("%s (chosen by %s)", s.target.URLs, s.target.Source)}}
+}
+
+func (s *natsState) jetStream(ctx context.Context) []Result {
+	if s.conn == nil {
+		return []Result{{Status: Skip, Found: "NATS does not answer"}}
+	}
+	info, err := s.conn.JS.AccountInfo(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return []Result{{Status: Fail, Found: "JetStream is not enabled for kefu's NATS account",
+			Fix: "give the account kefu connects as JetStream (`jetstream: enabled` in its account block of the server's configuration)"}}
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return []Result{{Status: Fail, Found: "the NATS server runs without JetStream",
+			Fix: "enable JetStream on the NATS server (`nats-server -js`, or `jetstream {}` in its configuration)"}}
+	case err != nil:
+		return []Result{{Status: Fail, Found: "JetStream does not answer: " + err.Error(),
+			Fix: "check the NATS server's JetStream (a cluster needs a meta leader: most of its nodes up)"}}
+	}
+	s.js = true
+	return []Result{{Status: OK, Found: fmt.Sprintf("enabled; %d streams, %s stored", info.Streams, bytesText(info.Store))}}
+}
+
+func (s *natsState) streams(ctx context.Context) []Result {
+	if !s.js {
+		return []Result{{Status: Skip, Found: "JetStream does not answer"}}
+	}
+	var missing []string
+	for _, name := range Streams() {
+		if _, err := s.conn.JS.Stream(ctx, name); err != nil {
+			if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return []Result{{Status: Fail, Found: "stream " + name + ": " + err.Error(), Fix: "check kefu's NATS permissions on $JS.API.>"}}
+			}
+			missing = append(missing, name)
+		}
+	}
+	for _, name := range Buckets {
+		if _, err := s.conn.JS.KeyValue(ctx, name); err != nil {
+			if !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return []Result{{Status: Fail, Found: "bucket " + name + ": " + err.Error(), Fix: "check kefu's NATS permissions on $JS.API.>"}}
+			}
+			missing = append(missing, name)
+		}
+	}
+	total := len(Streams()) + len(Buckets)
+	if len(missing) > 0 {
+		return []Result{{Status: Warn, Found: fmt.Sprintf("%d of %d missing: %s", len(missing), total, strings.Join(missing, ", ")),
+			Fix: "start any kefu role once, it creates them"}}
+	}
+	return []Result{{Status: OK, Found: fmt.Sprintf("all %d streams and %d buckets present", len(Streams()), len(Buckets))}}
+}
+
+// skewResult judges a local clock that is off by skew (local minus
+// reference): warn above warnAt, fail above failAt (0: never).
+func skewResult(what string, skew, warnAt, failAt time.Duration, ref string) Result {
+	abs := skew.Abs()
+	dir := "ahead of"
+	if skew < 0 {
+		dir = "behind"
+	}
+	found := fmt.Sprintf("%s %s %s %s", what, abs.Round(100*time.Millisecond), dir, ref)
+	switch {
+	case failAt > 0 && abs > failAt:
+		return Result{Status: Fail, Found: found + fmt.Sprintf(", more than the %s %s accepts", failAt, ref),
+			Fix: "synchronise the host's clock (NTP: timedatectl set-ntp true, or chrony)"}
+	case abs > warnAt:
+		return Result{Status: Warn, Found: found, Fix: "synchronise the host's clock (NTP: timedatectl set-ntp true, or chrony)"}
+	}
+	return Result{Status: OK, Found: found}
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
