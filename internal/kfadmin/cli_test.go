@@ -217,7 +217,7 @@ func TestOnlineAndWaiting(t *testing.T) {
 	if !strings.HasPrefix(out, "101 customers waiting; WeChat lists only the 100 who have waited longest\n") {
 		t.Errorf("waiting table does not note count > listed:\n%.300s", out)
 	}
-	if row := tableRow(out, "o000"); row != "o000 any agent 2025-03-01 09:00:00 1m41s" {
+	if row := tableRow(out, "o000"); row != "o000 any agent 2025-03-01T09:00:00Z 1m41s" {
 		t.Errorf("first row (waited 101 s for any agent) missing:\n%.300s", out)
 	}
 	var w kfadmin.WaitingList
@@ -268,7 +268,7 @@ func TestSessionCommands(t *testing.T) {
 	}
 	e.clock.Advance(90 * time.Second)
 
-	if out := mustKf(t, deps, "session", "get", "oCustomer"); out != "oCustomer is served by alice@test since 2025-03-01 09:00:00 (1m30s)\n" {
+	if out := mustKf(t, deps, "session", "get", "oCustomer"); out != "oCustomer is served by alice@test since 2025-03-01T09:00:00Z (1m30s)\n" {
 		t.Errorf("session get printed %q", out)
 	}
 	var st kfadmin.SessionState
@@ -277,7 +277,7 @@ func TestSessionCommands(t *testing.T) {
 		t.Errorf("session get --json %+v", st)
 	}
 	out = mustKf(t, deps, "session", "list", "--kf", "alice@test")
-	if !strings.HasPrefix(out, "OPENID") || tableRow(out, "oCustomer") != "oCustomer 2025-03-01 09:00:00 1m30s" {
+	if !strings.HasPrefix(out, "OPENID") || tableRow(out, "oCustomer") != "oCustomer 2025-03-01T09:00:00Z 1m30s" {
 		t.Errorf("session list table:\n%s", out)
 	}
 	var sl kfadmin.SessionList

@@ -73,12 +73,13 @@ func writeOnline(w io.Writer, list OnlineList) error {
 	return tw.Flush()
 }
 
-// clock formats a Unix time in now's location; 0 is unknown.
+// clock formats a Unix time as RFC 3339 in now's location, with its
+// offset, so the time is never ambiguous; 0 is unknown.
 func clock(unix int64, now time.Time) string {
 	if unix == 0 {
 		return "-"
 	}
-	return time.Unix(unix, 0).In(now.Location()).Format(time.DateTime)
+	return time.Unix(unix, 0).In(now.Location()).Format(time.RFC3339)
 }
 
 // since is the time elapsed from unix to now, to the second.
