@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/kefu-io/kefu/internal/httpapi"
 )
 
 // errSignatureReused means a signature came back with another message.
@@ -212,7 +214,7 @@ func (s *Service) allowedSource(w http.ResponseWriter, r *http.Request) bool {
 	case ok:
 		return true
 	case !known:
-		w.Header().Set("Retry-After", "5")
+		httpapi.SetRetryAfter(w, unavailableRetry)
 		s.reject(w, reasonIPListUnknown, http.StatusServiceUnavailable, "callback IP allow-list not loaded yet")
 	default:
 		s.reject(w, reasonIP, http.StatusForbidden, "source address not allowed")

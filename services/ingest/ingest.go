@@ -70,6 +70,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -409,6 +410,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.metrics.callbacks.WithLabelValues(kind, "publish_failed").Inc()
 		s.log.Error("publish callback failed; answering 503 so WeChat retries", zap.Error(err), zap.String("kind", kind))
+		httpapi.SetRetryAfter(w, unavailableRetry)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -474,6 +476,7 @@ func (s *Service) spendSignature(w http.ResponseWriter, ctx context.Context, q u
 		s.reject(w, reasonReplayedSignature, http.StatusUnauthorized, "signature already used with another body")
 	default:
 		s.log.Error("callback signature store unavailable; answering 503 so WeChat retries", zap.Error(err))
+		httpapi.SetRetryAfter(w, unavailableRetry)
 		s.reject(w, reasonSignatureStore, http.StatusServiceUnavailable, "temporarily unavailable")
 	}
 	return false
@@ -530,11 +533,19 @@ func (s *Service) publishJoined(w http.ResponseWriter, ctx context.Context, cb *
 	if err != nil {
 		s.metrics.callbacks.WithLabelValues(kindOf(cb), "publish_failed").Inc()
 		s.log.Error("publish queue join failed; answering 503 so WeChat retries", zap.Error(err))
+		httpapi.SetRetryAfter(w, unavailableRetry)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return false
 	}
 	return true
 }
+
+// unavailableRetry is the Retry-After of a callback answered 503 because
+// the bus (or the local spool) could not take it now. WeChat retries on its
+// own schedule (three times within about 15 s) whatever the header says; it
+// is for other senders and for operators' tools: a bus reconnect or a spool
+// drain takes seconds.
+const unavailableRetry = 5 * time.Second
 
 func (s *Service) rejectErr(w http.ResponseWriter, err error) {
 	switch {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -396,6 +397,7 @@ func TestNATSDownAnswers503AndRecoversWithoutRestart(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 503 || body == "success" {
 		t.Fatalf("with NATS down: %d %q; want 503 and no success", resp.StatusCode, body)
 	}
+	httpapitest.CheckRetryAfter(t, resp.Header)
 
 	restarted := natstest.Run(t, opts) // same port, same store
 	deadline := time.Now().Add(15 * time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
@@ -36,6 +37,14 @@ func (h *harness) expect(resp *http.Response, status int, want uint64) string {
 	body := readBody(h.t, resp)
 	if resp.StatusCode != status {
 		h.t.Fatalf("status %d (%q), want %d", resp.StatusCode, body, status)
+	}
+	if status == http.StatusServiceUnavailable {
+		// "Not now": a callback's 503 says when to come back, and its
+		// body stays the plain text WeChat is used to.
+		httpapitest.CheckRetryAfter(h.t, resp.Header)
+		if strings.Contains(body, "{") {
+			h.t.Errorf("a callback's 503 body is not plain text: %q", body)
+		}
 	}
 	if n := h.count(); n != want {
 		h.t.Fatalf("%d events in the stream, want %d", n, want)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -310,6 +311,7 @@ func TestFullSpoolAnswers503(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != http.StatusServiceUnavailable || body == wechat.SuccessReply {
 		t.Fatalf("full spool: %d %q, want 503", resp.StatusCode, body)
 	}
+	httpapitest.CheckRetryAfter(t, resp.Header)
 	if !sf.deliver(client, textCallback("oFull", 1)) {
 		t.Fatal("a retry of a stored callback was refused on a full spool")
 	}

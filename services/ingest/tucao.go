@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -819,26 +820,26 @@ func (l *kickLimiter) allow(now time.Time) bool {
 // (see Hint), so a reply on a post older than the rescan window is seen.
 // A body over MaxWebhookBody is answered 413, one that is not a JSON
 // object with a "type", or whose post id is not a Tucao id, 400, a method
-// other than POST 405.
+// other than POST 405; errors are problem details (docs/http-api.md).
 func (p *TucaoPoller) WebhookHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			httpapi.WriteProblem(w, http.StatusMethodNotAllowed, "POST only")
 			return
 		}
 		tooLarge := fmt.Sprintf("webhook body over %d bytes", MaxWebhookBody)
 		if r.ContentLength > MaxWebhookBody {
-			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+			httpapi.WriteProblem(w, http.StatusRequestEntityTooLarge, tooLarge)
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, MaxWebhookBody+1))
 		if err != nil {
-			http.Error(w, "cannot read body", http.StatusBadRequest)
+			httpapi.WriteProblem(w, http.StatusBadRequest, "cannot read body")
 			return
 		}
 		if len(body) > MaxWebhookBody {
-			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+			httpapi.WriteProblem(w, http.StatusRequestEntityTooLarge, tooLarge)
 			return
 		}
 		var hook struct {
@@ -850,12 +851,12 @@ func (p *TucaoPoller) WebhookHandler() http.Handler {
 			} `json:"payload"`
 		}
 		if err := json.Unmarshal(body, &hook); err != nil || hook.Type == "" {
-			http.Error(w, "malformed webhook JSON: want {\"id\",\"type\",\"payload\"}", http.StatusBadRequest)
+			httpapi.WriteProblem(w, http.StatusBadRequest, "malformed webhook JSON: want {\"id\",\"type\",\"payload\"}", httpapi.Type(httpapi.InvalidParameter))
 			return
 		}
 		postID, ok := hintedID(hook.Payload.Post.ID)
 		if !ok {
-			http.Error(w, "malformed webhook JSON: payload.post.id must be a Tucao post id (decimal digits)", http.StatusBadRequest)
+			httpapi.WriteProblem(w, http.StatusBadRequest, "malformed webhook JSON: payload.post.id must be a Tucao post id (decimal digits)", httpapi.Param("payload.post.id"))
 			return
 		}
 		p.metrics.webhooks.WithLabelValues(webhookTypeLabel(hook.Type)).Inc()
@@ -865,8 +866,7 @@ func (p *TucaoPoller) WebhookHandler() http.Handler {
 			}
 			p.Kick()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true}`)
+		httpapi.WriteJSONBytes(w, http.StatusOK, []byte(`{"ok":true}`+"\n"))
 	})
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
@@ -270,10 +271,13 @@ func TestTucaoWebhookTriggersAPoll(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != bad.status {
 			t.Errorf("%s %.20q: %d, want %d", bad.method, bad.body, resp.StatusCode, bad.status)
+			continue
 		}
+		httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, body)
 	}
 }
 
@@ -858,9 +862,12 @@ func TestTucaoRescanWindowAndWebhookHints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		answer, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("post id %s: %d, want 400", id, resp.StatusCode)
+		} else if prob := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, answer); prob.Param != "payload.post.id" {
+			t.Errorf("post id %s: param %q, want payload.post.id", id, prob.Param)
 		}
 	}
 	if err := p.Hint("0"); err == nil {
