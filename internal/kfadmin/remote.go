@@ -182,8 +182,13 @@ func (r *Remote) answerError(req request, resp *http.Response, raw []byte) error
 		if detail == "" {
 			detail = p.Title
 		}
-		if resp.StatusCode == http.StatusForbidden {
+		switch resp.StatusCode {
+		case http.StatusForbidden:
 			detail = "the server refused the token for this change (" + detail + "): set KEFU_ADMIN_TOKEN to the server's admin token, not the read-only one"
+		case http.StatusServiceUnavailable:
+			// A setting the server lacks: it is the server's to set, not
+			// this machine's.
+			detail = "kefu at " + r.base + " cannot do this: " + detail
 		}
 		return &RemoteError{Status: resp.StatusCode, Detail: oneLineText(detail), ErrCode: p.ErrCode, ErrMsg: oneLineText(p.ErrMsg)}
 	}

@@ -73,6 +73,9 @@ func TestRemoteReadsErrorAnswers(t *testing.T) {
 			w.WriteHeader(409)
 			fmt.Fprint(w, `{"title":"Conflict","status":409,"detail":"the detail","error":"the alias"}`)
 		}, "the detail"},
+		{"a setting the server lacks is the server's", func(w http.ResponseWriter) {
+			httpapi.WriteProblem(w, 503, "not configured: the WeChat API needs KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET", httpapi.RetryAfter(5*time.Minute))
+		}, " cannot do this: not configured: the WeChat API needs KEFU_WECHAT_APPID"},
 		{"older server: error only", func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.WriteHeader(404)

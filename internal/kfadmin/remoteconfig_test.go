@@ -76,14 +76,13 @@ func TestResolveRemotePrecedence(t *testing.T) {
 
 func TestResolveRemoteRefusals(t *testing.T) {
 	tests := []struct {
-		name      string
-		flag      string
-		flagGiven bool
-		env       map[string]string
-		file      string
-		perm      os.FileMode
-		usage     bool
-		want      string
+		name, flag string
+		flagGiven  bool
+		env        map[string]string
+		file       string
+		perm       os.FileMode
+		usage      bool
+		want       string
 	}{
 		{"a token in a file others can read", "", false, nil, `{"server":"https://k.example.com","token":"t"}`, 0o644, false, "readable by others (mode 0644): chmod 600 "},
 		{"a token in a file the group can read", "", false, nil, `{"server":"https://k.example.com","token":"t"}`, 0o640, false, "chmod 600 "},
