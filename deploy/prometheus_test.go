@@ -673,3 +673,122 @@ func newHTTPServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// promtool finds Prometheus's promtool: $KEFU_PROMTOOL, else on PATH
+// (.ci/run unpacks Debian's).
+func promtool(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("KEFU_PROMTOOL"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found (set KEFU_PROMTOOL or put it on PATH; .ci/run unpacks Debian's package prometheus)")
+	}
+	return p
+}
+
+// withoutAnnotations is the rule file with every rule's annotations
+// removed, so that promtool's unit tests state labels only.
+func withoutAnnotations(data []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	var strip func(n *yaml.Node)
+	strip = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == "annotations" {
+					n.Content = append(n.Content[:i], n.Content[i+2:]...)
+					i -= 2
+				}
+			}
+		}
+		for _, c := range n.Content {
+			strip(c)
+		}
+	}
+	strip(&doc)
+	return yaml.Marshal(&doc)
+}
+
+// The rules fire when they should, with the labels they should, and not
+// otherwise: promtool's unit tests (prometheus/alerts_test.yaml), one or
+// more for every alert. promtool also checks the rule file with the real
+// template engine and the compose Prometheus's configuration.
+func TestAlertsFireWhenTheyShould(t *testing.T) {
+	rf := loadAlerts(t)
+	tests, err := os.ReadFile(filepath.Join("prometheus", "alerts_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if !strings.Contains(string(tests), "alertname: "+r.Alert+"\n") {
+				t.Errorf("prometheus/alerts_test.yaml has no test of %s", r.Alert)
+			}
+		}
+	}
+	tool := promtool(t)
+	run := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(tool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	abs, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(".", "check", "rules", abs)
+
+	dir := t.TempDir()
+	alerts, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped, err := withoutAnnotations(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alerts.yaml"), stripped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alerts_test.yaml"), tests, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(dir, "test", "rules", "alerts_test.yaml")
+
+	// The compose Prometheus's configuration, with the rule file where
+	// compose mounts it replaced by its path here.
+	conf, err := os.ReadFile(filepath.Join("prometheus", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(conf, []byte("/etc/prometheus/alerts.yaml")) {
+		t.Fatal("prometheus.yml does not load /etc/prometheus/alerts.yaml")
+	}
+	conf = bytes.ReplaceAll(conf, []byte("/etc/prometheus/alerts.yaml"), []byte(abs))
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(dir, "check", "config", "prometheus.yml")
+}
+
+func TestWithoutAnnotations(t *testing.T) {
+	out, err := withoutAnnotations([]byte(goodRule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, err := parseRuleFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rf.Groups[0].Rules[0]
+	if len(r.Annotations) != 0 || r.Alert != "KefuDeadLetters" || r.Labels["severity"] != "warning" || r.For != "1m" {
+		t.Fatalf("got %+v, want the rule without its annotations", r)
+	}
+}
