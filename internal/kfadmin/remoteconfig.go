@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // DefaultServerTimeout bounds one request of `kefu kf --server` unless
@@ -227,6 +228,12 @@ func ResolveRemote(flagServer string, flagGiven bool, getenv func(string) string
 			return RemoteConfig{}, false, &usageError{msg: fmt.Sprintf("KEFU_SERVER_TIMEOUT %q: want a duration from 1ms to 1h, e.g. 30s", truncate(v, 40))}
 		}
 		cfg.Timeout = d
+	}
+	// A token pasted with its newline is still the token; one with other
+	// control characters is a paste gone wrong, and no header carries it.
+	cfg.Token = strings.TrimSpace(cfg.Token)
+	if strings.IndexFunc(cfg.Token, unicode.IsControl) >= 0 {
+		return RemoteConfig{}, false, errors.New("kf --server: the admin token holds control characters: set KEFU_ADMIN_TOKEN to the token alone")
 	}
 	if cfg.Token == "" {
 		where := "KEFU_ADMIN_TOKEN"

@@ -55,6 +55,7 @@ func TestResolveRemotePrecedence(t *testing.T) {
 		{"--server over KEFU_SERVER and the file", "https://flag.example.com", true, map[string]string{"KEFU_SERVER": "https://env.example.com"}, file, true, "https://flag.example.com", "file-token", false},
 		{"KEFU_ADMIN_TOKEN over the file's token", "", false, map[string]string{"KEFU_ADMIN_TOKEN": "env-token"}, file, true, "https://file.example.com", "env-token", true},
 		{"a file with only a token does not make remote mode", "", false, map[string]string{"KEFU_ADMIN_TOKEN": "env-token"}, `{"token":"t"}`, false, "", "", false},
+		{"a token file written with echo keeps no newline", "", false, nil, "{\"server\": \"https://file.example.com\", \"token\": \"file-token\\n\"}", true, "https://file.example.com", "file-token", true},
 		{"flag and environment need no file", "http://127.0.0.1:8080", true, map[string]string{"KEFU_ADMIN_TOKEN": "env-token"}, "", true, "http://127.0.0.1:8080", "env-token", false},
 	}
 	for _, tt := range tests {
@@ -97,6 +98,7 @@ func TestResolveRemoteRefusals(t *testing.T) {
 		{"too long", "https://k.example.com/" + strings.Repeat("a", 2100), true, nil, "", 0, true, "longer than 2048 characters"},
 		{"a bad KEFU_SERVER names it", "", false, map[string]string{"KEFU_SERVER": "kefu.example.com"}, "", 0, true, "(from KEFU_SERVER)"},
 		{"a bad server in the file names the file", "", false, map[string]string{"KEFU_ADMIN_TOKEN": "t"}, `{"server":"kefu"}`, 0o600, true, "cli.json)"},
+		{"a token with control characters", "https://k.example.com", true, map[string]string{"KEFU_ADMIN_TOKEN": "to\x1bken"}, "", 0, false, "the admin token holds control characters"},
 		{"a bad timeout", "https://k.example.com", true, map[string]string{"KEFU_ADMIN_TOKEN": "t", "KEFU_SERVER_TIMEOUT": "15"}, "", 0, true, "KEFU_SERVER_TIMEOUT \"15\": want a duration"},
 		{"a negative timeout", "https://k.example.com", true, map[string]string{"KEFU_ADMIN_TOKEN": "t", "KEFU_SERVER_TIMEOUT": "-1s"}, "", 0, true, "KEFU_SERVER_TIMEOUT"},
 	}
