@@ -71,7 +71,7 @@ func needResults(cfg config.Config, needs []Need) []Result {
 				unset = append(unset, v)
 			}
 		}
-		r := Result{Name: "settings", Status: Fail, Found: err.Error(), Fix: "set " + strings.Join(unset, " and ")}
+		r := Result{Name: "settings: " + n.Need.Integration, Status: Fail, Found: err.Error(), Fix: "set " + strings.Join(unset, " and ")}
 		if n.Lenient {
 			r.Status = Warn
 			r.Found = fmt.Sprintf("%s is not set: `kefu %s` runs without %s", me.Var, n.Role, n.Need.Integration)
@@ -111,7 +111,7 @@ func publicURLResult(v string) Result {
 	case strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/wechat/callback"):
 		r.Status, r.Found = Fail, fmt.Sprintf("%q ends in /wechat/callback", v)
 		r.Fix = "set KEFU_PUBLIC_URL to the base URL without /wechat/callback; kefu adds the path"
-	case u.Port() != "" && u.Port() != "80" && u.Port() != "443":
+	case u.Port() != "" && u.Port() != "80" && u.Port() != "443" && !isLocal(u.Hostname()):
 		r.Status, r.Found = Warn, fmt.Sprintf("%s uses port %s; WeChat calls servers on 80 and 443 only", v, u.Port())
 		r.Fix = "publish kefu on port 443 (or 80) behind the proxy and set KEFU_PUBLIC_URL without a port"
 	case u.Scheme == "http" && !isLocal(u.Hostname()):

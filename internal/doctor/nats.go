@@ -32,9 +32,13 @@ type NATSTarget struct {
 	Open   func(ctx context.Context) (*NATS, error)
 }
 
-// Buckets are the KV buckets kefu's roles create.
+// Buckets are the KV buckets kefu's roles create whatever the settings.
+// Two are left out: kefu_callback_sigs exists only while plaintext
+// callbacks are accepted (no KEFU_WECHAT_AES_KEY, or
+// KEFU_WECHAT_ALLOW_PLAINTEXT) and kefu_kf_choice only with
+// KEFU_KF_CHOOSE_KEYWORDS.
 var Buckets = []string{bus.BucketGroups, bus.BucketToken, bus.BucketCursors, bus.BucketLocks, bus.BucketNotified,
-	bus.BucketState, bus.BucketCallbackSigs, bus.BucketChoice, queuecare.Bucket}
+	bus.BucketState, queuecare.Bucket}
 
 // Streams are kefu's event streams.
 func Streams() []string {

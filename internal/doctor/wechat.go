@@ -229,7 +229,7 @@ func callbackTransportError(endpoint string, err error) Result {
 	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &unknownCA):
 		return Result{Status: Fail, Found: fmt.Sprintf("TLS error calling %s: %v", endpoint, err),
 			Fix: "install a certificate for the host of KEFU_PUBLIC_URL signed by a public CA, with its full chain (WeChat refuses others)"}
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr), strings.Contains(err.Error(), "HTTP response to HTTPS client"):
 		return Result{Status: Fail, Found: fmt.Sprintf("TLS error calling %s: the server does not speak TLS on that port", endpoint),
 			Fix: "serve https on the port of KEFU_PUBLIC_URL, or set KEFU_PUBLIC_URL to http:// if it is plain HTTP"}
 	case errors.As(err, &dnsErr):
