@@ -64,6 +64,10 @@ func parseBackfillDay(flag, s string) (time.Time, error) {
 	return t, nil
 }
 
+// IsDeprecatedDay reports whether s is a day in the older YYYYMMDD form,
+// which --from and --to still accept but no longer document.
+func IsDeprecatedDay(s string) bool { return legacyDay.MatchString(s) }
+
 // String is "2026-12-01..2026-12-07".
 func (d BackfillDays) String() string {
 	return d.First.Format(DayLayout) + ".." + d.Last.Format(DayLayout)

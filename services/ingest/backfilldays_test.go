@@ -95,3 +95,11 @@ func TestBackfillDaysDoneCountsFromTheNewestDay(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyTheCompactFormIsDeprecated(t *testing.T) {
+	for s, want := range map[string]bool{"20260111": true, "2026-01-11": false, "2026011": false, "": false} {
+		if got := IsDeprecatedDay(s); got != want {
+			t.Errorf("IsDeprecatedDay(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
