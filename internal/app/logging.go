@@ -12,6 +12,9 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 )
 
+// logTimeLayout is how log lines write their time.
+const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // newLogger is the process's logger, writing to out (stderr): readable
 // lines for a person when out is a terminal, JSON for machines otherwise,
 // unless KEFU_LOG_FORMAT chooses.
@@ -34,7 +37,9 @@ func buildLogger(cfg config.Config, out io.Writer, term cliui.Terminal) (*zap.Lo
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	// RFC 3339 with milliseconds: "+08:00", not ISO8601TimeEncoder's "+0800",
+	// like every other time kefu shows.
+	encCfg.EncodeTime = zapcore.TimeEncoderOfLayout(logTimeLayout)
 	var enc zapcore.Encoder
 	if format == "console" {
 		// Colour codes are noise in a file or a terminal without colour.

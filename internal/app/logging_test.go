@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -58,5 +59,29 @@ func TestLogFormatFollowsTheTerminalUnlessChosen(t *testing.T) {
 				t.Fatalf("colour %v, want %v: %q", got, tt.colour, line)
 			}
 		})
+	}
+}
+
+func TestLogTimesAreRFC3339WithTheirOffset(t *testing.T) {
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	log, err := buildLogger(cfg, &out, cliui.Terminal{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("x")
+	var line struct{ TS string }
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := time.Parse(time.RFC3339, line.TS); err != nil {
+		t.Fatalf("ts %q is not RFC 3339: %v", line.TS, err)
+	}
+	at := time.Date(2026, 12, 5, 15, 14, 59, 0, time.FixedZone("CST", 8*3600))
+	if got := at.Format(logTimeLayout); got != "2026-12-05T15:14:59.000+08:00" {
+		t.Fatalf("a time in China is logged as %q", got)
 	}
 }
