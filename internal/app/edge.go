@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
 )
 
@@ -23,7 +24,9 @@ import (
 // would serve it is (the mux's own answer, so a path it cleans or matches
 // differently cannot slip past).
 func (rt *runtime) edge() http.Handler {
-	api := rt.apiTokens().Guard(rt.mux)
+	// Under /api/ a path or method no route takes is answered a problem,
+	// like every other error of the JSON APIs.
+	api := rt.apiTokens().Guard(httpapi.Routes(rt.mux))
 	limited := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kefu_http_rate_limited_total",
 		Help: "Requests to public paths refused with 429 because their client exceeded KEFU_PUBLIC_RATE_LIMIT.",

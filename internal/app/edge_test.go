@@ -22,6 +22,8 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -131,6 +133,7 @@ var apiPaths = []string{
 	"/api/kf/groups",               // admin
 	"/api/kf/sessions/o-someone",   // admin
 	"/api/kf/not-a-route",          // nothing: still not served without a token
+	"/api/feedback/not-a-route",    // nothing, outside the admin API's prefix
 	"//api/kf/queue",               // cleaned by the mux
 	"/%61pi/kf/queue",              // escaped
 	"/api/kf/queue/../customers/x", // cleaned by the mux
@@ -147,8 +150,14 @@ func TestAPIWithoutTokensIsNotServed(t *testing.T) {
 		for _, auth := range []string{"", "Bearer " + testAdmin} {
 			for _, method := range []string{"GET", "POST"} {
 				resp, body := request(t, noRedirects, method, r.base+path, auth, "", nil)
-				if resp.StatusCode != 404 || strings.Contains(resp.Header.Get("Content-Type"), jsonMediaType) {
-					t.Errorf("%s %s (Authorization %q): %d %s %q; want the mux's plain 404", method, path, auth, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+				if resp.StatusCode != 404 {
+					t.Errorf("%s %s (Authorization %q): %d %s %q; want 404", method, path, auth, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+					continue
+				}
+				// The answer to an unknown path, which says nothing of
+				// the API or its configuration.
+				if p := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body)); p.Detail != "no such endpoint" {
+					t.Errorf("%s %s: detail %q, want that of an unknown path", method, path, p.Detail)
 				}
 			}
 		}
@@ -171,7 +180,10 @@ func TestAPIAnswersOnlyToItsTokens(t *testing.T) {
 	})
 	lastByte := func(s string) string { return s[:len(s)-1] + string(s[len(s)-1]^1) }
 	served := func(resp *http.Response) bool {
-		return strings.HasPrefix(resp.Header.Get("Content-Type"), jsonMediaType) && resp.StatusCode != 401 && resp.StatusCode != 403
+		// The handler's answer: JSON, or a problem of its own (the
+		// estimator before its first poll), not the guard's refusal.
+		ct := resp.Header.Get("Content-Type")
+		return (strings.HasPrefix(ct, jsonMediaType) || ct == httpapi.ContentTypeProblem) && resp.StatusCode != 401 && resp.StatusCode != 403
 	}
 	for _, path := range apiPaths {
 		t.Run(path, func(t *testing.T) {
@@ -187,12 +199,25 @@ func TestAPIAnswersOnlyToItsTokens(t *testing.T) {
 					if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != tt.challenge {
 						t.Errorf("%s, Authorization %q: %d %q %q; want 401 %q", method, tt.auth, resp.StatusCode,
 							resp.Header.Get("WWW-Authenticate"), body, tt.challenge)
+					} else if p := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body)); p.Type != httpapi.Unauthorized.URI() {
+						t.Errorf("%s: 401 of type %q", method, p.Type)
 					}
 				}
 			}
 			resp, body := request(t, noRedirects, "POST", r.base+path, "Bearer "+testReadOnly, "", strings.NewReader(`{}`))
 			if resp.StatusCode != 403 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
 				t.Errorf("POST with the read-only token: %d %q", resp.StatusCode, body)
+			}
+			if strings.Contains(path, "not-a-route") {
+				// No route: a problem, whichever service's prefix.
+				for _, method := range []string{"GET", "DELETE"} {
+					resp, body := request(t, noRedirects, method, r.base+path, "Bearer "+testAdmin, "", nil)
+					if resp.StatusCode != 404 {
+						t.Errorf("%s with the admin token: %d %q, want 404", method, resp.StatusCode, body)
+						continue
+					}
+					httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body))
+				}
 			}
 			if strings.Contains(path, "..") || strings.HasPrefix(path, "//") || strings.Contains(path, "not-a-route") {
 				return // not a route of its own
@@ -381,9 +406,12 @@ func TestPublicPathsAreRateLimitedPerClient(t *testing.T) {
 			t.Fatalf("callback %s within the burst: %d %q", id, resp.StatusCode, body)
 		}
 	}
-	resp, _ := callback("o-alice-3", "198.51.100.1", nil)
+	resp, body := callback("o-alice-3", "198.51.100.1", nil)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("burst+1: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if p := httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, []byte(body)); p.Type != httpapi.RateLimited.URI() {
+		t.Errorf("429 of type %q", p.Type)
 	}
 	// The same client on the feedback page and an unknown path: one bucket.
 	for _, path := range []string{"/feedback/avatar.png", "/tucao/webhook", "/no-such-page"} {
@@ -422,7 +450,7 @@ func TestPublicPathsAreRateLimitedPerClient(t *testing.T) {
 		t.Errorf("stored events from %v, want %v (nothing refused may be stored)", got, want)
 	}
 	// The refusals are counted, in one series.
-	resp, body := request(t, nil, "GET", r.base+"/metrics", "", "", nil)
+	resp, body = request(t, nil, "GET", r.base+"/metrics", "", "", nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, "kefu_http_rate_limited_total 6\n") {
 		i := strings.Index(body, "kefu_http_rate_limited_total")
 		t.Errorf("metrics: %d %q", resp.StatusCode, body[max(0, i):min(len(body), i+120)])
@@ -456,6 +484,11 @@ func TestReadyzDetailOnlyWithAToken(t *testing.T) {
 		resp, body := request(t, nil, "GET", hs.URL, auth, "", nil)
 		if resp.StatusCode != wantStatus || body != wantBody {
 			t.Errorf("%s: %d %q; want %d %q", name, resp.StatusCode, body, wantStatus, wantBody)
+		}
+		if wantStatus == http.StatusServiceUnavailable {
+			httpapitest.CheckRetryAfter(t, resp.Header)
+		} else if resp.Header.Get("Retry-After") != "" {
+			t.Errorf("%s: Retry-After on a ready answer", name)
 		}
 	}
 	warning := "warning: plaintext callbacks accepted (KEFU_WECHAT_ALLOW_PLAINTEXT)\n"

@@ -21,6 +21,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/services/console"
@@ -108,6 +109,7 @@ func loadConfig(name string, args []string, stdout io.Writer) (config.Config, ro
 		fs.StringVar(&opts.to, "to", "", "last day of the backfill, YYYY-MM-DD, included: --from D --to D is the day D ("+ingest.BackfillZone+")")
 	}
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() { roleUsage(fs.Output(), name, fs) }
 	for _, v := range config.Vars {
 		v := v
 		fs.Func(flagName(v.Name), v.Help+" ("+v.Name+")", func(s string) error { return cfg.Set(v.Name, s) })
@@ -424,6 +426,9 @@ func (rt *runtime) listen(name, addr string) (net.Listener, error) {
 	return net.Listen("tcp", "127.0.0.1:0")
 }
 
+// readyzRetry is the Retry-After of a "not ready" /readyz.
+const readyzRetry = 5 * time.Second
+
 // readyz answers "ready" or "not ready" (503). The reason — an error from
 // NATS or a database, which may name hosts and users — and the modules'
 // warnings are shown only to a caller with the admin or the read-only token;
@@ -434,6 +439,10 @@ func (rt *runtime) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	notReady := func(reason string) {
+		// Probes poll on their own period; Retry-After is for the other
+		// callers: NATS reconnects and a draining replica is replaced
+		// within seconds.
+		httpapi.SetRetryAfter(w, readyzRetry)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		if !detail {
 			io.WriteString(w, "not ready\n")
@@ -490,6 +499,14 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	log, err := buildLogger(cfg, progress.Writer(stderr), cliui.Detect(stderr, os.Getenv))
 	if err != nil {
 		return err
+	}
+	for _, f := range []struct {
+		flag, value string
+		day         time.Time
+	}{{"--from", opts.from, days.First}, {"--to", opts.to, days.Last}} {
+		if ingest.IsDeprecatedDay(f.value) {
+			log.Warn("YYYYMMDD days are deprecated: write YYYY-MM-DD", zap.String("flag", f.flag), zap.String("value", f.value), zap.String("write", f.day.Format(ingest.DayLayout)))
+		}
 	}
 	// A backfill is a command-line tool: it publishes to the running
 	// kefu's NATS and never starts a server of its own.

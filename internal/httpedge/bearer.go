@@ -89,7 +89,8 @@ func (t Tokens) Authorize(r *http.Request) Access {
 func (t Tokens) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !t.Configured() {
-			httpapi.WriteProblem(w, http.StatusNotFound, "not served: no API token is configured")
+			// The answer to an unknown path: nothing says the API exists.
+			httpapi.WriteProblem(w, http.StatusNotFound, "no such endpoint")
 			return
 		}
 		switch t.Authorize(r) {
