@@ -32,7 +32,7 @@ type role struct {
 var roles = []role{
 	{name: "all", summary: "every role in one process (embedded NATS and SQLite when nothing is configured)",
 		modules: []string{"ingest", "tucao", "estimator", "notifier", "queuecare", "feedback", "admin", "console"}, lenient: true},
-	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYYMMDD --to YYYYMMDD backfills and exits)",
+	{name: "ingest", summary: "WeChat callbacks and the Tucao poller → JetStream (--tucao-backfill --from YYYY-MM-DD --to YYYY-MM-DD, days in Asia/Shanghai, backfills and exits)",
 		modules: []string{"ingest", "tucao"}},
 	{name: "estimator", summary: "polls the 多客服 queue, estimates each waiting customer's wait (GET /api/kf/queue); with KEFU_ADMIN_TOKEN also the admin API",
 		modules: []string{"estimator", "admin"}},
@@ -149,11 +149,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "kefu %s — WeChat 多客服 and Tucao feedback on NATS JetStream\n\nUsage: kefu <command> [flags]\n\nRoles (run until SIGTERM):\n", version())
 	for _, r := range roles {
-		fmt.Fprintf(w, "  %-10s %s\n", r.name, r.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", r.name, r.summary)
 	}
 	fmt.Fprintf(w, "\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, "\nThe command-line tools (kf, replay, events, dlq, ingest --tucao-backfill) never start a NATS\n"+
 		"server nor create KEFU_DATA_DIR; they connect, within 2 s, to KEFU_NATS_URL, else NATS_URL, else the\n"+

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -63,4 +64,21 @@ func runHelp(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	return usageError{fmt.Sprintf("help: unknown command %q", name)}
+}
+
+// roleUsage is the help of a role: what it runs, then its flags, each
+// the override of a KEFU_* variable.
+func roleUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: kefu %s [flags]\n", name)
+	if name == "ingest" {
+		fmt.Fprint(w, "       kefu ingest --tucao-backfill --from YYYY-MM-DD --to YYYY-MM-DD [flags]\n"+
+			"         publish the Tucao posts created on those days, both included; days are\n"+
+			"         Tucao's, in Asia/Shanghai (UTC+8), whatever this host's time zone\n")
+	}
+	if r, ok := findRole(name); ok {
+		fmt.Fprintf(w, "\n%s\n", r.summary)
+	}
+	fmt.Fprint(w, "\nFlags (each overrides the environment variable named at its end; `kefu help` lists them all):\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }

@@ -160,3 +160,24 @@ func TestHelpOfACommandIsThatCommandsHelp(t *testing.T) {
 		})
 	}
 }
+
+func TestRoleHelpSaysWhatTheRoleRunsAndHowToBackfill(t *testing.T) {
+	isolateFromNATS(t)
+	var out bytes.Buffer
+	if code := mainContext(t.Context(), []string{"ingest", "--help"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"Usage: kefu ingest [flags]\n",
+		"kefu ingest --tucao-backfill --from YYYY-MM-DD --to YYYY-MM-DD",
+		"Asia/Shanghai (UTC+8)",
+		"-http-addr",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("kefu ingest --help does not say %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "YYYYMMDD") {
+		t.Error("the help still documents the deprecated YYYYMMDD form")
+	}
+}

@@ -49,12 +49,17 @@ func TestTucaoBackfillOfOneDayFromTheCommandLine(t *testing.T) {
 		t.Fatalf("stderr is no terminal, yet the backfill wrote %q", progress.String())
 	}
 	// The older YYYYMMDD form is still accepted; the summary says ISO.
+	// It warns, once per flag, that the form is deprecated.
 	out.Reset()
-	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260110", "--to", "20260110"}, &out, io.Discard); err != nil {
+	var logged bytes.Buffer
+	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260110", "--to", "2026-01-10"}, &out, &logged); err != nil {
 		t.Fatalf("backfill: %v (%s)", err, out.String())
 	}
 	if !strings.Contains(out.String(), "backfill 2026-01-10..2026-01-10 ") || !strings.Contains(out.String(), "3 posts read") {
 		t.Fatalf("backfill of January 10th given as YYYYMMDD: %q", out.String())
+	}
+	if n := strings.Count(logged.String(), "YYYYMMDD days are deprecated"); n != 1 || !strings.Contains(logged.String(), `"write":"2026-01-10"`) {
+		t.Fatalf("want one deprecation warning, for --from, saying what to write; log: %s", logged.String())
 	}
 	var stderr bytes.Buffer
 	if err := run(ctx, []string{"ingest", "--tucao-backfill", "--from", "20260112", "--to", "20260111"}, io.Discard, &stderr); err == nil || !strings.Contains(err.Error()+stderr.String(), "before --from") {
