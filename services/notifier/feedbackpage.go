@@ -207,3 +207,10 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Routes registers the feedback link page (GET /feedback/{token}) and the
+// default avatar it hands to Tucao (GET /feedback/avatar.png).
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+avatarPath, serveAvatar)
+	mux.HandleFunc("GET "+feedbackPathPrefix+"{token}", s.serveFeedback)
+}
