@@ -105,6 +105,8 @@ func TestDoctorOnAHealthyInstallationIsAllGreen(t *testing.T) {
 	}
 	wantCheck(t, rs, "NATS", doctor.OK, r.natsURL+" (chosen by KEFU_NATS_URL)", "")
 	wantCheck(t, rs, "JetStream", doctor.OK, "enabled", "")
+	wantCheck(t, rs, "streams and buckets", doctor.OK, "present", "")
+	wantCheck(t, rs, "clock vs NATS", doctor.OK, "the NATS server", "")
 	wantCheck(t, rs, "WeChat credentials", doctor.OK, "access token issued", "")
 	wantCheck(t, rs, "多客服", doctor.OK, "1 kf accounts, 1 online", "")
 	wantCheck(t, rs, "callback URL", doctor.OK, "echoes echostr", "")

@@ -385,6 +385,11 @@ func TestNATSChecks(t *testing.T) {
 		wantResult(t, only(t, rs, "JetStream"), OK, "enabled", "")
 		r := only(t, rs, "streams and buckets")
 		wantResult(t, r, Warn, "KEFU_WECHAT", "start any kefu role once, it creates them")
+		for _, r := range rs {
+			if r.Name == "clock vs NATS" {
+				t.Fatalf("a clock line without a stream to read the time from: %+v", r)
+			}
+		}
 		if strings.Contains(r.Found, Buckets[0]+",") || strings.HasSuffix(r.Found, Buckets[0]) {
 			t.Fatalf("%q names %s, which exists", r.Found, Buckets[0])
 		}
@@ -405,6 +410,8 @@ func TestNATSChecks(t *testing.T) {
 		}
 		rs := runNATS(t, natsTarget(srv.ClientURL()))
 		wantResult(t, only(t, rs, "streams and buckets"), OK, "all", "")
+		// The server runs on this host's clock.
+		wantResult(t, only(t, rs, "clock vs NATS"), OK, "the NATS server", "")
 	})
 }
 

@@ -66,7 +66,8 @@ func (s *natsState) open(ctx context.Context) (*NATS, error) {
 }
 
 // NATSChecks are the checks of NATS, JetStream, and kefu's streams and
-// buckets; close ends the connection they share.
+// buckets, with the local clock against the server's when a stream tells
+// it; close ends the connection they share.
 func NATSChecks(t NATSTarget) (checks []Check, close func()) {
 	s := &natsState{target: t}
 	close = func() {
@@ -117,12 +118,23 @@ func (s *natsState) streams(ctx context.Context) []Result {
 		return []Result{{Status: Skip, Found: "JetStream does not answer"}}
 	}
 	var missing []string
+	var clock []Result
 	for _, name := range Streams() {
-		if _, err := s.conn.JS.Stream(ctx, name); err != nil {
+		sent := time.Now()
+		st, err := s.conn.JS.Stream(ctx, name)
+		received := time.Now()
+		if err != nil {
 			if !errors.Is(err, jetstream.ErrStreamNotFound) {
 				return []Result{{Status: Fail, Found: "stream " + name + ": " + err.Error(), Fix: "check kefu's NATS permissions on $JS.API.>"}}
 			}
 			missing = append(missing, name)
+			continue
+		}
+		// The server stamps the stream's info with its own clock: the
+		// local clock is compared with it, at the middle of the request.
+		if ts := st.CachedInfo().TimeStamp; clock == nil && !ts.IsZero() {
+			skew := sent.Add(received.Sub(sent) / 2).Sub(ts)
+			clock = []Result{withName(skewResult("local clock is", skew, clockWarn, 0, "the NATS server"), "clock vs NATS")}
 		}
 	}
 	for _, name := range Buckets {
@@ -135,11 +147,16 @@ func (s *natsState) streams(ctx context.Context) []Result {
 	}
 	total := len(Streams()) + len(Buckets)
 	if len(missing) > 0 {
-		return []Result{{Status: Warn, Found: fmt.Sprintf("%d of %d missing: %s", len(missing), total, strings.Join(missing, ", ")),
-			Fix: "start any kefu role once, it creates them"}}
+		return append([]Result{{Status: Warn, Found: fmt.Sprintf("%d of %d missing: %s", len(missing), total, strings.Join(missing, ", ")),
+			Fix: "start any kefu role once, it creates them"}}, clock...)
 	}
-	return []Result{{Status: OK, Found: fmt.Sprintf("all %d streams and %d buckets present", len(Streams()), len(Buckets))}}
+	return append([]Result{{Status: OK, Found: fmt.Sprintf("all %d streams and %d buckets present", len(Streams()), len(Buckets))}}, clock...)
 }
+
+// clockWarn is how far the local clock may be from a server's before the
+// doctor warns: event times, the callbacks' freshness window and Tucao's
+// signatures all read it.
+const clockWarn = 30 * time.Second
 
 // skewResult judges a local clock that is off by skew (local minus
 // reference): warn above warnAt, fail above failAt (0: never).

@@ -15,7 +15,7 @@ import (
 const (
 	// TucaoSkewWarn is the skew worth a warning: callbacks and links are
 	// checked against the clock too, and it grows.
-	TucaoSkewWarn = 30 * time.Second
+	TucaoSkewWarn = clockWarn
 	// TucaoWindow is how far from Tucao's clock a request's Timestamp may
 	// be (txc.qq.com: 300 s; its seed says "a certain time range"). The
 	// client corrects its own timestamps, but a host this far off signs
