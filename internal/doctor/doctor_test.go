@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
+	"github.com/kefu-io/kefu/services/feedback/store"
 )
 
 const (
@@ -433,14 +437,51 @@ func TestPostgresCheck(t *testing.T) {
 			t.Fatalf("the report shows the password: %+v", r)
 		}
 	})
-	t.Run("a running PostgreSQL", func(t *testing.T) {
-		dsn := os.Getenv("KEFU_TEST_PG_DSN")
-		if dsn == "" {
-			t.Skip("KEFU_TEST_PG_DSN is not set")
+	t.Run("a running PostgreSQL, before and after the feedback role migrated it", func(t *testing.T) {
+		dsn := freshDatabase(t)
+		check := func() Result {
+			rs := Run(context.Background(), []Check{PostgresCheck(loadConfig(t, map[string]string{"KEFU_FEEDBACK_DSN": dsn}))}, 10*time.Second)
+			return only(t, rs, "PostgreSQL")
 		}
-		rs := Run(context.Background(), []Check{PostgresCheck(loadConfig(t, map[string]string{"KEFU_FEEDBACK_DSN": dsn}))}, 5*time.Second)
-		if r := only(t, rs, "PostgreSQL"); r.Status == Fail || !strings.Contains(r.Found, "connected") {
-			t.Fatalf("%+v", r)
+		wantResult(t, check(), Warn, "connected; no schema yet", "start the feedback role once")
+		st, err := store.OpenPostgres(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
 		}
+		st.Close()
+		wantResult(t, check(), OK, "(current)", "")
+
+		u, _ := url.Parse(dsn)
+		u.Path = "/kefu_doctor_no_such_database"
+		rs := Run(context.Background(), []Check{PostgresCheck(loadConfig(t, map[string]string{"KEFU_FEEDBACK_DSN": u.String()}))}, 10*time.Second)
+		wantResult(t, only(t, rs, "PostgreSQL"), Fail, "kefu_doctor_no_such_database", "correct KEFU_FEEDBACK_DSN")
 	})
+}
+
+// freshDatabase creates an empty database on the server of
+// KEFU_TEST_PG_DSN (skipping without it), dropped when the test ends, and
+// returns its DSN.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("KEFU_TEST_PG_DSN")
+	if dsn == "" {
+		t.Skip("KEFU_TEST_PG_DSN is not set")
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	name := fmt.Sprintf("kefu_doctor_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)") })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
