@@ -13,7 +13,6 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/pkg/events"
-	"github.com/kefu-io/kefu/services/queuecare"
 )
 
 // NATS is a connection the doctor opened to kefu's NATS.
@@ -32,13 +31,11 @@ type NATSTarget struct {
 	Open   func(ctx context.Context) (*NATS, error)
 }
 
-// Buckets are the KV buckets kefu's roles create whatever the settings.
-// Two are left out: kefu_callback_sigs exists only while plaintext
-// callbacks are accepted (no KEFU_WECHAT_AES_KEY, or
-// KEFU_WECHAT_ALLOW_PLAINTEXT) and kefu_kf_choice only with
-// KEFU_KF_CHOOSE_KEYWORDS.
-var Buckets = []string{bus.BucketGroups, bus.BucketToken, bus.BucketCursors, bus.BucketLocks, bus.BucketNotified,
-	bus.BucketState, queuecare.Bucket}
+// Buckets are the KV buckets kefu's roles create whatever the settings:
+// every bucket of the bus but the optional ones (bus.OptionalBuckets).
+var Buckets = slices.DeleteFunc(slices.Clone(bus.Buckets), func(name string) bool {
+	return slices.Contains(bus.OptionalBuckets, name)
+})
 
 // Streams are kefu's event streams.
 func Streams() []string {
