@@ -59,9 +59,9 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"kf needs a subcommand", []string{"kf"}, nil, 2, "kf needs a subcommand"},
 		{"an unknown kf subcommand is a usage error", []string{"kf", "bogus"}, map[string]string{"KEFU_NATS_LISTEN": "127.0.0.1:1", "KEFU_DATA_DIR": "@tmp"}, 2, `unknown kf command "bogus"`},
 		{"kf names the missing WeChat setting", []string{"kf", "online"}, map[string]string{"KEFU_NATS_LISTEN": "127.0.0.1:1", "KEFU_DATA_DIR": "@tmp"}, 1, "KEFU_WECHAT_APPID is required by kf"},
-		{"backfill needs its window", []string{"ingest", "--tucao-backfill", "--from", "20260101"}, nil, 2, "--tucao-backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD"},
-		{"a window needs backfill", []string{"ingest", "--from", "20260101"}, nil, 2, "--from and --to go with --tucao-backfill"},
-		{"backfill needs Tucao settings", []string{"ingest", "--tucao-backfill", "--from", "20260101", "--to", "20260102"}, nil, 1, "KEFU_TUCAO_PRODUCT_ID is required"},
+		{"backfill needs its window", []string{"ingest", "--tucao-backfill", "--from", "2026-01-01"}, nil, 2, "--tucao-backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD"},
+		{"a window needs backfill", []string{"ingest", "--from", "2026-01-01"}, nil, 2, "--from and --to go with --tucao-backfill"},
+		{"backfill needs Tucao settings", []string{"ingest", "--tucao-backfill", "--from", "2026-01-01", "--to", "2026-01-02"}, nil, 1, "KEFU_TUCAO_PRODUCT_ID is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

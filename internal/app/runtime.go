@@ -21,6 +21,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
@@ -28,7 +29,6 @@ import (
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/ingest"
 	"github.com/kefu-io/kefu/services/notifier"
-	"github.com/kefu-io/kefu/services/queuecare"
 )
 
 // module is one service inside a role.
@@ -69,8 +69,8 @@ type runtime struct {
 	demo *demoEnv
 	// wechat is the shared API client, built on first use.
 	wechat *wechat.Client
-	// states is the customers' queue-state read model, opened on first use.
-	states *queuecare.States
+	// states is the customer read model, opened on first use.
+	states *customers.Store
 	// notifier is set when the role runs it (queuecare links its feedback page).
 	notifier *notifier.Service
 	// httpURL is where this process serves HTTP.
@@ -500,6 +500,14 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 	if err != nil {
 		return err
 	}
+	// A backfill is a command-line tool: it publishes to the running
+	// kefu's NATS and never starts a server of its own.
+	b, err := openToolBus(ctx, cfg, "kefu-backfill", os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer b.Drain()
+	// Warned once the backfill really starts: a failure stays one line.
 	for _, f := range []struct {
 		flag, value string
 		day         time.Time
@@ -508,13 +516,6 @@ func runBackfill(ctx context.Context, cfg config.Config, opts roleOptions, stdou
 			log.Warn("YYYYMMDD days are deprecated: write YYYY-MM-DD", zap.String("flag", f.flag), zap.String("value", f.value), zap.String("write", f.day.Format(ingest.DayLayout)))
 		}
 	}
-	// A backfill is a command-line tool: it publishes to the running
-	// kefu's NATS and never starts a server of its own.
-	b, err := openToolBus(ctx, cfg, "kefu-backfill", os.Getenv, log)
-	if err != nil {
-		return err
-	}
-	defer b.Drain()
 	rt := &runtime{role: role{name: "ingest"}, cfg: cfg, log: log, bus: b, registry: prometheus.NewRegistry()}
 	p, err := newTucaoPoller(ctx, rt)
 	if err != nil {

@@ -121,7 +121,7 @@ func TestToolHelpAndMistakesNeverConnect(t *testing.T) {
 		{"replay"}, {"replay", "--stream", "KEFU_TUCAO", "--bogus"}, {"replay", "--stream", "KEFU_TUCAO", "--since", "yesterday"},
 		{"events"}, {"events", "tail", "--subject", "kefu..x"},
 		{"dlq", "list"}, {"dlq", "show", "--role", "feedback", "--seq", "0"},
-		{"ingest", "--tucao-backfill", "--from", "20260101"}, {"ingest", "--tucao-backfill", "--from", "2026", "--to", "20260102"},
+		{"ingest", "--tucao-backfill", "--from", "2026-01-01"}, {"ingest", "--tucao-backfill", "--from", "2026", "--to", "2026-01-02"},
 	}
 	for _, args := range mistakes {
 		var stdout, stderr bytes.Buffer
@@ -179,7 +179,7 @@ func TestToolsWithoutNATSFailWithOneLine(t *testing.T) {
 		{"replay", "--stream", "KEFU_TUCAO"},
 		{"events", "tail"},
 		{"dlq", "list", "--role", "feedback"},
-		{"ingest", "--tucao-backfill", "--from", "20260101", "--to", "20260102"},
+		{"ingest", "--tucao-backfill", "--from", "2026-01-01", "--to", "2026-01-02"},
 	}
 	type result struct {
 		code   int
