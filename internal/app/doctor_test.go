@@ -224,3 +224,33 @@ func TestDoctorPlainOutputAndExitCode(t *testing.T) {
 		t.Fatalf("stderr %q", stderr.String())
 	}
 }
+
+// Help and command-line mistakes are answered before anything is dialled;
+// the same settings do reach the port once the checks run.
+func TestDoctorHelpAndMistakesNeverDial(t *testing.T) {
+	isolateFromNATS(t)
+	port := countAccepts(t)
+	addr := port.ln.Addr().String()
+	for k, v := range map[string]string{
+		"KEFU_NATS_URL": "nats://" + addr, "KEFU_WECHAT_APPID": "wx1", "KEFU_WECHAT_SECRET": "s",
+		"KEFU_WECHAT_API_BASE": "http://" + addr, "KEFU_WECHAT_TOKEN": "abc123", "KEFU_PUBLIC_URL": "http://" + addr,
+	} {
+		t.Setenv(k, v)
+	}
+	for _, args := range [][]string{{"doctor", "--help"}, {"doctor", "help"}, {"help", "doctor"}, {"doctor", "--bogus"},
+		{"doctor", "--role", "launch"}, {"doctor", "--timeout", "0s"}, {"doctor", "extra"}} {
+		var stdout, stderr bytes.Buffer
+		code := mainContext(context.Background(), args, &stdout, &stderr)
+		if want := map[bool]int{true: 0, false: 2}[strings.Contains(strings.Join(args, " "), "help")]; code != want {
+			t.Errorf("kefu %q: exit %d, want %d (stderr %q)", args, code, want, stderr.String())
+		}
+	}
+	if n := port.n.Load(); n != 0 {
+		t.Fatalf("help and mistakes made %d connections", n)
+	}
+	var stdout bytes.Buffer
+	mainContext(context.Background(), []string{"doctor", "--timeout", "1s"}, &stdout, &bytes.Buffer{})
+	if port.n.Load() == 0 {
+		t.Fatalf("the checks never reached the port either: the test proves nothing\n%s", stdout.String())
+	}
+}
