@@ -40,7 +40,10 @@ func Times(v any) any {
 	if !hasTime(rv.Type()) {
 		return v
 	}
-	return normalize(rv).Interface()
+	out := reflect.New(rv.Type()).Elem()
+	out.Set(rv)
+	fix(out)
+	return out.Interface()
 }
 
 // hasTimeCache remembers, per type, whether a time.Time can be reached.
@@ -85,72 +88,93 @@ func reachesTime(t reflect.Type, seen map[reflect.Type]bool) bool {
 	return false
 }
 
-// normalize returns a copy of v with its times passed through Time.
-func normalize(v reflect.Value) reflect.Value {
+// fix passes the times in v through Time, in place. v is addressable and
+// settable, and is a copy: what it shares with the original (the targets of
+// pointers, slices and maps) is copied before it is changed.
+func fix(v reflect.Value) {
 	t := v.Type()
 	if t == timeType {
-		return reflect.ValueOf(Time(v.Interface().(time.Time)))
+		p := (*time.Time)(v.Addr().UnsafePointer())
+		*p = Time(*p)
+		return
 	}
 	if !hasTime(t) {
-		return v
+		return
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {
-			return v
+			return
 		}
-		p := reflect.New(t.Elem())
-		p.Elem().Set(normalize(v.Elem()))
-		return p
+		n := reflect.New(t.Elem())
+		n.Elem().Set(v.Elem())
+		fix(n.Elem())
+		v.Set(n)
 	case reflect.Interface:
 		if v.IsNil() {
-			return v
+			return
 		}
-		out := reflect.New(t).Elem()
-		out.Set(normalize(v.Elem()))
-		return out
+		e := v.Elem()
+		n := reflect.New(e.Type()).Elem()
+		n.Set(e)
+		fix(n)
+		v.Set(n)
 	case reflect.Slice:
 		if v.IsNil() {
-			return v
+			return
 		}
-		out := reflect.MakeSlice(t, v.Len(), v.Len())
-		for i := range v.Len() {
-			out.Index(i).Set(normalize(v.Index(i)))
+		n := reflect.MakeSlice(t, v.Len(), v.Len())
+		reflect.Copy(n, v)
+		for i := range n.Len() {
+			fix(n.Index(i))
 		}
-		return out
+		v.Set(n)
 	case reflect.Array:
-		out := reflect.New(t).Elem()
 		for i := range v.Len() {
-			out.Index(i).Set(normalize(v.Index(i)))
+			fix(v.Index(i))
 		}
-		return out
 	case reflect.Map:
 		if v.IsNil() {
-			return v
+			return
 		}
-		out := reflect.MakeMapWithSize(t, v.Len())
+		n := reflect.MakeMapWithSize(t, v.Len())
 		for it := v.MapRange(); it.Next(); {
-			out.SetMapIndex(it.Key(), normalize(it.Value()))
+			e := reflect.New(t.Elem()).Elem()
+			e.Set(it.Value())
+			fix(e)
+			n.SetMapIndex(it.Key(), e)
 		}
-		return out
+		v.Set(n)
 	case reflect.Struct:
-		out := reflect.New(t).Elem()
-		out.Set(v)
-		for i := range t.NumField() {
-			f := out.Field(i)
+		for _, i := range fieldsWithTime(t) {
+			f := v.Field(i)
 			if !f.CanSet() {
-				if !t.Field(i).Anonymous {
-					// Unexported: encoding/json does not write it.
-					continue
-				}
 				// An embedded struct of an unexported type: encoding/json
-				// writes its exported fields, so they are normalized
-				// too, through the copy's own memory.
+				// writes its exported fields, so they are fixed too,
+				// through the copy's own memory.
 				f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
 			}
-			f.Set(normalize(f))
+			fix(f)
 		}
-		return out
 	}
-	return v
+}
+
+// fieldsCache remembers, per struct type, fieldsWithTime.
+var fieldsCache sync.Map // reflect.Type → []int
+
+// fieldsWithTime are the fields of struct type t that encoding/json writes
+// (exported, or embedded) and that can hold a time.
+func fieldsWithTime(t reflect.Type) []int {
+	if v, ok := fieldsCache.Load(t); ok {
+		return v.([]int)
+	}
+	var out []int
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if (f.IsExported() || f.Anonymous) && hasTime(f.Type) {
+			out = append(out, i)
+		}
+	}
+	fieldsCache.Store(t, out)
+	return out
 }
