@@ -379,7 +379,7 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, ErrTooManyStreams) {
 		// Streams end when pages close or sessions expire; a browser's
 		// EventSource retries by itself, so a short wait spreads them.
-		writeError(w, http.StatusServiceUnavailable, err.Error(), httpapi.RetryAfter(streamsFullRetry))
+		writeError(w, http.StatusServiceUnavailable, err.Error(), httpapi.Type(httpapi.NotReady), httpapi.RetryAfter(streamsFullRetry))
 		return
 	} else if err != nil {
 		writeError(w, http.StatusInternalServerError, "encode state")

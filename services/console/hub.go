@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/kefu-io/kefu/internal/httpapi"
 )
 
 // ErrTooManyStreams is returned when MaxStreams live streams are open.
@@ -68,7 +70,7 @@ func (h *hub) subscribe() (*stream, []byte, error) {
 	if len(h.clients) >= h.max {
 		return nil, nil, ErrTooManyStreams
 	}
-	snap, err := json.Marshal(h.st.snapshot(h.seq))
+	snap, err := json.Marshal(httpapi.Times(h.st.snapshot(h.seq)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +112,7 @@ func (h *hub) streams() int {
 func (h *hub) snapshotJSON() ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return json.Marshal(h.st.snapshot(h.seq))
+	return json.Marshal(httpapi.Times(h.st.snapshot(h.seq)))
 }
 
 // delta is the body of a "d" event: the changes of one fact on the bus.
@@ -123,7 +125,8 @@ type delta struct {
 }
 
 func deltaFrame(seq uint64, now time.Time, o ops) []byte {
-	b, err := json.Marshal(delta{Seq: seq, T: now.UnixMilli(), Ops: o})
+	// Times as every kefu HTTP answer writes them: UTC, whole seconds.
+	b, err := json.Marshal(httpapi.Times(delta{Seq: seq, T: now.UnixMilli(), Ops: o}))
 	if err != nil {
 		// Every value is a plain struct of strings, numbers and times.
 		b = []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `,"ops":[]}`)

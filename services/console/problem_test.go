@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
@@ -39,7 +40,7 @@ func TestErrorsAreProblems(t *testing.T) {
 		{"an unknown endpoint", "GET", "/console/api/nothing", "", nil, 404, ""},
 		{"a POST of the page", "POST", "/console/", "", nil, 405, ""},
 		{"an action without WeChat settings", "POST", "/console/api/kf/accounts", `{}`, signedIn, 503, ""},
-		{"a stream beyond the limit", "GET", "/console/api/events", "", signedIn, 503, ""},
+		{"a stream beyond the limit", "GET", "/console/api/events", "", signedIn, 503, httpapi.NotReady},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,5 +72,30 @@ func TestSignInTimesAreUTCSeconds(t *testing.T) {
 	exp = exp[:strings.IndexByte(exp, '"')]
 	if len(exp) != len("2026-12-05T07:14:59Z") || !strings.HasSuffix(exp, "Z") {
 		t.Fatalf("expires %q is not RFC 3339 UTC with whole seconds", exp)
+	}
+}
+
+// The state and its deltas write times as every kefu answer does: UTC,
+// whole seconds; an unknown time is left out.
+func TestStateTimesAreUTCSeconds(t *testing.T) {
+	s := newTestService(t, Config{}, nil)
+	at := time.Date(2026, 12, 5, 15, 14, 59, 987654321, time.FixedZone("CST", 8*3600))
+	s.hub.update(func(st *state, o *ops) {
+		st.waiting["o1"] = &Waiting{OpenID: "o1", Since: at, EstimatedAt: at}
+		o.put("waiting", "o1", st.waiting["o1"])
+	})
+	b, err := s.hub.snapshotJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := deltaFrame(1, at, ops{{C: "served", K: "o2", V: Served{OpenID: "o2", At: at}}, {C: "agents", V: AgentSession{OpenID: "o3"}}})
+	for name, body := range map[string][]byte{"state": b, "delta": frame} {
+		httpapitest.CheckNoZeroTime(t, body)
+		if strings.Contains(string(body), "+08:00") || strings.Contains(string(body), ".987") {
+			t.Errorf("%s: a time not in UTC whole seconds: %s", name, body)
+		}
+		if !strings.Contains(string(body), `"2026-12-05T07:14:59Z"`) {
+			t.Errorf("%s: no time in UTC whole seconds: %s", name, body)
+		}
 	}
 }

@@ -56,7 +56,7 @@ type Waiting struct {
 type Served struct {
 	OpenID    string    `json:"openid"`
 	KfAccount string    `json:"kf_account"`
-	At        time.Time `json:"at"`
+	At        time.Time `json:"at,omitzero"`
 	// WaitedSeconds is from entering the queue (when known) to the session.
 	WaitedSeconds int64 `json:"waited_seconds,omitempty"`
 	// PredictedSeconds and P90Seconds are the first estimate's, and
@@ -70,7 +70,7 @@ type Served struct {
 // Left is a customer who gave up waiting.
 type Left struct {
 	OpenID        string    `json:"openid"`
-	At            time.Time `json:"at"`
+	At            time.Time `json:"at,omitzero"`
 	WaitedSeconds int64     `json:"waited_seconds"`
 	Reason        string    `json:"reason"`
 }
@@ -87,7 +87,7 @@ type Agent struct {
 // AgentSession is a session in progress.
 type AgentSession struct {
 	OpenID string    `json:"openid"`
-	Since  time.Time `json:"since"`
+	Since  time.Time `json:"since,omitzero"`
 }
 
 // Post is a Tucao post as the console shows it.
@@ -96,8 +96,8 @@ type Post struct {
 	OpenID     string         `json:"openid"`
 	NickName   string         `json:"nick_name"`
 	Content    string         `json:"content"`
-	CreatedAt  time.Time      `json:"created_at"`
-	UpdatedAt  time.Time      `json:"updated_at"`
+	CreatedAt  time.Time      `json:"created_at,omitzero"`
+	UpdatedAt  time.Time      `json:"updated_at,omitzero"`
 	ReplyCount int            `json:"reply_count"`
 	Replies    []Reply        `json:"replies"`
 	Session    *LinkedSession `json:"session,omitempty"`
