@@ -428,6 +428,7 @@ func kefuExposition(t *testing.T, want []string) exposition {
 	})
 
 	url := "http://127.0.0.1:" + httpPort + "/metrics"
+	started := time.Now()
 	seen := exposition{}
 	var missing []string
 	for deadline := time.Now().Add(60 * time.Second); ; {
@@ -466,6 +467,8 @@ func kefuExposition(t *testing.T, want []string) exposition {
 	}
 	if len(missing) > 0 {
 		t.Logf("after 60 s kefu all still exposes none of %v", missing)
+	} else {
+		t.Logf("kefu all exposed every metric the rules read %v after it started", time.Since(started).Round(time.Millisecond))
 	}
 	return seen
 }
