@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"sort"
@@ -18,10 +20,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
@@ -644,4 +651,44 @@ func TestOpenAPIAgainstTheRunningHandlers(t *testing.T) {
 			t.Errorf("%s is documented but this test never calls it", op)
 		}
 	}
+}
+
+// The probes' failures, which a healthy kefu all never shows: a runtime
+// whose database check fails, then whose NATS server went away.
+func TestOpenAPIProbeFailures(t *testing.T) {
+	doc := loadOpenAPI(t)
+	srv := natstest.Run(t, nil)
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	rt := &runtime{cfg: config.Config{AdminToken: testAdmin, APIToken: testReadOnly, NATSDownLimit: time.Millisecond}, bus: b,
+		log: zap.NewNop(), checks: []readyChecker{failingCheck{errors.New("postgres: connection refused")}}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", rt.readyz)
+	mux.HandleFunc("/healthz", rt.healthz)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	c := apiClient{t: t, base: hs.URL, c: hs.Client()}
+	probe := func(path, auth string, want int) {
+		t.Helper()
+		a := c.do("GET", path, auth, nil, nil)
+		doc.check(t, "GET", path, a)
+		if a.status != want {
+			t.Errorf("%s: %d, want %d: %s", path, a.status, want, a.body)
+		}
+	}
+	probe("/readyz", "", 503)
+	probe("/readyz", testReadOnly, 503)
+	probe("/healthz", "", 200)
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.do("GET", "/healthz", "", nil, nil).status != 503 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	probe("/healthz", "", 503)
+	probe("/readyz", testAdmin, 503)
 }
