@@ -370,6 +370,31 @@ func TestNATSChecks(t *testing.T) {
 		wantResult(t, only(t, rs, "NATS"), Fail, "", "set KEFU_NATS_URL")
 		wantResult(t, only(t, rs, "JetStream"), Skip, "", "")
 	})
+	t.Run("a connection that comes after the check gave up is not used", func(t *testing.T) {
+		srv := natstest.Run(t, nil)
+		good := natsTarget(srv.ClientURL())
+		closed := make(chan struct{})
+		late := NATSTarget{URLs: srv.ClientURL(), Source: "KEFU_NATS_URL", Open: func(ctx context.Context) (*NATS, error) {
+			<-ctx.Done()
+			conn, err := good.Open(context.Background())
+			if err != nil {
+				return nil, err
+			}
+			inner := conn.Close
+			conn.Close = func() { inner(); close(closed) }
+			return conn, nil
+		}}
+		checks, closeNATS := NATSChecks(late)
+		rs := Run(context.Background(), checks, 200*time.Millisecond)
+		closeNATS()
+		wantResult(t, only(t, rs, "NATS"), Fail, "no answer within 200ms", "")
+		wantResult(t, only(t, rs, "JetStream"), Skip, "NATS does not answer", "")
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the late connection was never closed")
+		}
+	})
 	t.Run("JetStream off", func(t *testing.T) {
 		opts := natstest.Options(t)
 		opts.JetStream = false

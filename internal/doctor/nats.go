@@ -48,18 +48,20 @@ func Streams() []string {
 }
 
 // natsState is shared by the NATS checks: the first opens the connection,
-// the others use it.
+// the others use it. A check that outlived its time stores nothing: the
+// runner has moved on.
 type natsState struct {
 	target NATSTarget
-	once   sync.Once
+	mu     sync.Mutex
 	conn   *NATS
-	err    error
 	js     bool // JetStream answered
 }
 
-func (s *natsState) open(ctx context.Context) (*NATS, error) {
-	s.once.Do(func() { s.conn, s.err = s.target.Open(ctx) })
-	return s.conn, s.err
+// get returns the connection and whether JetStream answered.
+func (s *natsState) get() (*NATS, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn, s.js
 }
 
 // NATSChecks are the checks of NATS, JetStream, and kefu's streams and
@@ -68,8 +70,8 @@ func (s *natsState) open(ctx context.Context) (*NATS, error) {
 func NATSChecks(t NATSTarget) (checks []Check, close func()) {
 	s := &natsState{target: t}
 	close = func() {
-		if s.conn != nil && s.conn.Close != nil {
-			s.conn.Close()
+		if conn, _ := s.get(); conn != nil && conn.Close != nil {
+			conn.Close()
 		}
 	}
 	return []Check{
@@ -83,7 +85,17 @@ func (s *natsState) reach(ctx context.Context) []Result {
 	if s.target.Open == nil {
 		return []Result{{Status: Skip, Found: "no NATS to test: " + s.target.Source}}
 	}
-	if _, err := s.open(ctx); err != nil {
+	conn, err := s.target.Open(ctx)
+	if err == nil {
+		s.mu.Lock()
+		if ctx.Err() == nil {
+			s.conn = conn
+		} else if conn.Close != nil {
+			conn.Close()
+		}
+		s.mu.Unlock()
+	}
+	if err != nil {
 		return []Result{{Status: Fail, Found: err.Error(),
 			Fix: "set KEFU_NATS_URL to kefu's NATS (and KEFU_NATS_CREDS or KEFU_NATS_USER/KEFU_NATS_PASSWORD), or start it"}}
 	}
@@ -91,10 +103,11 @@ func (s *natsState) reach(ctx context.Context) []Result {
 }
 
 func (s *natsState) jetStream(ctx context.Context) []Result {
-	if s.conn == nil {
+	conn, _ := s.get()
+	if conn == nil {
 		return []Result{{Status: Skip, Found: "NATS does not answer"}}
 	}
-	info, err := s.conn.JS.AccountInfo(ctx)
+	info, err := conn.JS.AccountInfo(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return []Result{{Status: Fail, Found: "JetStream is not enabled for kefu's NATS account",
@@ -106,19 +119,22 @@ func (s *natsState) jetStream(ctx context.Context) []Result {
 		return []Result{{Status: Fail, Found: "JetStream does not answer: " + err.Error(),
 			Fix: "check the NATS server's JetStream (a cluster needs a meta leader: most of its nodes up)"}}
 	}
-	s.js = true
+	s.mu.Lock()
+	s.js = ctx.Err() == nil
+	s.mu.Unlock()
 	return []Result{{Status: OK, Found: fmt.Sprintf("enabled; %d streams, %s stored", info.Streams, bytesText(info.Store))}}
 }
 
 func (s *natsState) streams(ctx context.Context) []Result {
-	if !s.js {
+	conn, js := s.get()
+	if !js {
 		return []Result{{Status: Skip, Found: "JetStream does not answer"}}
 	}
 	var missing []string
 	var clock []Result
 	for _, name := range Streams() {
 		sent := time.Now()
-		st, err := s.conn.JS.Stream(ctx, name)
+		st, err := conn.JS.Stream(ctx, name)
 		received := time.Now()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -135,7 +151,7 @@ func (s *natsState) streams(ctx context.Context) []Result {
 		}
 	}
 	for _, name := range Buckets {
-		if _, err := s.conn.JS.KeyValue(ctx, name); err != nil {
+		if _, err := conn.JS.KeyValue(ctx, name); err != nil {
 			if !errors.Is(err, jetstream.ErrBucketNotFound) {
 				return []Result{{Status: Fail, Found: "bucket " + name + ": " + err.Error(), Fix: "check kefu's NATS permissions on $JS.API.>"}}
 			}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kefu-io/kefu/internal/config"
@@ -43,7 +44,8 @@ func (staticToken) Invalidate(context.Context, string) error { return nil }
 type wechatState struct {
 	cfg   config.Config
 	hc    *http.Client
-	token string
+	mu    sync.Mutex
+	token string // stored only by a check that returned in time
 }
 
 // WeChatChecks are the checks of the WeChat credentials (an access token
@@ -67,7 +69,11 @@ func (s *wechatState) credentials(ctx context.Context) []Result {
 	if err != nil {
 		return []Result{wechatError("an access token", err, s.cfg.WeChatAPIBase)}
 	}
-	s.token = tok.AccessToken
+	s.mu.Lock()
+	if ctx.Err() == nil {
+		s.token = tok.AccessToken
+	}
+	s.mu.Unlock()
 	return []Result{{Status: OK, Found: fmt.Sprintf("AppID %s: access token issued (valid %s)", s.cfg.WeChatAppID, tok.ExpiresIn)}}
 }
 
@@ -108,10 +114,13 @@ func wechatError(what string, err error, base string) Result {
 }
 
 func (s *wechatState) kf(ctx context.Context) []Result {
-	if s.token == "" {
+	s.mu.Lock()
+	token := s.token
+	s.mu.Unlock()
+	if token == "" {
 		return []Result{{Status: Skip, Found: "no access token"}}
 	}
-	c, err := wechat.NewClient(wechat.ClientConfig{BaseURL: s.cfg.WeChatAPIBase, HTTPClient: s.hc, Tokens: staticToken(s.token), MaxRetries: -1})
+	c, err := wechat.NewClient(wechat.ClientConfig{BaseURL: s.cfg.WeChatAPIBase, HTTPClient: s.hc, Tokens: staticToken(token), MaxRetries: -1})
 	if err != nil {
 		return []Result{{Status: Fail, Found: err.Error(), Fix: "correct KEFU_WECHAT_API_BASE"}}
 	}
