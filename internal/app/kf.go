@@ -25,7 +25,7 @@ import (
 // instead, with KEFU_ADMIN_TOKEN: no NATS, no WeChat credentials.
 func runKf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"kf needs a subcommand; run `kefu kf help`"}
+		return usageError{"kf needs a subcommand"}
 	}
 	server, serverGiven, args, err := kfadmin.SplitServerFlag(args)
 	if err != nil {

@@ -188,7 +188,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	}
 	if len(args) == 0 {
 		Usage(stderr)
-		return &usageError{msg: "no kf command given; run `kefu kf help`"}
+		return &usageError{msg: "no kf command given"}
 	}
 	if isHelp(args[0]) {
 		Usage(stdout)
@@ -265,7 +265,7 @@ func findCommand(args []string) (*command, []string, error) {
 		}
 	}
 	if len(subs) == 0 {
-		return nil, nil, &usageError{msg: fmt.Sprintf("unknown kf command %q; run `kefu kf help`", args[0])}
+		return nil, nil, &usageError{msg: fmt.Sprintf("unknown kf command %q", args[0])}
 	}
 	synopsis := "kefu kf " + args[0] + " (" + strings.Join(subs, " | ") + ") …"
 	if len(args) == 1 {
