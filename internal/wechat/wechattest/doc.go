@@ -97,6 +97,7 @@
 //	40009  invalid media size                          uploadheadimg: over Config.MaxHeadImgBytes
 //	40013  invalid appid                               token endpoints
 //	40125  invalid appsecret                           stable_token
+//	40164  invalid ip …, not in whitelist              every method while SetIPWhitelist leaves the caller out
 //	41001  access_token missing
 //	41005  media data missing                          uploadheadimg without a "media" part
 //	42001  access_token expired
@@ -190,4 +191,5 @@
 //	POST /_control/upgraded                       {upgraded}
 //	GET  /_control/callbackip                     the getcallbackip list
 //	POST /_control/callbackip                     {ip_list}: replace it
+//	POST /_control/ipwhitelist                    {ip_list}: the account's IP白名单 (empty: any caller)
 package wechattest
