@@ -163,7 +163,7 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 		r.publishCause()
 		// The outcome is published before the record is written: wait
 		// for both.
-		eventually(t, "the outcome and the record", func() bool { return len(r.outcomes()) == 1 && r.record().final() })
+		eventually(t, "the outcome and the record", func() bool { return len(r.outcomes()) == 1 && r.record().Final() })
 		o := r.outcomes()[0]
 		if o.Outcome != events.OutcomeFailed || o.ErrMsg != unknownOutcome || o.CauseEventID != crashCause || o.OpenID != "o-1" {
 			t.Errorf("outcome %+v", o)
@@ -205,7 +205,7 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.publishCause()
-		eventually(t, "the record", func() bool { return r.record().final() })
+		eventually(t, "the record", func() bool { return r.record().Final() })
 		if rec := r.record(); rec.State != stateSent || rec.Seq != 1 {
 			t.Errorf("record %+v, want sent at seq 1", rec)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/sendonce"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -63,8 +64,7 @@ type Service struct {
 	csp      string
 	suppress func(ctx context.Context, kind, openid string) (bool, error)
 
-	inflight   keySet
-	unrecorded outcomes
+	ledger *sendonce.Ledger // set by Start
 
 	mu         sync.Mutex
 	kv         jetstream.KeyValue
@@ -90,11 +90,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, bus: deps.Bus, sender: deps.Sender, log: deps.Logger, now: deps.Now, suppress: deps.Suppress,
-		metrics:    newMetrics(deps.Registerer),
-		templates:  map[string]*messageTemplate{},
-		csp:        pageCSP(cfg.TucaoURL),
-		inflight:   keySet{m: map[string]struct{}{}},
-		unrecorded: outcomes{m: map[string]events.Notification{}},
+		metrics:   newMetrics(deps.Registerer),
+		templates: map[string]*messageTemplate{},
+		csp:       pageCSP(cfg.TucaoURL),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -150,6 +148,16 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	s.kv = kv
+	if s.ledger == nil {
+		// Built once: it remembers across a restart of the consumers
+		// which outcomes are still to be recorded.
+		s.ledger, err = sendonce.New(sendonce.Config{Bus: s.bus, KV: kv, Sender: s.sender, Source: "kefu/notifier",
+			Owner: s.cfg.Instance, Now: s.now, Log: s.log, RecordTimeout: s.cfg.RecordTimeout,
+			StaleAfter: s.cfg.staleAfter(), Sent: s.observeSent})
+		if err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+	}
 	s.stopping = false
 	// The consumers live until Stop closes them, not until the start-up
 	// context ends. hardCtx bounds the handlers: it is cancelled only when

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -19,31 +18,6 @@ import (
 //	customer.<h>  one per customer; h = sha256(openid)[:16]: the session
 //	              state and the wait messages already sent, shared by every
 //	              notifier process
-
-// States of a cause record.
-const (
-	stateSending = "sending" // claimed: a process is sending, or died doing so
-	stateSent    = events.OutcomeSent
-	stateFailed  = events.OutcomeFailed
-	stateSkipped = "skipped" // decided not to send (throttled, in session)
-)
-
-// causeRecord is the idempotency record of one cause event.
-type causeRecord struct {
-	State string `json:"state"`
-	Cause string `json:"cause"`
-	Kind  string `json:"kind"`
-	// Owner is the process that claimed the cause.
-	Owner string `json:"owner"`
-	// At is when the state was written, by the writer's clock.
-	At      time.Time `json:"at"`
-	ErrCode int       `json:"errcode,omitempty"`
-	ErrMsg  string    `json:"errmsg,omitempty"`
-	// Seq is the KEFU_NOTIFY sequence of the outcome event.
-	Seq uint64 `json:"seq,omitempty"`
-}
-
-func (r causeRecord) final() bool { return r.State != stateSending }
 
 func causeKey(ceID string) string { return "cause." + shortHash(ceID) }
 
@@ -143,17 +117,6 @@ func decideWait(st customerState, est events.WaitEstimated, now time.Time, r Wai
 		return false, waitUnchanged
 	}
 	return true, waitChanged
-}
-
-func encodeRecord(r causeRecord) ([]byte, error) { return encodeJSON(r) }
-
-func decodeRecord(data []byte) (causeRecord, error) {
-	var r causeRecord
-	err := decodeJSON(data, &r)
-	if err == nil && r.State == "" {
-		err = errors.New("record without state")
-	}
-	return r, err
 }
 
 func encodeJSON(v any) ([]byte, error) {
