@@ -42,7 +42,8 @@ func TestOpenAPIVersionIsTheContractVersion(t *testing.T) {
 }
 
 // Every schema of the document compiles under JSON Schema 2020-12, with
-// only the document itself to resolve references against.
+// only the document itself to resolve references against, and its examples
+// are valid against it.
 func TestOpenAPISchemasCompile(t *testing.T) {
 	const base = "https://kefu.invalid/openapi.json"
 	oa := loadOpenAPIDoc(t)
@@ -61,8 +62,17 @@ func TestOpenAPISchemasCompile(t *testing.T) {
 				p := ptr + "/" + strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 				if k == "schema" || strings.HasPrefix(ptr, "/components/schemas") && strings.Count(ptr, "/") == 2 {
 					n++
-					if _, err := c.Compile(base + "#" + p); err != nil {
+					sch, err := c.Compile(base + "#" + p)
+					if err != nil {
 						t.Errorf("schema at %s: %v", p, err)
+						continue
+					}
+					// A schema's examples are valid against it.
+					examples, _ := sub.(map[string]any)["examples"].([]any)
+					for i, ex := range examples {
+						if err := sch.Validate(ex); err != nil {
+							t.Errorf("example %d of the schema at %s: %v", i, p, err)
+						}
 					}
 					continue
 				}
