@@ -119,7 +119,7 @@ var colours = map[Status]string{OK: "\x1b[32m", Fail: "\x1b[31m", Warn: "\x1b[33
 func Write(w io.Writer, rs []Result, colour bool) error {
 	width := 0
 	for _, r := range rs {
-		width = max(width, len(r.Name))
+		width = max(width, displayWidth(r.Name))
 	}
 	var b strings.Builder
 	for _, r := range rs {
@@ -127,9 +127,10 @@ func Write(w io.Writer, rs []Result, colour bool) error {
 		if c, ok := colours[r.Status]; ok && colour {
 			verdict = c + verdict + "\x1b[0m"
 		}
-		fmt.Fprintf(&b, "%s  %-*s  %s\n", verdict, width, r.Name, oneLine(r.Found))
+		pad := strings.Repeat(" ", width-displayWidth(r.Name))
+		fmt.Fprintf(&b, "%s  %s%s  %s\n", verdict, r.Name, pad, oneLine(r.Found))
 		if r.Fix != "" && (r.Status == Fail || r.Status == Warn) {
-			fmt.Fprintf(&b, "%s  %-*s  fix: %s\n", "    ", width, "", oneLine(r.Fix))
+			fmt.Fprintf(&b, "      %s  fix: %s\n", strings.Repeat(" ", width), oneLine(r.Fix))
 		}
 	}
 	fmt.Fprintf(&b, "\n%d ok, %d failed, %d warnings, %d skipped\n", Count(rs, OK), Count(rs, Fail), Count(rs, Warn), Count(rs, Skip))
@@ -153,4 +154,20 @@ func WriteJSON(w io.Writer, rs []Result) error {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// displayWidth is how many terminal columns s takes: wide (East Asian)
+// characters such as 多客服 take two.
+func displayWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r >= 0x1100 && (r <= 0x115f || (r >= 0x2e80 && r <= 0xa4cf) || (r >= 0xac00 && r <= 0xd7a3) ||
+			(r >= 0xf900 && r <= 0xfaff) || (r >= 0xfe30 && r <= 0xfe4f) || (r >= 0xff00 && r <= 0xff60) || (r >= 0xffe0 && r <= 0xffe6)):
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
 }

@@ -130,6 +130,11 @@ func TestWriteIsPlainWhenPipedColouredOnATerminalAndJSONForMachines(t *testing.T
 	if doc.OK || len(doc.Checks) != 4 || doc.Checks[1].Fix != "set KEFU_X" || doc.Checks[1].Status != Fail {
 		t.Fatalf("JSON report %s", js.String())
 	}
+	var wide bytes.Buffer
+	Write(&wide, []Result{{Name: "多客服", Status: OK, Found: "x"}, {Name: "NATS123", Status: OK, Found: "y"}}, false)
+	if want := "ok    多客服   x\nok    NATS123  y\n"; !strings.HasPrefix(wide.String(), want) {
+		t.Fatalf("wide names are not aligned by columns:\n%q\nwant\n%q", wide.String(), want)
+	}
 	if !Failed(rs) || Failed(rs[2:]) {
 		t.Fatal("Failed does not follow the FAIL results")
 	}
