@@ -66,11 +66,12 @@ are retried until it is back.) They are kept on kefu.dlq.<role> in the
 KEFU_DLQ stream with the original headers, body and Kefu-Dlq-* headers.
 
   list     one line per dead letter: its sequence in KEFU_DLQ, when it was
-           dead-lettered, its original subject, the consumer, how often it
-           was delivered, and the cause
+           dead-lettered (RFC 3339, UTC), its original subject, the
+           consumer, how often it was delivered, and the cause
   show     one dead letter: every header and the body
   redrive  publish dead letters again on their original subject, for the
-           consumer that dead-lettered them, then remove them; idempotent
+           consumer that dead-lettered them, then remove them; idempotent;
+           on a terminal one progress line on stderr counts them
 
   --role R        feedback, notifier, queuecare, estimator, …
   --subject SUBJ  only dead letters whose original subject matches SUBJ

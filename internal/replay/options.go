@@ -48,7 +48,10 @@ touches the services' durable consumers) and prints one JSON line per event:
   --follow            after the stored events, keep reading new ones until Ctrl-C
   --limit N           stop after N events
 Without --since and --from-seq the whole stream is read; without --follow it
-stops at the last event stored when it started.
+stops at the last event stored when it started. Times are RFC 3339, with Z or
+an offset (2026-11-25T18:00:00+08:00). When the events go to a file, a pipe or
+--republish and stderr is a terminal, one progress line on stderr counts them;
+the summary (how many, how fast) ends on stderr, so stdout holds events only.
 
 kefu events tail shows new events, one line each (time, subject, summary).
   --subject SUBJ      subjects to watch (default kefu.>); repeatable
