@@ -604,3 +604,6 @@ func redactURL(u string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// js is JetStream on the bus's current connection.
+func (b *Bus) js() jetstream.JetStream { return b.JS }

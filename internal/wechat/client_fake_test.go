@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -121,7 +122,7 @@ func TestConcurrentClientsShareOneTokenFromTheFake(t *testing.T) {
 	clients := make([]*wechat.Client, n)
 	for i := range clients {
 		_, js := natstest.Connect(t, srv)
-		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstreamKV(wechat.TokenBucket))
+		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstreamKV(bus.BucketToken))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -206,7 +207,7 @@ func TestTokenRevokedByAnotherSystemIsReplacedWithoutForcing(t *testing.T) {
 	base := hs.URL
 	srv := natstest.Run(t, nil)
 	_, js := natstest.Connect(t, srv)
-	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstreamKV(wechat.TokenBucket))
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstreamKV(bus.BucketToken))
 	if err != nil {
 		t.Fatal(err)
 	}

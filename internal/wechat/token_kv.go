@@ -14,9 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TokenBucket is the JetStream KV bucket that holds the shared access token.
-const TokenBucket = "kefu_token"
-
 // KVTokenSource shares one access token between every replica through the
 // kefu_token bucket, so that replicas never invalidate each other's tokens.
 //
@@ -148,7 +145,7 @@ func (s *KVTokenSource) Invalidate(ctx context.Context, bad string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("invalidate access token: read %s: %w", TokenBucket, err)
+			return fmt.Errorf("invalidate access token: read %s: %w", s.kv.Bucket(), err)
 		}
 		st, ok := s.codec.decode(entry.Value())
 		if !ok || st.Token != bad || st.Invalid {
@@ -164,7 +161,7 @@ func (s *KVTokenSource) Invalidate(ctx context.Context, bad string) error {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("invalidate access token: write %s: %w", TokenBucket, err)
+			return fmt.Errorf("invalidate access token: write %s: %w", s.kv.Bucket(), err)
 		}
 	}
 	return nil
@@ -209,7 +206,7 @@ func (s *KVTokenSource) load(ctx context.Context) (tokenState, error) {
 		return tokenState{}, nil
 	}
 	if err != nil {
-		return tokenState{}, fmt.Errorf("read access token from %s: %w", TokenBucket, err)
+		return tokenState{}, fmt.Errorf("read access token from %s: %w", s.kv.Bucket(), err)
 	}
 	st, ok := s.codec.decode(entry.Value())
 	if !ok {
@@ -316,7 +313,7 @@ func (g *kvGate) reserve(ctx context.Context) error {
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return fmt.Errorf("forced refresh budget: read %s: %w", TokenBucket, err)
+			return fmt.Errorf("forced refresh budget: read %s: %w", g.kv.Bucket(), err)
 		default:
 			rev = entry.Revision()
 			_ = json.Unmarshal(entry.Value(), &budget)
@@ -337,8 +334,8 @@ func (g *kvGate) reserve(ctx context.Context) error {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("forced refresh budget: write %s: %w", TokenBucket, err)
+			return fmt.Errorf("forced refresh budget: write %s: %w", g.kv.Bucket(), err)
 		}
 	}
-	return fmt.Errorf("forced refresh budget: %s keeps changing", TokenBucket)
+	return fmt.Errorf("forced refresh budget: %s keeps changing", g.kv.Bucket())
 }

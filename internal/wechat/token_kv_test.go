@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
@@ -22,7 +23,7 @@ func tokenBucket(t *testing.T) (*server.Server, jetstream.KeyValue) {
 	t.Helper()
 	srv := natstest.Run(t, nil)
 	_, js := natstest.Connect(t, srv)
-	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: wechat.TokenBucket})
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: bus.BucketToken})
 	if err != nil {
 		t.Fatalf("create bucket: %v", err)
 	}
@@ -34,7 +35,7 @@ func tokenBucket(t *testing.T) (*server.Server, jetstream.KeyValue) {
 func processKV(t *testing.T, srv *server.Server) jetstream.KeyValue {
 	t.Helper()
 	_, js := natstest.Connect(t, srv)
-	kv, err := js.KeyValue(context.Background(), wechat.TokenBucket)
+	kv, err := js.KeyValue(context.Background(), bus.BucketToken)
 	if err != nil {
 		t.Fatalf("open bucket: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
@@ -59,7 +60,7 @@ func (h *harness) notSentClient(reg prometheus.Registerer, kv jetstream.KeyValue
 func (h *harness) startNotSent(rateLimit float64) (*process, *flakyKV) {
 	h.t.Helper()
 	_, js := natstest.Connect(h.t, h.nats)
-	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: wechat.TokenBucket})
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: bus.BucketToken})
 	if err != nil {
 		h.t.Fatal(err)
 	}
