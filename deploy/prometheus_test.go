@@ -641,7 +641,7 @@ func TestPrometheusAlerts(t *testing.T) {
 			"kefu_consumer_pending_messages", "kefu_consumer_paused", "kefu_consumer_redials_total",
 			"kefu_dlq_messages_total", "kefu_ingest_callbacks_total", "kefu_ingest_rejected_total",
 			"kefu_wechat_api_requests_total", "kefu_wechat_api_unknown_outcome_total",
-			"kefu_tucao_polls_total", "kefu_tucao_walk_gaps", "kefu_estimator_active", "kefu_queuecare_active",
+			"kefu_tucao_polls_total", "kefu_tucao_walk_gaps", "kefu_tucao_clock_skew_seconds", "kefu_estimator_active", "kefu_queuecare_active",
 			"kefu_nats_unusable_seconds", "kefu_build_info",
 		} {
 			if !read[name] {

@@ -149,6 +149,7 @@ func NewTucaoPoller(cfg TucaoConfig, client PostLister, pub Publisher, cursors, 
 		log:   log, now: time.Now, metrics: newTucaoMetrics(reg),
 		kicks: kickLimiter{every: WebhookPollEvery},
 	}
+	registerSkew(reg, client)
 	p.loop = bus.NewPeriodic(cfg.Interval, func(ctx context.Context) {
 		res, err := p.PollOnce(ctx)
 		if err != nil && ctx.Err() == nil {
