@@ -15,6 +15,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao"
 
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/kfadmin"
@@ -176,11 +177,11 @@ func buildIngest(ctx context.Context, rt *runtime) (module, error) {
 		if err != nil {
 			return nil, err
 		}
-		leave, err := queuecare.NewLeaveDetector(rt.cfg.LeavePhrases)
+		leave, err := customers.NewLeaveDetector(rt.cfg.LeavePhrases)
 		if err != nil {
 			return nil, fmt.Errorf("KEFU_QUEUE_LEAVE_PHRASES: %w", err)
 		}
-		deps.Gate = leaveGate{leave: leave, states: states}
+		deps.Gate = customers.LeaveGate{Leave: leave, Customers: states}
 	}
 	if rt.cfg.WeChatIPAllowlist {
 		// getcallbackip is an API call. A missing setting must stop the
@@ -292,11 +293,7 @@ func buildEstimator(ctx context.Context, rt *runtime) (module, error) {
 		return nil, err
 	}
 	svc, err := estimator.New(estimator.Config{AppID: rt.cfg.WeChatAppID, PollInterval: rt.cfg.QueuePollInterval, Holder: holderName("estimator")},
-		estimator.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("estimator"), Registerer: rt.registry,
-			Left: func(ctx context.Context, openid string) bool {
-				st, err := states.Get(ctx, openid)
-				return err == nil && st.Status == queuecare.StatusLeft
-			}})
+		estimator.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("estimator"), Registerer: rt.registry, Left: states.Left})
 	if err != nil {
 		return nil, err
 	}
@@ -355,12 +352,12 @@ func (rt *runtime) getenv(name string) string {
 	return os.Getenv(name)
 }
 
-// customerStates opens the read model of customers' queue states, once.
-func (rt *runtime) customerStates(ctx context.Context) (*queuecare.States, error) {
+// customerStates opens the customer read model, once.
+func (rt *runtime) customerStates(ctx context.Context) (*customers.Store, error) {
 	if rt.states != nil {
 		return rt.states, nil
 	}
-	st, err := queuecare.OpenStates(ctx, rt.bus)
+	st, err := customers.Open(ctx, rt.bus)
 	if err != nil {
 		return nil, err
 	}
@@ -423,19 +420,4 @@ func buildQueuecare(ctx context.Context, rt *runtime) (module, error) {
 	}
 	svc.Routes(rt.mux)
 	return svc, nil
-}
-
-// leaveGate keeps ingest from transferring a waiting customer's leave
-// phrase into the queue they are leaving.
-type leaveGate struct {
-	leave  *queuecare.LeaveDetector
-	states *queuecare.States
-}
-
-func (g leaveGate) HoldTransfer(ctx context.Context, openid, content string) bool {
-	if !g.leave.IsLeave(content) {
-		return false
-	}
-	served, err := g.states.Served(ctx, openid)
-	return err == nil && !served
 }

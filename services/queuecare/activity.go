@@ -1,6 +1,8 @@
 package queuecare
 
 import (
+	"github.com/kefu-io/kefu/internal/customers"
+
 	"context"
 	"errors"
 	"fmt"
@@ -100,16 +102,16 @@ func (s *Service) latestRecorded(ctx context.Context, records MessageRecords, no
 // latest recorded message, which is stored) and those still idle. When the
 // record cannot be read, every session is held back with the error: kefu
 // does not close a conversation it cannot show to be idle.
-func (s *Service) checkRecordedActivity(ctx context.Context, stale []CustomerState, now time.Time) (idle []CustomerState, held []StaleSession) {
+func (s *Service) checkRecordedActivity(ctx context.Context, stale []customers.State, now time.Time) (idle []customers.State, held []StaleSession) {
 	records, ok := s.api.(MessageRecords)
 	if !ok {
 		return stale, nil
 	}
 	// A close kefu already made (waiting for kf_close_session) or began
 	// needs no second look.
-	var unchecked []CustomerState
+	var unchecked []customers.State
 	for _, st := range stale {
-		if st.Closing.Reason == ClosedByStale && st.Closing.SessionAt.Equal(st.Since) {
+		if st.Closing.Reason == customers.ClosedByStale && st.Closing.SessionAt.Equal(st.Since) {
 			idle = append(idle, st)
 		} else {
 			unchecked = append(unchecked, st)
@@ -129,12 +131,12 @@ func (s *Service) checkRecordedActivity(ctx context.Context, stale []CustomerSta
 	}
 	for _, st := range stale {
 		at, ok := latest[st.OpenID]
-		if !ok || !at.After(st.idleSince()) || now.Sub(at) >= s.cfg.StaleAfter {
+		if !ok || !at.After(st.IdleSince()) || now.Sub(at) >= s.cfg.StaleAfter {
 			idle = append(idle, st)
 			continue
 		}
-		_, _, err := s.states.update(ctx, st.OpenID, func(c *CustomerState) bool {
-			return c.Status == StatusServed && c.KfAccount == st.KfAccount && c.Since.Equal(st.Since) && c.touch(at)
+		_, _, err := s.states.Update(ctx, st.OpenID, func(c *customers.State) bool {
+			return c.Status == customers.StatusServed && c.KfAccount == st.KfAccount && c.Since.Equal(st.Since) && c.Touch(at)
 		})
 		if err != nil {
 			s.log.Debug("record agent activity", zap.Error(err))
@@ -145,7 +147,7 @@ func (s *Service) checkRecordedActivity(ctx context.Context, stale []CustomerSta
 	return idle, held
 }
 
-func staleItem(st CustomerState, now time.Time, action, why string) StaleSession {
+func staleItem(st customers.State, now time.Time, action, why string) StaleSession {
 	return StaleSession{OpenID: st.OpenID, KfAccount: st.KfAccount, Since: st.Since, LastActivity: st.LastActivity,
-		IdleSeconds: int64(now.Sub(st.idleSince()) / time.Second), Action: action, Error: why}
+		IdleSeconds: int64(now.Sub(st.IdleSince()) / time.Second), Action: action, Error: why}
 }

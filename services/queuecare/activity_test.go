@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/services/queuecare"
 )
@@ -17,8 +18,8 @@ func servedPair(h *harness) {
 		h.queue(c)
 	}
 	h.callbacks()
-	h.waitState("c1", "served", is(queuecare.StatusServed))
-	h.waitState("c2", "served", is(queuecare.StatusServed))
+	h.waitState("c1", "served", is(customers.StatusServed))
+	h.waitState("c2", "served", is(customers.StatusServed))
 }
 
 func actions(rep *queuecare.StaleReport) map[string]string {
@@ -60,7 +61,7 @@ func TestAgentOnlyConversationIsNotSwept(t *testing.T) {
 	if got := h.wx.CallCount(wechattest.MethodMsgRecord); got != 1 {
 		t.Errorf("getmsglist called %d times, want 1 for the whole sweep", got)
 	}
-	if st := h.state("c1"); st.Status != queuecare.StatusServed || !st.LastActivity.Equal(agentWrote.Truncate(time.Second)) || st.Closing.Reason != "" {
+	if st := h.state("c1"); st.Status != customers.StatusServed || !st.LastActivity.Equal(agentWrote.Truncate(time.Second)) || st.Closing.Reason != "" {
 		t.Errorf("c1 after the sweep: %+v; want served, last activity at the agent's message %v", st, agentWrote)
 	}
 	h.callbacks()

@@ -6,11 +6,9 @@ import (
 	"os"
 	"strings"
 	"time"
-)
 
-// DefaultLeavePhrases are the messages that take a waiting customer out
-// of the queue when Config.LeavePhrases is empty.
-var DefaultLeavePhrases = []string{"不等了", "取消排队", "退出排队"}
+	"github.com/kefu-io/kefu/internal/customers"
+)
 
 // Default texts. {minutes} is replaced by the stale timeout in minutes and
 // {link} by the customer's feedback link.
@@ -104,7 +102,7 @@ func (c *Config) setDefaults() {
 		c.Holder = fmt.Sprintf("queuecare-%s-%d", host, os.Getpid())
 	}
 	if len(c.LeavePhrases) == 0 {
-		c.LeavePhrases = DefaultLeavePhrases
+		c.LeavePhrases = customers.DefaultLeavePhrases
 	}
 	if c.LeaveConfirmation == "" {
 		c.LeaveConfirmation = DefaultLeaveConfirmation
@@ -149,7 +147,7 @@ func (c *Config) setDefaults() {
 		c.LeaseTTL = max(3*c.Tick, 15*time.Second)
 	}
 	if c.StateRetention <= 0 {
-		c.StateRetention = DefaultStateRetention
+		c.StateRetention = customers.DefaultRetention
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
@@ -183,7 +181,7 @@ func (c Config) Validate() error {
 	case !strings.Contains(c.StaleFeedbackLine, "{link}"):
 		return errors.New("queuecare: StaleFeedbackLine must contain {link}")
 	}
-	if _, err := NewLeaveDetector(c.LeavePhrases); err != nil {
+	if _, err := customers.NewLeaveDetector(c.LeavePhrases); err != nil {
 		return fmt.Errorf("queuecare: %w", err)
 	}
 	return nil

@@ -5,40 +5,24 @@
 //
 // # Customer read model
 //
-// Each customer has one record in the kefu_customers KV bucket, keyed by
-// openid (openids are [A-Za-z0-9_-]; anything else is refused, and keys
-// with a dot are kefu's own), holding a CustomerState: none, waiting
-// (since, position, estimate), served (agent, since), closed (when, by
-// whom) or left. It is built from the events of two durable consumers,
-// queuecare-wechat (KEFU_WECHAT, kefu.wechat.>: customer messages, the
-// kf_create/switch/close_session events and ingest's queue joins,
-// kefu.wechat.kf.queue.joined, which make a customer who is neither
-// waiting nor served wait from the time of the transferred message) and
-// queuecare-kf (KEFU_KF:
-// QueueSnapshot, WaitEstimated, SessionAbandoned), shared by every
-// replica. A durable consumer hands each message to one process only, so
-// the model lives in KV, not in memory, and every write is a
-// compare-and-set on the record's revision: two handlers updating one
-// customer never lose a transition. Events arrive out of order (several
-// handlers, redeliveries), so each status remembers the time of the fact
-// that set it: WeChat events carry CreateTime (whole seconds), ordered
-// within a second by their KEFU_WECHAT sequence; polls (snapshot, estimate,
-// getsession) are observations that count as one second before their poll
-// time and lose ties, so a poll never overrides an event of the same
-// second. A stale fact never overrides a newer status. Records expire
-// Config.StateRetention (7 days) after their last write.
-//
-// The notifier asks through [States.Get] and [States.Served] (another role
-// opens the bucket with [OpenStates]); [CustomerState.SuppressWaitNotice]
-// and [CustomerState.SuppressSessionNotice] say when it must stay silent.
-// GET /api/kf/customers/{openid} serves a record (404 unknown, 400
-// malformed openid).
+// Queue care keeps the customer read model of internal/customers (the
+// kefu_customers bucket, one record per openid) up to date from two durable
+// consumers, shared by every replica: queuecare-wechat (KEFU_WECHAT,
+// kefu.wechat.>: customer messages, the kf_create/switch/close_session
+// events and ingest's queue joins, kefu.wechat.kf.queue.joined, which make
+// a customer who is neither waiting nor served wait from the time of the
+// transferred message) and queuecare-kf (KEFU_KF: QueueSnapshot,
+// WaitEstimated, SessionAbandoned). How the record orders facts that
+// arrive out of order, and the questions the other services ask of it,
+// are in that package. Records expire Config.StateRetention (7 days)
+// after their last write. GET /api/kf/customers/{openid} serves a record
+// (404 unknown, 400 malformed openid).
 //
 // # Leaving the queue
 //
 // A text (or recognised voice) message that is one of Config.LeavePhrases
 // — "不等了", "取消排队", "退出排队" by default, compared without space,
-// punctuation, emoji, width or case ([LeaveDetector]) — from a customer who
+// punctuation, emoji, width or case (customers.LeaveDetector) — from a customer who
 // waits takes them out. WeChat's kfsession/close cannot do it: the official
 // documentation describes it as closing an established session
 // ("关闭已建立的客服会话"), its kf_account is required and must be the
@@ -81,7 +65,7 @@
 // all: they become waiting again (still in WeChat's queue, or queued anew
 // by ingest's transfer) and nothing is closed. Ingest answers a leave
 // phrase from a customer who is not served "success" instead of a transfer
-// ([LeaveDetector.IsLeave], [States.Served]), so the phrase never queues
+// (customers.LeaveGate), so the phrase never queues
 // anyone, while a served customer's words still reach their agent.
 //
 // A leave phrase from a customer who does not wait does nothing: no close,

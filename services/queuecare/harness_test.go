@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -223,25 +224,25 @@ func (h *harness) estimate(openid string, position int, wait int64) {
 	}
 }
 
-func (h *harness) state(openid string) queuecare.CustomerState {
+func (h *harness) state(openid string) customers.State {
 	h.t.Helper()
 	st, err := h.svc.States().Get(h.ctx, openid)
-	if err != nil && err != queuecare.ErrUnknownCustomer {
+	if err != nil && err != customers.ErrUnknownCustomer {
 		h.t.Fatal(err)
 	}
 	return st
 }
 
 // waitState waits until the customer's state satisfies cond.
-func (h *harness) waitState(openid, what string, cond func(queuecare.CustomerState) bool) queuecare.CustomerState {
+func (h *harness) waitState(openid, what string, cond func(customers.State) bool) customers.State {
 	h.t.Helper()
-	var st queuecare.CustomerState
+	var st customers.State
 	waitFor(h.t, openid+" "+what, func() bool { st = h.state(openid); return cond(st) })
 	return st
 }
 
-func is(s queuecare.Status) func(queuecare.CustomerState) bool {
-	return func(st queuecare.CustomerState) bool { return st.Status == s }
+func is(s customers.Status) func(customers.State) bool {
+	return func(st customers.State) bool { return st.Status == s }
 }
 
 // drain waits until both consumers have handled everything published.

@@ -1,6 +1,8 @@
 package queuecare
 
 import (
+	"github.com/kefu-io/kefu/internal/customers"
+
 	"errors"
 	"net/http"
 	"time"
@@ -36,9 +38,9 @@ func (s *Service) serveCustomer(w http.ResponseWriter, r *http.Request) {
 	openid := r.PathValue("openid")
 	st, err := s.states.Get(r.Context(), openid)
 	switch {
-	case errors.Is(err, ErrInvalidOpenID):
+	case errors.Is(err, customers.ErrInvalidOpenID):
 		httpapi.WriteProblem(w, http.StatusBadRequest, "malformed openid: at most 128 letters, digits, '-' and '_'", httpapi.Param("openid"))
-	case errors.Is(err, ErrUnknownCustomer):
+	case errors.Is(err, customers.ErrUnknownCustomer):
 		httpapi.WriteProblem(w, http.StatusNotFound, "unknown customer")
 	case err != nil:
 		s.log.Error("read customer state", zap.Error(err))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/estimator"
@@ -21,7 +22,7 @@ func (h *harness) estimator() *estimator.Service {
 		Bus: h.openBus(), API: h.client(h.wxURL), Logger: h.log, Now: h.clock.Now,
 		Left: func(ctx context.Context, openid string) bool {
 			st, err := h.svc.States().Get(ctx, openid)
-			return err == nil && st.Status == queuecare.StatusLeft
+			return err == nil && st.Status == customers.StatusLeft
 		},
 	})
 	if err != nil {
@@ -58,7 +59,7 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 				t.Fatalf("%d customers in WeChat's queue, want 3 (ingest transfers)", n)
 			}
 			for _, c := range []string{"c1", "c2", "c3"} {
-				h.waitState(c, "waiting from the join", is(queuecare.StatusWaiting))
+				h.waitState(c, "waiting from the join", is(customers.StatusWaiting))
 			}
 			if err := est.PollOnce(h.ctx); err != nil {
 				t.Fatal(err)
@@ -70,13 +71,13 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 				t.Fatalf("reconciliation: %d calls, %v", n, err)
 			}
 			for _, c := range []string{"c2", "c3"} {
-				if st := h.state(c); st.Status != queuecare.StatusWaiting {
+				if st := h.state(c); st.Status != customers.StatusWaiting {
 					t.Fatalf("%s after reconciliation: %+v", c, st)
 				}
 			}
 
 			h.say("c1", "不等了")
-			h.waitState("c1", "left", is(queuecare.StatusLeft))
+			h.waitState("c1", "left", is(customers.StatusLeft))
 			waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
 			if n := len(h.wx.Snapshot().Waiting); n != 3 {
 				t.Fatalf("the leave phrase changed WeChat's queue: %d waiting", n)
@@ -90,9 +91,9 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 			h.callbacks()
 			h.drain()
 			for _, c := range []string{"c2", "c3"} {
-				h.waitState(c, "served", is(queuecare.StatusServed))
+				h.waitState(c, "served", is(customers.StatusServed))
 			}
-			if st := h.state("c1"); st.Status != queuecare.StatusLeft || !st.DeferredClose.Closed {
+			if st := h.state("c1"); st.Status != customers.StatusLeft || !st.DeferredClose.Closed {
 				t.Fatalf("c1 after the agent accepted: %+v", st)
 			}
 			// The estimator polls on, past its abandonment grace.
@@ -108,7 +109,7 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 				t.Fatalf("abandonments %+v, want c1 leaving only", ab)
 			}
 			for _, c := range []string{"c2", "c3"} {
-				if st := h.state(c); st.Status != queuecare.StatusServed {
+				if st := h.state(c); st.Status != customers.StatusServed {
 					t.Fatalf("%s: %+v", c, st)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -41,7 +42,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 	h.say("c9", "你好")
 	h.queue("c9")
 	h.callbacks()
-	h.waitState("c9", "served", is(queuecare.StatusServed))
+	h.waitState("c9", "served", is(customers.StatusServed))
 	h.clock.Advance(31 * time.Minute)
 
 	const ttl = 2 * time.Second
@@ -76,7 +77,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 		t.Fatalf("A's sweep ended before closing: %v", err)
 	}
 	marked := h.state("c9")
-	if marked.Closing.Reason != queuecare.ClosedByStale || marked.Closing.Fence == 0 {
+	if marked.Closing.Reason != customers.ClosedByStale || marked.Closing.Fence == 0 {
 		t.Fatalf("c9 not marked by A: %+v", marked.Closing)
 	}
 	a.Lease().SetRenewHook(func() { <-apiA.resume })
@@ -90,7 +91,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 		return r != nil
 	})
 	h.callbacks()
-	closed := h.waitState("c9", "closed", is(queuecare.StatusClosed))
+	closed := h.waitState("c9", "closed", is(customers.StatusClosed))
 	if b.Lease().Fence() <= marked.Closing.Fence {
 		t.Fatalf("B's fence %d not above A's %d", b.Lease().Fence(), marked.Closing.Fence)
 	}
@@ -113,7 +114,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 	if got := revision(t, h, "report.stale"); got != reportByB {
 		t.Errorf("stale report rewritten by the stale sweeper (revision %d → %d)", reportByB, got)
 	}
-	if st := h.state("c9"); st.Status != queuecare.StatusClosed || st.ClosedBy != closed.ClosedBy {
+	if st := h.state("c9"); st.Status != customers.StatusClosed || st.ClosedBy != closed.ClosedBy {
 		t.Errorf("c9 after A resumed: %+v", st)
 	}
 	if sent := h.sentTo("c9"); len(sent) != 1 {
@@ -129,7 +130,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 
 func revision(t *testing.T, h *harness, key string) uint64 {
 	t.Helper()
-	kv, err := h.pub.JS.KeyValue(h.ctx, queuecare.Bucket)
+	kv, err := h.pub.JS.KeyValue(h.ctx, customers.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

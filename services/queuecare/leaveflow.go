@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -17,14 +18,14 @@ import (
 // onMessage records a customer message as activity and, for a leave
 // phrase, takes the customer out of the queue.
 func (s *Service) onMessage(ctx context.Context, d *bus.Delivery, m events.MessageReceived) error {
-	if !ValidOpenID(m.OpenID) {
+	if !customers.ValidOpenID(m.OpenID) {
 		s.m.events.WithLabelValues("message", "ignored").Inc()
 		return nil
 	}
 	at := eventTime(m.Meta, m.WeChatSource)
 	leave := s.isLeave(m)
-	_, changed, err := s.states.update(ctx, m.OpenID, func(st *CustomerState) bool {
-		return st.applyMessage(at, d.StreamSeq, leave)
+	_, changed, err := s.states.Update(ctx, m.OpenID, func(st *customers.State) bool {
+		return st.ApplyMessage(at, d.StreamSeq, leave)
 	})
 	if err != nil {
 		return err
@@ -62,7 +63,7 @@ func (s *Service) isLeave(m events.MessageReceived) bool {
 //  4. confirm once (a record in kefu_notified).
 func (s *Service) leaveQueue(ctx context.Context, d *bus.Delivery, m events.MessageReceived, at time.Time) error {
 	openid := m.OpenID
-	cur, _, err := s.states.load(ctx, openid)
+	cur, err := s.states.Load(ctx, openid)
 	if err != nil {
 		return err
 	}
@@ -70,31 +71,31 @@ func (s *Service) leaveQueue(ctx context.Context, d *bus.Delivery, m events.Mess
 	if err != nil {
 		return err
 	}
-	if !waiting && cur.Status != StatusLeft {
+	if !waiting && cur.Status != customers.StatusLeft {
 		return nil
 	}
 
-	var res leaveResult
-	st, _, err := s.states.update(ctx, openid, func(st *CustomerState) bool {
-		res = st.applyLeft(at, d.StreamSeq, queued)
-		return res == leaveApplied
+	var res customers.LeaveResult
+	st, _, err := s.states.Update(ctx, openid, func(st *customers.State) bool {
+		res = st.ApplyLeft(at, d.StreamSeq, queued)
+		return res == customers.LeaveApplied
 	})
 	if err != nil {
 		return err
 	}
 	switch res {
-	case leaveSuperseded:
+	case customers.LeaveSuperseded:
 		// Something newer (a session created after the message) stands.
 		s.m.leave.WithLabelValues("superseded").Inc()
 		return nil
-	case leaveAlready:
+	case customers.LeaveAlready:
 		if !st.FactAt.Equal(at) || st.FactSeq != d.StreamSeq {
 			// A second leave phrase: the first one did everything.
 			s.m.leave.WithLabelValues("already_left").Inc()
 			return nil
 		}
 		// This message's own earlier delivery: finish its remaining steps.
-	case leaveApplied:
+	case customers.LeaveApplied:
 		s.m.leave.WithLabelValues("left").Inc()
 		s.log.Info("customer left the queue", zap.Duration("waited", at.Sub(st.QueuedAt)))
 	}
@@ -135,8 +136,8 @@ func (s *Service) leaveQueue(ctx context.Context, d *bus.Delivery, m events.Mess
 // of waiting counts: ingest saw them join (kefu.wechat.kf.queue.joined)
 // or getwaitcase listed them. getsession's createtime 0 alone never takes
 // a waiting customer out of the queue.
-func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerState) (queued time.Time, waiting bool, err error) {
-	if cur.Status == StatusLeft {
+func (s *Service) waitingNow(ctx context.Context, openid string, cur customers.State) (queued time.Time, waiting bool, err error) {
+	if cur.Status == customers.StatusLeft {
 		// Still listed by WeChat (their case cannot be closed); the
 		// record has what the first leave phrase found.
 		return cur.QueuedAt, false, nil
@@ -148,13 +149,13 @@ func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerSta
 	switch {
 	case err == nil && info.KfAccount != "":
 		s.m.leave.WithLabelValues("served").Inc()
-		s.correct(ctx, openid, func(st *CustomerState) (bool, effect) {
-			return st.applyServedSeen(info.KfAccount, unixTime(info.CreateTime), p, s.cfg.DeferredCloseWithin)
+		s.correct(ctx, openid, func(st *customers.State) (bool, customers.Effect) {
+			return st.ApplyServedSeen(info.KfAccount, unixTime(info.CreateTime), p, s.cfg.DeferredCloseWithin)
 		})
 		return time.Time{}, false, nil
 	case err == nil && info.CreateTime != 0:
 		return unixTime(info.CreateTime), true, nil
-	case err == nil && cur.Status == StatusWaiting:
+	case err == nil && cur.Status == customers.StatusWaiting:
 		// getsession documents established sessions; for a customer in
 		// the queue WeChat may answer createtime 0. The read model's
 		// evidence — ingest saw them join, or getwaitcase listed them —
@@ -164,10 +165,12 @@ func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerSta
 	case err == nil, errCode(err) == errCodeInvalidOpenID:
 		s.m.leave.WithLabelValues("not_waiting").Inc()
 		if err == nil {
-			s.correct(ctx, openid, func(st *CustomerState) (bool, effect) { return st.applyIdleSeen(observedAt(p)), effect{} })
+			s.correct(ctx, openid, func(st *customers.State) (bool, customers.Effect) {
+				return st.ApplyIdleSeen(customers.ObservedAt(p)), customers.Effect{}
+			})
 		}
 		return time.Time{}, false, nil
-	case cur.Status == StatusWaiting:
+	case cur.Status == customers.StatusWaiting:
 		s.log.Warn("getsession failed; trusting the read model that the customer waits", zap.Error(err))
 		return cur.QueuedAt, true, nil
 	case wechat.IsPermanent(err):
@@ -180,9 +183,9 @@ func (s *Service) waitingNow(ctx context.Context, openid string, cur CustomerSta
 
 // correct applies a fact learned from WeChat on the way; a failure only
 // costs the correction, which reconciliation makes later.
-func (s *Service) correct(ctx context.Context, openid string, apply func(*CustomerState) (bool, effect)) {
-	var eff effect
-	_, _, err := s.states.update(ctx, openid, func(st *CustomerState) bool {
+func (s *Service) correct(ctx context.Context, openid string, apply func(*customers.State) (bool, customers.Effect)) {
+	var eff customers.Effect
+	_, _, err := s.states.Update(ctx, openid, func(st *customers.State) bool {
 		var ch bool
 		ch, eff = apply(st)
 		return ch
@@ -191,8 +194,8 @@ func (s *Service) correct(ctx context.Context, openid string, apply func(*Custom
 		s.log.Debug("read model correction failed", zap.Error(err))
 		return
 	}
-	if eff.closeKf != "" {
-		if err := s.deferredClose(ctx, openid, eff.closeKf); err != nil {
+	if eff.CloseKf != "" {
+		if err := s.deferredClose(ctx, openid, eff.CloseKf); err != nil {
 			s.log.Warn("deferred close", zap.Error(err))
 		}
 	}

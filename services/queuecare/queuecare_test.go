@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -30,14 +31,14 @@ func TestLeavePhraseTakesAWaitingCustomerOutOfTheQueue(t *testing.T) {
 	h.say("c2", "在吗")
 	h.queue("c2")
 	h.estimate("c1", 1, 300)
-	h.waitState("c1", "waiting at position 1", func(st queuecare.CustomerState) bool {
-		return st.Status == queuecare.StatusWaiting && st.Position == 1 && st.WaitSeconds == 300
+	h.waitState("c1", "waiting at position 1", func(st customers.State) bool {
+		return st.Status == customers.StatusWaiting && st.Position == 1 && st.WaitSeconds == 300
 	})
 
 	h.clock.Advance(3 * time.Minute)
 	leftAt := h.clock.Now()
 	h.say("c1", " 不等了！")
-	st := h.waitState("c1", "left", is(queuecare.StatusLeft))
+	st := h.waitState("c1", "left", is(customers.StatusLeft))
 	waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
 
 	// A second phrase, and the estimator still listing the stale case
@@ -48,7 +49,7 @@ func TestLeavePhraseTakesAWaitingCustomerOutOfTheQueue(t *testing.T) {
 	h.drain()
 
 	st = h.state("c1")
-	if st.Status != queuecare.StatusLeft || !st.SuppressWaitNotice() || !st.QueuedAt.Equal(queuedAt.Truncate(time.Second)) {
+	if st.Status != customers.StatusLeft || !st.SuppressWaitNotice() || !st.QueuedAt.Equal(queuedAt.Truncate(time.Second)) {
 		t.Fatalf("state after leaving: %+v", st)
 	}
 	if sent := h.sentTo("c1"); len(sent) != 1 || sent[0].Content != queuecare.DefaultLeaveConfirmation {
@@ -82,10 +83,10 @@ func TestLeavePhraseTakesAWaitingCustomerOutOfTheQueue(t *testing.T) {
 	if got := h.wx.CallCount(wechattest.MethodSessionClose); got != 1 {
 		t.Errorf("kfsession/close called %d times, want 1 (the deferred close)", got)
 	}
-	if st := h.state("c1"); st.Status != queuecare.StatusLeft || !st.DeferredClose.Closed || st.DeferredClose.KfAccount != wang {
+	if st := h.state("c1"); st.Status != customers.StatusLeft || !st.DeferredClose.Closed || st.DeferredClose.KfAccount != wang {
 		t.Errorf("c1 after the deferred close: %+v", st)
 	}
-	if st := h.state("c2"); st.Status != queuecare.StatusServed || st.KfAccount != wang {
+	if st := h.state("c2"); st.Status != customers.StatusServed || st.KfAccount != wang {
 		t.Errorf("c2: %+v", st)
 	}
 	if len(h.sentTo("c1")) != 1 || len(h.sentTo("c2")) != 0 {
@@ -102,7 +103,7 @@ func TestLeavePhraseFromACustomerWhoDoesNotWaitDoesNothing(t *testing.T) {
 	h.say("c4", "你好")
 	h.queue("c4")
 	h.callbacks()
-	h.waitState("c4", "served", is(queuecare.StatusServed))
+	h.waitState("c4", "served", is(customers.StatusServed))
 
 	h.clock.Advance(time.Minute)
 	h.say("c3", "不等了") // never queued
@@ -122,13 +123,13 @@ func TestLeavePhraseFromACustomerWhoDoesNotWaitDoesNothing(t *testing.T) {
 	if ab := h.abandoned(); len(ab) != 0 {
 		t.Errorf("abandonment events: %+v", ab)
 	}
-	if st := h.state("c4"); st.Status != queuecare.StatusServed || st.KfAccount != wang {
+	if st := h.state("c4"); st.Status != customers.StatusServed || st.KfAccount != wang {
 		t.Errorf("c4: %+v", st)
 	}
 	if snap := h.wx.Snapshot(); len(snap.Sessions) != 1 || snap.Sessions[0].OpenID != "c4" {
 		t.Errorf("sessions in WeChat: %+v", snap.Sessions)
 	}
-	if st := h.state("c3"); st.Status != queuecare.StatusNone {
+	if st := h.state("c3"); st.Status != customers.StatusNone {
 		t.Errorf("c3: %+v", st)
 	}
 }
@@ -143,12 +144,12 @@ func TestStaleSessionIsClosedOnceAndABusyOneIsNot(t *testing.T) {
 		h.queue(c)
 	}
 	h.callbacks()
-	h.waitState("c5", "served", is(queuecare.StatusServed))
-	h.waitState("c6", "served", is(queuecare.StatusServed))
+	h.waitState("c5", "served", is(customers.StatusServed))
+	h.waitState("c6", "served", is(customers.StatusServed))
 
 	h.clock.Advance(20 * time.Minute)
 	h.say("c6", "还在吗")
-	h.waitState("c6", "active", func(st queuecare.CustomerState) bool { return st.LastActivity.Equal(h.clock.Now()) })
+	h.waitState("c6", "active", func(st customers.State) bool { return st.LastActivity.Equal(h.clock.Now()) })
 	h.clock.Advance(11 * time.Minute) // c5 idle 31 minutes, c6 11
 
 	rep, err := h.svc.SweepOnce(h.ctx)
@@ -165,13 +166,13 @@ func TestStaleSessionIsClosedOnceAndABusyOneIsNot(t *testing.T) {
 		t.Fatalf("second sweep: %v %+v", err, rep)
 	}
 	h.callbacks()
-	st := h.waitState("c5", "closed", is(queuecare.StatusClosed))
+	st := h.waitState("c5", "closed", is(customers.StatusClosed))
 	if rep, err := h.svc.SweepOnce(h.ctx); err != nil || len(rep.Sessions) != 0 {
 		t.Fatalf("third sweep: %v %+v", err, rep)
 	}
 	h.drain()
 
-	if st.ClosedBy != queuecare.ClosedByStale || st.KfAccount != wang || !st.SuppressSessionNotice() {
+	if st.ClosedBy != customers.ClosedByStale || st.KfAccount != wang || !st.SuppressSessionNotice() {
 		t.Errorf("c5: %+v", st)
 	}
 	if got := h.wx.CallCount(wechattest.MethodSessionClose); got != 1 {
@@ -185,7 +186,7 @@ func TestStaleSessionIsClosedOnceAndABusyOneIsNot(t *testing.T) {
 	if n := h.notifications(events.NotifyStaleClosed); len(n) != 1 || n[0].OpenID != "c5" {
 		t.Errorf("stale_closed outcomes %+v", n)
 	}
-	if st := h.state("c6"); st.Status != queuecare.StatusServed || st.Closing.Reason != "" {
+	if st := h.state("c6"); st.Status != customers.StatusServed || st.Closing.Reason != "" {
 		t.Errorf("the busy session was touched: %+v", st)
 	}
 	if snap := h.wx.Snapshot(); len(snap.Sessions) != 1 || snap.Sessions[0].OpenID != "c6" || len(h.sentTo("c6")) != 0 {
@@ -201,7 +202,7 @@ func TestDryRunOnlyReportsStaleSessions(t *testing.T) {
 	h.say("c7", "你好")
 	h.queue("c7")
 	h.callbacks()
-	h.waitState("c7", "served", is(queuecare.StatusServed))
+	h.waitState("c7", "served", is(customers.StatusServed))
 
 	if code := h.get("/api/kf/stale", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("before any sweep: %d", code)
@@ -228,7 +229,7 @@ func TestDryRunOnlyReportsStaleSessions(t *testing.T) {
 	if got := h.wx.CallCount(wechattest.MethodSessionClose); got != 0 || len(h.wx.Sent()) != 0 {
 		t.Errorf("dry run closed %d sessions and sent %d messages", got, len(h.wx.Sent()))
 	}
-	if st := h.state("c7"); st.Status != queuecare.StatusServed {
+	if st := h.state("c7"); st.Status != customers.StatusServed {
 		t.Errorf("c7: %+v", st)
 	}
 }
@@ -239,14 +240,14 @@ func TestReconciliationRepairsLostSessionEvents(t *testing.T) {
 	h := newHarness(t, queuecare.Config{})
 	h.say("c8", "你好")
 	h.queue("c8")
-	h.waitState("c8", "known", func(st queuecare.CustomerState) bool { return !st.LastActivity.IsZero() })
+	h.waitState("c8", "known", func(st customers.State) bool { return !st.LastActivity.IsZero() })
 
 	h.clock.Advance(time.Minute)
 	sessionAt := h.clock.Now().Truncate(time.Second)
 	h.wx.DropNextCallback("kf_create_session")
 	h.agentTakes(1)
 	h.drain()
-	if st := h.state("c8"); st.Status == queuecare.StatusServed {
+	if st := h.state("c8"); st.Status == customers.StatusServed {
 		t.Fatal("the create event was not lost; the test proves nothing")
 	}
 
@@ -257,7 +258,7 @@ func TestReconciliationRepairsLostSessionEvents(t *testing.T) {
 		t.Fatalf("reconcile: %d calls, %v", n, err)
 	}
 	st := h.state("c8")
-	if st.Status != queuecare.StatusServed || st.KfAccount != wang || !st.Since.Equal(sessionAt) {
+	if st.Status != customers.StatusServed || st.KfAccount != wang || !st.Since.Equal(sessionAt) {
 		t.Fatalf("after reconciliation: %+v", st)
 	}
 	if got := h.wx.CallCount(wechattest.MethodSessionGet) - before; got != 1 {
@@ -267,8 +268,8 @@ func TestReconciliationRepairsLostSessionEvents(t *testing.T) {
 		t.Errorf("checked again within ReconcileEvery: %d calls", n)
 	}
 
-	var got queuecare.CustomerState
-	if code := h.get("/api/kf/customers/c8", &got); code != http.StatusOK || got.Status != queuecare.StatusServed || got.KfAccount != wang {
+	var got customers.State
+	if code := h.get("/api/kf/customers/c8", &got); code != http.StatusOK || got.Status != customers.StatusServed || got.KfAccount != wang {
 		t.Errorf("GET customer: %d %+v", code, got)
 	}
 
@@ -281,7 +282,7 @@ func TestReconciliationRepairsLostSessionEvents(t *testing.T) {
 	if n, err := h.svc.ReconcileOnce(h.ctx); err != nil || n != 1 {
 		t.Fatalf("second reconcile: %d calls, %v", n, err)
 	}
-	if st := h.state("c8"); st.Status != queuecare.StatusClosed || st.ClosedBy != queuecare.ClosedByUnknown {
+	if st := h.state("c8"); st.Status != customers.StatusClosed || st.ClosedBy != customers.ClosedByUnknown {
 		t.Errorf("after the lost close: %+v", st)
 	}
 	if got := h.metric("kefu_queuecare_reconcile_corrections_total", nil); got != 2 {
@@ -292,7 +293,7 @@ func TestReconciliationRepairsLostSessionEvents(t *testing.T) {
 func TestCustomerEndpoint(t *testing.T) {
 	h := newHarness(t, queuecare.Config{})
 	h.say("c9", "你好")
-	h.waitState("c9", "known", func(st queuecare.CustomerState) bool { return !st.LastActivity.IsZero() })
+	h.waitState("c9", "known", func(st customers.State) bool { return !st.LastActivity.IsZero() })
 	tests := []struct {
 		name, path string
 		want       int
@@ -363,7 +364,7 @@ func TestReconciliationStaysWithinItsCallBudget(t *testing.T) {
 	}
 	waiting := 0
 	for i := range active {
-		if h.state(fmt.Sprintf("o%04d", i)).Status == queuecare.StatusWaiting {
+		if h.state(fmt.Sprintf("o%04d", i)).Status == customers.StatusWaiting {
 			waiting++
 		}
 	}

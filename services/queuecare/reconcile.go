@@ -1,6 +1,8 @@
 package queuecare
 
 import (
+	"github.com/kefu-io/kefu/internal/customers"
+
 	"context"
 	"slices"
 
@@ -35,9 +37,9 @@ func (s *Service) reconcilePass(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	now := s.now()
-	var due []CustomerState
-	err := s.states.scan(ctx, func(st CustomerState) {
-		if now.Sub(st.activeAt()) <= s.cfg.ReconcileWindow && now.Sub(st.CheckedAt) >= s.cfg.ReconcileEvery {
+	var due []customers.State
+	err := s.states.Scan(ctx, func(st customers.State) {
+		if now.Sub(st.ActiveAt()) <= s.cfg.ReconcileWindow && now.Sub(st.CheckedAt) >= s.cfg.ReconcileEvery {
 			due = append(due, st)
 		}
 	})
@@ -46,11 +48,11 @@ func (s *Service) reconcilePass(ctx context.Context) (int, error) {
 	}
 	// Never-checked and longest-unchecked customers first, so that with
 	// more customers than budget every one is reached in turn.
-	slices.SortFunc(due, func(a, b CustomerState) int {
+	slices.SortFunc(due, func(a, b customers.State) int {
 		if c := a.CheckedAt.Compare(b.CheckedAt); c != 0 {
 			return c
 		}
-		return b.activeAt().Compare(a.activeAt())
+		return b.ActiveAt().Compare(a.ActiveAt())
 	})
 	calls := 0
 	for _, st := range due {
@@ -67,7 +69,7 @@ func (s *Service) reconcilePass(ctx context.Context) (int, error) {
 }
 
 // reconcile checks one customer with getsession and applies the answer.
-func (s *Service) reconcile(ctx context.Context, was CustomerState) {
+func (s *Service) reconcile(ctx context.Context, was customers.State) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	info, err := s.api.GetSession(cctx, was.OpenID)
 	cancel()
@@ -82,22 +84,22 @@ func (s *Service) reconcile(ctx context.Context, was CustomerState) {
 	} else {
 		s.m.reconcileCalls.WithLabelValues("ok").Inc()
 	}
-	var eff effect
+	var eff customers.Effect
 	// Always written: CheckedAt moves even when the state was right.
-	now, _, uerr := s.states.update(ctx, was.OpenID, func(st *CustomerState) bool {
-		eff = effect{}
+	now, _, uerr := s.states.Update(ctx, was.OpenID, func(st *customers.State) bool {
+		eff = customers.Effect{}
 		if err == nil {
 			switch {
 			case info.KfAccount != "":
-				_, eff = st.applyServedSeen(info.KfAccount, unixTime(info.CreateTime), p, s.cfg.DeferredCloseWithin)
+				_, eff = st.ApplyServedSeen(info.KfAccount, unixTime(info.CreateTime), p, s.cfg.DeferredCloseWithin)
 			case info.CreateTime != 0:
-				st.applyWaitingSeen(waitingSeen{At: p, QueuedAt: unixTime(info.CreateTime)})
-			case st.Status == StatusWaiting:
+				st.ApplyWaitingSeen(customers.WaitingSeen{At: p, QueuedAt: unixTime(info.CreateTime)})
+			case st.Status == customers.StatusWaiting:
 				// getsession may answer createtime 0 for a customer in
 				// the queue: no evidence they left. The estimator reports
 				// a customer who vanished from getwaitcase.
 			default:
-				st.applyIdleSeen(observedAt(p))
+				st.ApplyIdleSeen(customers.ObservedAt(p))
 			}
 		}
 		st.CheckedAt = p.UTC()
@@ -111,8 +113,8 @@ func (s *Service) reconcile(ctx context.Context, was CustomerState) {
 		s.m.corrections.WithLabelValues(string(was.Status), string(now.Status)).Inc()
 		s.log.Info("reconciliation corrected a customer state", zap.String("from", string(was.Status)), zap.String("to", string(now.Status)))
 	}
-	if eff.closeKf != "" {
-		if err := s.deferredClose(ctx, was.OpenID, eff.closeKf); err != nil {
+	if eff.CloseKf != "" {
+		if err := s.deferredClose(ctx, was.OpenID, eff.CloseKf); err != nil {
 			s.log.Warn("deferred close", zap.Error(err))
 		}
 	}

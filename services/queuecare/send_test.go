@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -18,7 +19,7 @@ func staleServed(h *harness) {
 	h.say("c5", "你好")
 	h.queue("c5")
 	h.callbacks()
-	h.waitState("c5", "served", is(queuecare.StatusServed))
+	h.waitState("c5", "served", is(customers.StatusServed))
 	h.clock.Advance(31 * time.Minute)
 }
 
@@ -45,11 +46,11 @@ func TestLeaveConfirmationNeverSentIsRetriedAndSentOnce(t *testing.T) {
 	h.say("c1", "你好")
 	h.queue("c1")
 	h.estimate("c1", 1, 300)
-	h.waitState("c1", "waiting", is(queuecare.StatusWaiting))
+	h.waitState("c1", "waiting", is(customers.StatusWaiting))
 	calls := h.wx.CallCount(wechattest.MethodCustomSend)
 	h.wx.InjectFault(wechattest.MethodCustomSend, wechattest.FaultTooManyRequests, 2*(wechat.DefaultMaxRetries+1))
 	h.say("c1", "不等了")
-	h.waitState("c1", "left", is(queuecare.StatusLeft))
+	h.waitState("c1", "left", is(customers.StatusLeft))
 	waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
 	h.drain()
 	if got := h.wx.CallCount(wechattest.MethodCustomSend) - calls; got != 2*(wechat.DefaultMaxRetries+1)+1 {
@@ -80,7 +81,7 @@ func TestStaleGoodbyeAfterA429IsSentOnce(t *testing.T) {
 		t.Fatalf("sweep report %+v", rep.Sessions)
 	}
 	h.callbacks()
-	h.waitState("c5", "closed", is(queuecare.StatusClosed))
+	h.waitState("c5", "closed", is(customers.StatusClosed))
 	h.drain()
 	if n := len(h.sentTo("c5")); n != 1 {
 		t.Fatalf("%d goodbyes, want exactly 1", n)

@@ -7,12 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/sendonce"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -40,7 +41,8 @@ type Deps struct {
 	// lease); default time.Now.
 	Now func() time.Time
 	// FeedbackLink returns the feedback link a stale-session message
-	// carries (the notifier's signed link); nil or "" → no link.
+	// carries (feedbacklink.Links.Link, the links the notifier makes too);
+	// nil or "" → no link.
 	FeedbackLink func(openid string) string
 }
 
@@ -59,24 +61,26 @@ const (
 	leaseKeyPrefix        = "queuecare-"       // + appid, in kefu_locks
 	notifiedKeyLeftPrefix = "queuecare.left."  // + openid.queued-unix, in kefu_notified
 	notifiedKeyStale      = "queuecare.stale." // + openid.session-unix, in kefu_notified
+	// recordTimeout bounds publishing and recording a message's outcome.
+	recordTimeout = 5 * time.Second
 )
 
 // Service keeps the customer read model, takes customers who ask to leave
 // out of the queue, closes stale sessions and reconciles the read model
 // with WeChat.
 type Service struct {
-	cfg      Config
-	bus      *bus.Bus
-	api      API
-	log      *zap.Logger
-	now      func() time.Time
-	link     func(string) string
-	m        *metrics
-	leave    *LeaveDetector
-	source   string
-	states   *States
-	notified jetstream.KeyValue
-	lease    *bus.Lease
+	cfg    Config
+	bus    *bus.Bus
+	api    API
+	log    *zap.Logger
+	now    func() time.Time
+	link   func(string) string
+	m      *metrics
+	leave  *customers.LeaveDetector
+	source string
+	states *customers.Store
+	ledger *sendonce.Ledger // kefu_notified: each message at most once
+	lease  *bus.Lease
 
 	holderMu  sync.Mutex // one sweep or reconcile pass at a time
 	limiter   *rate.Limiter
@@ -99,7 +103,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Bus == nil || deps.API == nil {
 		return nil, errors.New("queuecare: Bus and API are required")
 	}
-	detector, err := NewLeaveDetector(cfg.LeavePhrases)
+	detector, err := customers.NewLeaveDetector(cfg.LeavePhrases)
 	if err != nil {
 		return nil, fmt.Errorf("queuecare: %w", err)
 	}
@@ -127,10 +131,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 // LeaveDetector is the detector of the configured leave phrases, for
 // ingest.
-func (s *Service) LeaveDetector() *LeaveDetector { return s.leave }
+func (s *Service) LeaveDetector() *customers.LeaveDetector { return s.leave }
 
 // States is the customer read model (nil before Start).
-func (s *Service) States() *States { return s.states }
+func (s *Service) States() *customers.Store { return s.states }
 
 // Start creates the streams, buckets and durable consumers it needs and
 // starts the lease holder's loop. It does not block.
@@ -143,12 +147,21 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.bus.EnsureStreams(ctx, events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ); err != nil {
 		return err
 	}
-	states, err := openStates(ctx, s.bus, s.cfg.StateRetention, s.now, s.m.conflicts)
+	states, err := customers.Ensure(ctx, s.bus, customers.Options{Retention: s.cfg.StateRetention, Now: s.now, Conflicts: s.m.conflicts})
 	if err != nil {
 		return err
 	}
 	s.states = states
-	if s.notified, err = s.bus.KeyValue(ctx, bus.BucketNotified); err != nil {
+	notified, err := s.bus.KeyValue(ctx, bus.BucketNotified)
+	if err != nil {
+		return err
+	}
+	// A claim outlives a live sender's send and record by the margin
+	// for clock skew between processes.
+	s.ledger, err = sendonce.New(sendonce.Config{Bus: s.bus, KV: notified, Sender: s.api, Source: s.source, Owner: s.cfg.Holder,
+		Now: func() time.Time { return s.now().UTC() }, Log: s.log, SendTimeout: s.cfg.SendTimeout,
+		RecordTimeout: recordTimeout, StaleAfter: s.cfg.SendTimeout + recordTimeout + 5*time.Second})
+	if err != nil {
 		return err
 	}
 	locks, err := s.bus.KeyValue(ctx, bus.BucketLocks)
@@ -290,26 +303,26 @@ func (s *Service) handle(ctx context.Context, d *bus.Delivery) error {
 	case events.MessageReceived:
 		return s.onMessage(ctx, d, e)
 	case events.SessionCreated:
-		return s.onSession(ctx, "created", e.OpenID, func(st *CustomerState) (bool, effect) {
-			return st.applyCreated(e.KfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq, s.cfg.DeferredCloseWithin)
+		return s.onSession(ctx, "created", e.OpenID, func(st *customers.State) (bool, customers.Effect) {
+			return st.ApplyCreated(e.KfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq, s.cfg.DeferredCloseWithin)
 		})
 	case events.SessionSwitched:
-		return s.onSession(ctx, "switched", e.OpenID, func(st *CustomerState) (bool, effect) {
-			return st.applySwitched(e.FromKfAccount, e.ToKfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq, s.cfg.DeferredCloseWithin)
+		return s.onSession(ctx, "switched", e.OpenID, func(st *customers.State) (bool, customers.Effect) {
+			return st.ApplySwitched(e.FromKfAccount, e.ToKfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq, s.cfg.DeferredCloseWithin)
 		})
 	case events.SessionClosed:
-		return s.onSession(ctx, "closed", e.OpenID, func(st *CustomerState) (bool, effect) {
-			return st.applyClosed(e.KfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq), effect{}
+		return s.onSession(ctx, "closed", e.OpenID, func(st *customers.State) (bool, customers.Effect) {
+			return st.ApplyClosed(e.KfAccount, eventTime(e.Meta, e.WeChatSource), d.StreamSeq), customers.Effect{}
 		})
 	case events.QueueJoined:
 		// Ingest transferred the customer's message to 多客服: evidence
 		// that they wait, with the time they joined, at no API call.
-		return s.observe(ctx, "joined", e.OpenID, func(st *CustomerState) bool {
-			return st.applyJoined(eventTime(e.Meta, events.WeChatSource{}), d.StreamSeq)
+		return s.observe(ctx, "joined", e.OpenID, func(st *customers.State) bool {
+			return st.ApplyJoined(eventTime(e.Meta, events.WeChatSource{}), d.StreamSeq)
 		})
 	case events.WaitEstimated:
-		return s.observe(ctx, "wait_estimated", e.OpenID, func(st *CustomerState) bool {
-			return st.applyWaitingSeen(waitingSeen{At: e.OccurredAt, Position: e.Position, Estimate: true,
+		return s.observe(ctx, "wait_estimated", e.OpenID, func(st *customers.State) bool {
+			return st.ApplyWaitingSeen(customers.WaitingSeen{At: e.OccurredAt, Position: e.Position, Estimate: true,
 				WaitSeconds: e.WaitSeconds, WaitP90: e.WaitP90Seconds})
 		})
 	case events.QueueSnapshot:
@@ -319,8 +332,8 @@ func (s *Service) handle(ctx context.Context, d *bus.Delivery) error {
 			s.m.events.WithLabelValues("abandoned", "ignored").Inc()
 			return nil // "left" is kefu's own, already in the model
 		}
-		return s.observe(ctx, "abandoned", e.OpenID, func(st *CustomerState) bool {
-			return st.Status == StatusWaiting && st.applyIdleSeen(e.OccurredAt)
+		return s.observe(ctx, "abandoned", e.OpenID, func(st *customers.State) bool {
+			return st.Status == customers.StatusWaiting && st.ApplyIdleSeen(e.OccurredAt)
 		})
 	}
 	return nil
@@ -335,13 +348,13 @@ func eventTime(m events.Meta, src events.WeChatSource) time.Time {
 }
 
 // onSession applies a session event and carries out a deferred close.
-func (s *Service) onSession(ctx context.Context, kind, openid string, apply func(*CustomerState) (bool, effect)) error {
-	if !ValidOpenID(openid) {
+func (s *Service) onSession(ctx context.Context, kind, openid string, apply func(*customers.State) (bool, customers.Effect)) error {
+	if !customers.ValidOpenID(openid) {
 		s.m.events.WithLabelValues(kind, "ignored").Inc()
 		return nil
 	}
-	var eff effect
-	_, changed, err := s.states.update(ctx, openid, func(st *CustomerState) bool {
+	var eff customers.Effect
+	_, changed, err := s.states.Update(ctx, openid, func(st *customers.State) bool {
 		var ch bool
 		ch, eff = apply(st)
 		return ch
@@ -350,19 +363,19 @@ func (s *Service) onSession(ctx context.Context, kind, openid string, apply func
 		return err
 	}
 	s.countApplied(kind, changed)
-	if eff.closeKf != "" {
-		return s.deferredClose(ctx, openid, eff.closeKf)
+	if eff.CloseKf != "" {
+		return s.deferredClose(ctx, openid, eff.CloseKf)
 	}
 	return nil
 }
 
 // observe applies a poll's view of one customer.
-func (s *Service) observe(ctx context.Context, kind, openid string, apply func(*CustomerState) bool) error {
-	if !ValidOpenID(openid) {
+func (s *Service) observe(ctx context.Context, kind, openid string, apply func(*customers.State) bool) error {
+	if !customers.ValidOpenID(openid) {
 		s.m.events.WithLabelValues(kind, "ignored").Inc()
 		return nil
 	}
-	_, changed, err := s.states.update(ctx, openid, apply)
+	_, changed, err := s.states.Update(ctx, openid, apply)
 	if err != nil {
 		return err
 	}
@@ -384,8 +397,8 @@ func (s *Service) countApplied(kind string, changed bool) {
 func (s *Service) onSnapshot(ctx context.Context, snap events.QueueSnapshot) error {
 	at := snap.OccurredAt
 	for _, w := range snap.Waiting {
-		err := s.observe(ctx, "snapshot", w.OpenID, func(st *CustomerState) bool {
-			return st.applyWaitingSeen(waitingSeen{At: at, QueuedAt: w.Since.UTC().Truncate(time.Second), Position: w.Position})
+		err := s.observe(ctx, "snapshot", w.OpenID, func(st *customers.State) bool {
+			return st.ApplyWaitingSeen(customers.WaitingSeen{At: at, QueuedAt: w.Since.UTC().Truncate(time.Second), Position: w.Position})
 		})
 		if err != nil {
 			return err
@@ -393,21 +406,21 @@ func (s *Service) onSnapshot(ctx context.Context, snap events.QueueSnapshot) err
 	}
 	for _, a := range snap.Agents {
 		for _, sess := range a.Sessions {
-			var eff effect
-			if !ValidOpenID(sess.OpenID) {
+			var eff customers.Effect
+			if !customers.ValidOpenID(sess.OpenID) {
 				continue
 			}
-			_, changed, err := s.states.update(ctx, sess.OpenID, func(st *CustomerState) bool {
+			_, changed, err := s.states.Update(ctx, sess.OpenID, func(st *customers.State) bool {
 				var ch bool
-				ch, eff = st.applyServedSeen(a.KfAccount, sess.Since.UTC().Truncate(time.Second), at, s.cfg.DeferredCloseWithin)
+				ch, eff = st.ApplyServedSeen(a.KfAccount, sess.Since.UTC().Truncate(time.Second), at, s.cfg.DeferredCloseWithin)
 				return ch
 			})
 			if err != nil {
 				return err
 			}
 			s.countApplied("snapshot", changed)
-			if eff.closeKf != "" {
-				if err := s.deferredClose(ctx, sess.OpenID, eff.closeKf); err != nil {
+			if eff.CloseKf != "" {
+				if err := s.deferredClose(ctx, sess.OpenID, eff.CloseKf); err != nil {
 					return err
 				}
 			}

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -91,9 +92,9 @@ func (s *Service) sweep(ctx context.Context) (*StaleReport, error) {
 func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	now := s.now()
 	s.lastSweep = now
-	var stale []CustomerState
-	err := s.states.scan(ctx, func(st CustomerState) {
-		if st.Status == StatusServed && now.Sub(st.idleSince()) >= s.cfg.StaleAfter &&
+	var stale []customers.State
+	err := s.states.Scan(ctx, func(st customers.State) {
+		if st.Status == customers.StatusServed && now.Sub(st.IdleSince()) >= s.cfg.StaleAfter &&
 			!(st.Closing.Failed && st.Closing.SessionAt.Equal(st.Since)) {
 			stale = append(stale, st)
 		}
@@ -101,7 +102,7 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(stale, func(a, b CustomerState) int { return a.idleSince().Compare(b.idleSince()) })
+	slices.SortFunc(stale, func(a, b customers.State) int { return a.IdleSince().Compare(b.IdleSince()) })
 
 	rep := &StaleReport{At: now.UTC(), DryRun: s.cfg.StaleDryRun, StaleAfterSeconds: int64(s.cfg.StaleAfter / time.Second), Sessions: []StaleSession{}}
 	// What agents type reaches kefu only through the message record: read
@@ -116,7 +117,7 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	}
 	for _, st := range stale {
 		item := StaleSession{OpenID: st.OpenID, KfAccount: st.KfAccount, Since: st.Since, LastActivity: st.LastActivity,
-			IdleSeconds: int64(now.Sub(st.idleSince()) / time.Second)}
+			IdleSeconds: int64(now.Sub(st.IdleSince()) / time.Second)}
 		if s.cfg.StaleDryRun {
 			item.Action = ActionWouldClose
 		} else {
@@ -145,7 +146,7 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode stale report: %w", err)
 	}
-	if _, err := bus.NewFencedKV(s.bus.JS, s.states.kv, s.lease).Put(ctx, reportKey, data); err != nil {
+	if _, err := bus.NewFencedKV(s.bus.JS, s.states.KV(), s.lease).Put(ctx, reportKey, data); err != nil {
 		return nil, fmt.Errorf("store stale report: %w", err)
 	}
 	return rep, nil
@@ -175,30 +176,30 @@ func leaseLost(err error) error {
 //     with the feedback link.
 //
 // lost is non-nil (wrapping bus.ErrLeaseLost) when the sweep must stop.
-func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.Time) (action, why string, lost error) {
+func (s *Service) closeStale(ctx context.Context, cand customers.State, now time.Time) (action, why string, lost error) {
 	if err := s.lease.Check(ctx); err != nil {
 		return ActionRetry, err.Error(), leaseLost(err)
 	}
 	fence := s.lease.Fence()
-	st, _, err := s.states.update(ctx, cand.OpenID, func(st *CustomerState) bool {
-		if st.Status != StatusServed || st.KfAccount != cand.KfAccount || !st.Since.Equal(cand.Since) ||
-			now.Sub(st.idleSince()) < s.cfg.StaleAfter || st.Closing.Failed {
+	st, _, err := s.states.Update(ctx, cand.OpenID, func(st *customers.State) bool {
+		if st.Status != customers.StatusServed || st.KfAccount != cand.KfAccount || !st.Since.Equal(cand.Since) ||
+			now.Sub(st.IdleSince()) < s.cfg.StaleAfter || st.Closing.Failed {
 			return false
 		}
-		if st.Closing.Reason == ClosedByStale && st.Closing.SessionAt.Equal(st.Since) {
+		if st.Closing.Reason == customers.ClosedByStale && st.Closing.SessionAt.Equal(st.Since) {
 			if st.Closing.Done || st.Closing.Fence >= fence {
 				return false // marked by an earlier sweep of this tenure, or by a later holder
 			}
 			st.Closing.Fence = fence // an earlier holder's unfinished close: finish it
 			return true
 		}
-		st.Closing = Closing{Reason: ClosedByStale, KfAccount: st.KfAccount, SessionAt: st.Since, At: now.UTC(), Fence: fence}
+		st.Closing = customers.Closing{Reason: customers.ClosedByStale, KfAccount: st.KfAccount, SessionAt: st.Since, At: now.UTC(), Fence: fence}
 		return true
 	})
 	if err != nil {
 		return ActionRetry, err.Error(), nil
 	}
-	if st.Status != StatusServed || st.Closing.Reason != ClosedByStale || !st.Closing.SessionAt.Equal(cand.Since) || st.Closing.Failed {
+	if st.Status != customers.StatusServed || st.Closing.Reason != customers.ClosedByStale || !st.Closing.SessionAt.Equal(cand.Since) || st.Closing.Failed {
 		return ActionActive, "", nil
 	}
 	if st.Closing.Fence > fence {
@@ -223,14 +224,16 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 		switch code := errCode(err); {
 		case err == nil:
 			action = ActionClosed
-			s.markClosing(ctx, st, func(c *Closing) { c.Done = true })
+			s.markClosing(ctx, st, func(c *customers.Closing) { c.Done = true })
 		case code == errCodeNoSession:
 			// Gone already (the close event was lost, or the agent closed
 			// it): the customer is not told about a close kefu did not make.
-			s.correct(ctx, st.OpenID, func(c *CustomerState) (bool, effect) { return c.applyIdleSeen(observedAt(s.now())), effect{} })
+			s.correct(ctx, st.OpenID, func(c *customers.State) (bool, customers.Effect) {
+				return c.ApplyIdleSeen(customers.ObservedAt(s.now())), customers.Effect{}
+			})
 			return ActionAlreadyClosed, "", nil
 		case wechat.IsPermanent(err):
-			s.markClosing(ctx, st, func(c *Closing) { c.Failed = true })
+			s.markClosing(ctx, st, func(c *customers.Closing) { c.Failed = true })
 			return ActionFailed, err.Error(), nil
 		default:
 			return ActionRetry, err.Error(), nil
@@ -241,7 +244,7 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 	recorded := text
 	if link := s.link(st.OpenID); link != "" {
 		text += "\n" + render(s.cfg.StaleFeedbackLine, s.cfg.StaleAfter, link)
-		recorded += "\n" + render(s.cfg.StaleFeedbackLine, s.cfg.StaleAfter, redactLink(link))
+		recorded += "\n" + render(s.cfg.StaleFeedbackLine, s.cfg.StaleAfter, feedbacklink.Redact(link))
 	}
 	cause := "kf-stale-" + st.OpenID + "-" + strconv.FormatInt(st.Since.Unix(), 10)
 	outcome, err := s.sendOnce(ctx, outgoing{
@@ -260,9 +263,9 @@ func (s *Service) closeStale(ctx context.Context, cand CustomerState, now time.T
 
 // markClosing updates the Closing marker of st's session, if it is still
 // the one this tenure set (st.Closing.Fence).
-func (s *Service) markClosing(ctx context.Context, st CustomerState, fn func(*Closing)) {
-	_, _, err := s.states.update(ctx, st.OpenID, func(c *CustomerState) bool {
-		if c.Closing.Reason != ClosedByStale || !c.Closing.SessionAt.Equal(st.Since) || c.Closing.Fence != st.Closing.Fence {
+func (s *Service) markClosing(ctx context.Context, st customers.State, fn func(*customers.Closing)) {
+	_, _, err := s.states.Update(ctx, st.OpenID, func(c *customers.State) bool {
+		if c.Closing.Reason != customers.ClosedByStale || !c.Closing.SessionAt.Equal(st.Since) || c.Closing.Fence != st.Closing.Fence {
 			return false
 		}
 		fn(&c.Closing)
@@ -273,9 +276,13 @@ func (s *Service) markClosing(ctx context.Context, st CustomerState, fn func(*Cl
 	}
 }
 
+// reportKey holds the last stale-session sweep (GET /api/kf/stale) in the
+// customers' bucket, beside the records it was drawn from.
+const reportKey = "report.stale"
+
 // LastStaleReport returns the report of the last sweep by any replica.
 func (s *Service) LastStaleReport(ctx context.Context) (*StaleReport, error) {
-	entry, err := s.states.kv.Get(ctx, reportKey)
+	entry, err := s.states.KV().Get(ctx, reportKey)
 	if err != nil {
 		return nil, err
 	}
@@ -284,14 +291,4 @@ func (s *Service) LastStaleReport(ctx context.Context) (*StaleReport, error) {
 		return nil, fmt.Errorf("decode stale report: %w", err)
 	}
 	return &rep, nil
-}
-
-// redactLink blanks the signed token of one of kefu's feedback links
-// (…/feedback/<token>) for events: anyone holding it could post as the
-// customer. A plain Tucao link carries no secret and stays.
-func redactLink(link string) string {
-	if i := strings.LastIndexByte(link, '/'); i >= 0 && i < len(link)-1 && strings.HasSuffix(link[:i+1], "/feedback/") {
-		return link[:i+1] + "REDACTED"
-	}
-	return link
 }

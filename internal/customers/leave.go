@@ -1,4 +1,4 @@
-package queuecare
+package customers
 
 import (
 	"errors"
@@ -7,9 +7,14 @@ import (
 	"unicode"
 )
 
+// DefaultLeavePhrases are the messages that take a waiting customer out
+// of the queue when none are configured (KEFU_QUEUE_LEAVE_PHRASES).
+var DefaultLeavePhrases = []string{"不等了", "取消排队", "退出排队"}
+
 // LeaveDetector recognises the messages by which a waiting customer asks
-// to leave the queue. It is shared with ingest, which answers such a
-// message "success" instead of transferring it into the queue.
+// to leave the queue. Queue care takes such a customer out; ingest answers
+// their message "success" instead of transferring it into the queue
+// (LeaveGate).
 //
 // A message is a leave request when, once normalised, it equals one of the
 // phrases: full-width letters, digits and ASCII punctuation become

@@ -1,4 +1,4 @@
-package queuecare
+package customers
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/kefu-io/kefu/internal/natstest"
 )
 
-func openTestStates(t *testing.T) *States {
+func openTestStore(t *testing.T) *Store {
 	t.Helper()
 	srv := natstest.Run(t, nil)
 	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
@@ -20,7 +20,7 @@ func openTestStates(t *testing.T) *States {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	m, err := openStates(context.Background(), b, time.Hour, time.Now, nil)
+	m, err := Ensure(context.Background(), b, Options{Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func openTestStates(t *testing.T) *States {
 // Had any write been based on a stale read, one of the two maxima would be
 // lost; compare-and-set keeps both.
 func TestConcurrentUpdatesNeverLoseATransition(t *testing.T) {
-	m := openTestStates(t)
+	m := openTestStore(t)
 	ctx := context.Background()
 	const n = 40
 	order := rand.Perm(2 * n)
@@ -42,9 +42,9 @@ func TestConcurrentUpdatesNeverLoseATransition(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := m.update(ctx, "oCustomer", func(st *CustomerState) bool {
+			_, _, err := m.Update(ctx, "oCustomer", func(st *State) bool {
 				if i < n {
-					return st.applyMessage(sec(i+1), uint64(i+1), false)
+					return st.ApplyMessage(sec(i+1), uint64(i+1), false)
 				}
 				at := sec(i - n + 1)
 				if !at.After(st.CheckedAt) {
@@ -73,10 +73,10 @@ func TestConcurrentUpdatesNeverLoseATransition(t *testing.T) {
 }
 
 func TestGetAndServed(t *testing.T) {
-	m := openTestStates(t)
+	m := openTestStore(t)
 	ctx := context.Background()
-	if _, _, err := m.update(ctx, "oServed", func(st *CustomerState) bool {
-		_, _ = st.applyCreated(wang, sec(1), 1, within)
+	if _, _, err := m.Update(ctx, "oServed", func(st *State) bool {
+		_, _ = st.ApplyCreated(wang, sec(1), 1, within)
 		return true
 	}); err != nil {
 		t.Fatal(err)
@@ -112,12 +112,12 @@ func TestGetAndServed(t *testing.T) {
 // A record that cannot be read (written by hand, or by a broken version)
 // is replaced instead of blocking the customer.
 func TestUnreadableRecordIsReplaced(t *testing.T) {
-	m := openTestStates(t)
+	m := openTestStore(t)
 	ctx := context.Background()
 	if _, err := m.kv.Put(ctx, "oBroken", []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	st, changed, err := m.update(ctx, "oBroken", func(st *CustomerState) bool { return st.applyMessage(sec(5), 1, false) })
+	st, changed, err := m.Update(ctx, "oBroken", func(st *State) bool { return st.ApplyMessage(sec(5), 1, false) })
 	if err != nil || !changed || !st.LastMessageAt.Equal(sec(5)) {
 		t.Fatalf("update: %v %v %+v", err, changed, st)
 	}

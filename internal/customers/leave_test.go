@@ -1,14 +1,14 @@
-package queuecare_test
+package customers_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/kefu-io/kefu/services/queuecare"
+	"github.com/kefu-io/kefu/internal/customers"
 )
 
 func TestLeaveDetector(t *testing.T) {
-	d, err := queuecare.NewLeaveDetector(queuecare.DefaultLeavePhrases)
+	d, err := customers.NewLeaveDetector(customers.DefaultLeavePhrases)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestLeaveDetector(t *testing.T) {
 }
 
 func TestLeaveDetectorWithConfiguredPhrases(t *testing.T) {
-	d, err := queuecare.NewLeaveDetector([]string{"ＳＴＯＰ", "算了"})
+	d, err := customers.NewLeaveDetector([]string{"ＳＴＯＰ", "算了"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +71,14 @@ func TestLeaveDetectorWithConfiguredPhrases(t *testing.T) {
 
 func TestLeaveDetectorRefusesPhrasesWithoutLetters(t *testing.T) {
 	for _, phrases := range [][]string{nil, {"。。"}, {"不等了", " "}} {
-		if _, err := queuecare.NewLeaveDetector(phrases); err == nil {
+		if _, err := customers.NewLeaveDetector(phrases); err == nil {
 			t.Errorf("NewLeaveDetector(%q) accepted", phrases)
 		}
 	}
 }
 
 func TestNilLeaveDetectorMatchesNothing(t *testing.T) {
-	var d *queuecare.LeaveDetector
+	var d *customers.LeaveDetector
 	if d.IsLeave("不等了") {
 		t.Fatal("a nil detector matched")
 	}

@@ -1,4 +1,4 @@
-package queuecare
+package customers
 
 import (
 	"testing"
@@ -16,63 +16,63 @@ const (
 )
 
 // op is one fact applied to a state; it returns the effect asked for.
-type op func(*CustomerState) effect
+type op func(*State) Effect
 
 func created(kf string, at time.Time, seq uint64) op {
-	return func(c *CustomerState) effect { _, e := c.applyCreated(kf, at, seq, within); return e }
+	return func(c *State) Effect { _, e := c.ApplyCreated(kf, at, seq, within); return e }
 }
 
 func switched(from, to string, at time.Time, seq uint64) op {
-	return func(c *CustomerState) effect { _, e := c.applySwitched(from, to, at, seq, within); return e }
+	return func(c *State) Effect { _, e := c.ApplySwitched(from, to, at, seq, within); return e }
 }
 
 func closed(kf string, at time.Time, seq uint64) op {
-	return func(c *CustomerState) effect { c.applyClosed(kf, at, seq); return effect{} }
+	return func(c *State) Effect { c.ApplyClosed(kf, at, seq); return Effect{} }
 }
 
 func message(at time.Time, seq uint64, leave bool) op {
-	return func(c *CustomerState) effect { c.applyMessage(at, seq, leave); return effect{} }
+	return func(c *State) Effect { c.ApplyMessage(at, seq, leave); return Effect{} }
 }
 
 func left(at time.Time, seq uint64, queued time.Time) op {
-	return func(c *CustomerState) effect { c.applyLeft(at, seq, queued); return effect{} }
+	return func(c *State) Effect { c.ApplyLeft(at, seq, queued); return Effect{} }
 }
 
 func seenWaiting(p, queued time.Time, pos int) op {
-	return func(c *CustomerState) effect {
-		c.applyWaitingSeen(waitingSeen{At: p, QueuedAt: queued, Position: pos})
-		return effect{}
+	return func(c *State) Effect {
+		c.ApplyWaitingSeen(WaitingSeen{At: p, QueuedAt: queued, Position: pos})
+		return Effect{}
 	}
 }
 
 func estimated(p time.Time, pos int, wait int64) op {
-	return func(c *CustomerState) effect {
-		c.applyWaitingSeen(waitingSeen{At: p, Position: pos, Estimate: true, WaitSeconds: wait, WaitP90: 2 * wait})
-		return effect{}
+	return func(c *State) Effect {
+		c.ApplyWaitingSeen(WaitingSeen{At: p, Position: pos, Estimate: true, WaitSeconds: wait, WaitP90: 2 * wait})
+		return Effect{}
 	}
 }
 
 func seenServed(kf string, sessionAt, p time.Time) op {
-	return func(c *CustomerState) effect { _, e := c.applyServedSeen(kf, sessionAt, p, within); return e }
+	return func(c *State) Effect { _, e := c.ApplyServedSeen(kf, sessionAt, p, within); return e }
 }
 
 func seenIdle(p time.Time) op {
-	return func(c *CustomerState) effect { c.applyIdleSeen(observedAt(p)); return effect{} }
+	return func(c *State) Effect { c.ApplyIdleSeen(ObservedAt(p)); return Effect{} }
 }
 
 func staleClosing(kf string, sessionAt time.Time) op {
-	return func(c *CustomerState) effect {
+	return func(c *State) Effect {
 		c.Closing = Closing{Reason: ClosedByStale, KfAccount: kf, SessionAt: sessionAt, Done: true}
-		return effect{}
+		return Effect{}
 	}
 }
 
-func run(ops ...op) (CustomerState, []string) {
-	st := CustomerState{OpenID: "o1", Status: StatusNone}
+func run(ops ...op) (State, []string) {
+	st := State{OpenID: "o1", Status: StatusNone}
 	var closes []string
 	for _, o := range ops {
-		if e := o(&st); e.closeKf != "" {
-			closes = append(closes, e.closeKf)
+		if e := o(&st); e.CloseKf != "" {
+			closes = append(closes, e.CloseKf)
 		}
 	}
 	return st, closes
@@ -92,25 +92,25 @@ func TestTransitions(t *testing.T) {
 		wantKf     string
 		wantBy     string
 		wantCloses []string
-		check      func(t *testing.T, st CustomerState)
+		check      func(t *testing.T, st State)
 	}{
 		{name: "a poll that lists the customer makes them waiting with their place",
 			ops: waiting, wantStatus: StatusWaiting,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if st.Position != 3 || !st.Since.Equal(sec(0)) {
 					t.Errorf("position %d since %v", st.Position, st.Since)
 				}
 			}},
 		{name: "a wait estimate records position and estimate",
 			ops: with(waiting, estimated(sec(20), 2, 120)), wantStatus: StatusWaiting,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if st.Position != 2 || st.WaitSeconds != 120 || st.WaitP90Seconds != 240 {
 					t.Errorf("%+v", st)
 				}
 			}},
 		{name: "an older estimate does not replace a newer one",
 			ops: with(waiting, estimated(sec(20), 2, 120), estimated(sec(10), 4, 600)), wantStatus: StatusWaiting,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if st.WaitSeconds != 120 {
 					t.Errorf("wait %d", st.WaitSeconds)
 				}
@@ -141,14 +141,14 @@ func TestTransitions(t *testing.T) {
 			ops: with(waiting, seenIdle(sec(300))), wantStatus: StatusNone},
 		{name: "getsession finding an agent repairs a lost create",
 			ops: with(waiting, seenServed(wang, sec(30), sec(300))), wantStatus: StatusServed, wantKf: wang,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if !st.Since.Equal(sec(30)) || !st.Observed {
 					t.Errorf("since %v observed %v", st.Since, st.Observed)
 				}
 			}},
 		{name: "a poll of the known session changes nothing",
 			ops: with(waiting, created(wang, sec(30), 3), seenServed(wang, sec(30), sec(300))), wantStatus: StatusServed,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if st.Observed {
 					t.Error("the event's fact was replaced by the poll")
 				}
@@ -158,7 +158,7 @@ func TestTransitions(t *testing.T) {
 			wantStatus: StatusClosed, wantBy: ClosedByStale},
 		{name: "a waiting customer who asks to leave has left",
 			ops: hasLeft, wantStatus: StatusLeft,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if !st.QueuedAt.Equal(sec(0)) || !st.Since.Equal(sec(60)) || st.Position != 0 {
 					t.Errorf("%+v", st)
 				}
@@ -177,7 +177,7 @@ func TestTransitions(t *testing.T) {
 			ops: with(hasLeft, message(sec(70), 3, true)), wantStatus: StatusLeft},
 		{name: "any other message after leaving puts the customer back in the queue",
 			ops: with(hasLeft, message(sec(70), 3, false)), wantStatus: StatusWaiting,
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if !st.QueuedAt.Equal(sec(0)) {
 					t.Errorf("queued %v; the old case keeps its place", st.QueuedAt)
 				}
@@ -193,7 +193,7 @@ func TestTransitions(t *testing.T) {
 		{name: "after the deferred close a redelivered create does nothing",
 			ops:        with(hasLeft, created(wang, sec(120), 3), closed(wang, sec(121), 4), created(wang, sec(120), 3)),
 			wantStatus: StatusLeft, wantCloses: []string{wang},
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if !st.DeferredClose.Closed {
 					t.Error("deferred close not recorded as done")
 				}
@@ -210,7 +210,7 @@ func TestTransitions(t *testing.T) {
 		{name: "a message after the deferred close starts a new wait",
 			ops:        with(hasLeft, created(wang, sec(120), 3), closed(wang, sec(121), 4), message(sec(200), 5, false)),
 			wantStatus: StatusWaiting, wantCloses: []string{wang},
-			check: func(t *testing.T, st CustomerState) {
+			check: func(t *testing.T, st State) {
 				if !st.QueuedAt.Equal(sec(200)) {
 					t.Errorf("queued %v", st.QueuedAt)
 				}
@@ -269,17 +269,17 @@ func TestActivityIsMessagesAndSessionStarts(t *testing.T) {
 func TestNoticeSuppression(t *testing.T) {
 	tests := []struct {
 		name               string
-		st                 CustomerState
+		st                 State
 		wantWait, wantSess bool
 	}{
-		{"a waiting customer hears about the queue", CustomerState{Status: StatusWaiting}, false, false},
-		{"an unknown customer hears about the queue", CustomerState{Status: StatusNone}, false, false},
-		{"a served customer hears no wait messages", CustomerState{Status: StatusServed}, true, false},
-		{"a customer who left hears nothing", CustomerState{Status: StatusLeft}, true, true},
-		{"a session kefu is closing is not announced again", CustomerState{Status: StatusServed, Closing: Closing{Reason: ClosedByStale}}, true, true},
-		{"a session kefu failed to close is announced normally", CustomerState{Status: StatusServed, Closing: Closing{Reason: ClosedByStale, Failed: true}}, true, false},
-		{"a stale close is not announced by the notifier", CustomerState{Status: StatusClosed, ClosedBy: ClosedByStale}, false, true},
-		{"an agent's close is announced", CustomerState{Status: StatusClosed, ClosedBy: ClosedByAgent}, false, false},
+		{"a waiting customer hears about the queue", State{Status: StatusWaiting}, false, false},
+		{"an unknown customer hears about the queue", State{Status: StatusNone}, false, false},
+		{"a served customer hears no wait messages", State{Status: StatusServed}, true, false},
+		{"a customer who left hears nothing", State{Status: StatusLeft}, true, true},
+		{"a session kefu is closing is not announced again", State{Status: StatusServed, Closing: Closing{Reason: ClosedByStale}}, true, true},
+		{"a session kefu failed to close is announced normally", State{Status: StatusServed, Closing: Closing{Reason: ClosedByStale, Failed: true}}, true, false},
+		{"a stale close is not announced by the notifier", State{Status: StatusClosed, ClosedBy: ClosedByStale}, false, true},
+		{"an agent's close is announced", State{Status: StatusClosed, ClosedBy: ClosedByAgent}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

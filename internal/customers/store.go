@@ -1,4 +1,4 @@
-package queuecare
+package customers
 
 import (
 	"context"
@@ -17,25 +17,22 @@ import (
 )
 
 // Bucket is the KV bucket of the customer read model: one key per openid
-// holding a CustomerState as JSON, shared by every replica. Keys with a
-// dot are kefu's own records (reportKey), never an openid.
+// holding a State as JSON, shared by every replica. Keys with a dot are
+// kefu's own records (queue care's stale report), never an openid.
 const Bucket = "kefu_customers"
 
-// DefaultStateRetention is how long a record nobody wrote to is kept.
-const DefaultStateRetention = 7 * 24 * time.Hour
-
-// reportKey holds the last stale-session sweep (GET /api/kf/stale).
-const reportKey = "report.stale"
+// DefaultRetention is how long a record nobody wrote to is kept.
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Errors of the read model.
 var (
 	// ErrInvalidOpenID: not an openid (letters, digits, '-' and '_', at
 	// most 128 characters); such a customer is never stored.
-	ErrInvalidOpenID = errors.New("queuecare: malformed openid")
+	ErrInvalidOpenID = errors.New("customers: malformed openid")
 	// ErrUnknownCustomer: no record for the openid.
-	ErrUnknownCustomer = errors.New("queuecare: unknown customer")
+	ErrUnknownCustomer = errors.New("customers: unknown customer")
 	// errContention: the record kept changing under a compare-and-set.
-	errContention = errors.New("queuecare: customer record changed too often; retry")
+	errContention = errors.New("customers: customer record changed too often; retry")
 )
 
 var openIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -43,17 +40,28 @@ var openIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // ValidOpenID reports whether s can be an openid, and so a KV key.
 func ValidOpenID(s string) bool { return openIDRE.MatchString(s) }
 
-// States is the customer read model in the kefu_customers bucket. Every
+// Store is the customer read model in the kefu_customers bucket. Every
 // write is a compare-and-set on the record's revision, so two handlers
 // updating one customer at once never lose a transition.
-type States struct {
+type Store struct {
 	kv        jetstream.KeyValue
 	now       func() time.Time
 	conflicts prometheus.Counter // nil: not counted
 }
 
-// BucketConfig is the configuration of the kefu_customers bucket.
-func BucketConfig(b *bus.Bus, retention time.Duration) (jetstream.KeyValueConfig, error) {
+// Options are those of the role that keeps the model (queue care).
+type Options struct {
+	// Retention is how long a record nobody wrote to is kept; default
+	// DefaultRetention.
+	Retention time.Duration
+	// Now stamps UpdatedAt; default time.Now.
+	Now func() time.Time
+	// Conflicts, when set, counts compare-and-set retries.
+	Conflicts prometheus.Counter
+}
+
+// bucketConfig is the configuration of the kefu_customers bucket.
+func bucketConfig(b *bus.Bus, retention time.Duration) (jetstream.KeyValueConfig, error) {
 	// The streams' replica count is the deployment's (1 embedded, 3 in a
 	// cluster); the bucket follows it.
 	sc, err := b.StreamConfig(events.StreamKF)
@@ -61,7 +69,7 @@ func BucketConfig(b *bus.Bus, retention time.Duration) (jetstream.KeyValueConfig
 		return jetstream.KeyValueConfig{}, err
 	}
 	if retention <= 0 {
-		retention = DefaultStateRetention
+		retention = DefaultRetention
 	}
 	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
@@ -73,22 +81,24 @@ func BucketConfig(b *bus.Bus, retention time.Duration) (jetstream.KeyValueConfig
 	}, nil
 }
 
-// OpenStates opens the read model for a reader in another role (the
-// notifier, ingest). It binds to the bucket, creating it with the default
-// retention only if queuecare has not yet.
-func OpenStates(ctx context.Context, b *bus.Bus) (*States, error) {
+// Open opens the read model for a role that asks it questions (the
+// notifier, ingest, the estimator). It binds to the bucket, creating it
+// with the default retention only if queue care has not yet.
+func Open(ctx context.Context, b *bus.Bus) (*Store, error) {
 	kv, err := b.JS.KeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return openStates(ctx, b, DefaultStateRetention, time.Now, nil)
+		return Ensure(ctx, b, Options{})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open kv %s: %w", Bucket, err)
 	}
-	return &States{kv: kv, now: time.Now}, nil
+	return &Store{kv: kv, now: time.Now}, nil
 }
 
-func openStates(ctx context.Context, b *bus.Bus, retention time.Duration, now func() time.Time, conflicts prometheus.Counter) (*States, error) {
-	cfg, err := BucketConfig(b, retention)
+// Ensure creates the bucket or updates it to o.Retention and opens the
+// read model: what queue care, which keeps it, does at start.
+func Ensure(ctx context.Context, b *bus.Bus, o Options) (*Store, error) {
+	cfg, err := bucketConfig(b, o.Retention)
 	if err != nil {
 		return nil, err
 	}
@@ -96,14 +106,21 @@ func openStates(ctx context.Context, b *bus.Bus, retention time.Duration, now fu
 	if err != nil {
 		return nil, fmt.Errorf("ensure kv %s: %w", Bucket, err)
 	}
-	return &States{kv: kv, now: now, conflicts: conflicts}, nil
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Store{kv: kv, now: o.Now, conflicts: o.Conflicts}, nil
 }
+
+// KV is the bucket itself, for the records kefu keeps beside the
+// customers' (keys with a dot: queue care's stale report).
+func (m *Store) KV() jetstream.KeyValue { return m.kv }
 
 // Get returns the customer's state. An unknown customer gets a state with
 // StatusNone and ErrUnknownCustomer; a malformed openid ErrInvalidOpenID.
-func (m *States) Get(ctx context.Context, openid string) (CustomerState, error) {
+func (m *Store) Get(ctx context.Context, openid string) (State, error) {
 	if !ValidOpenID(openid) {
-		return CustomerState{OpenID: openid, Status: StatusNone}, ErrInvalidOpenID
+		return State{OpenID: openid, Status: StatusNone}, ErrInvalidOpenID
 	}
 	st, rev, err := m.load(ctx, openid)
 	if err != nil {
@@ -115,22 +132,15 @@ func (m *States) Get(ctx context.Context, openid string) (CustomerState, error) 
 	return st, nil
 }
 
-// Served reports whether an agent serves the customer now. An unknown
-// customer is not served.
-func (m *States) Served(ctx context.Context, openid string) (bool, error) {
-	st, err := m.Get(ctx, openid)
-	if errors.Is(err, ErrUnknownCustomer) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return st.Status == StatusServed, nil
+// Load returns the customer's state, StatusNone for an unknown customer.
+func (m *Store) Load(ctx context.Context, openid string) (State, error) {
+	st, _, err := m.load(ctx, openid)
+	return st, err
 }
 
 // load reads a record; revision 0 means there is none.
-func (m *States) load(ctx context.Context, openid string) (CustomerState, uint64, error) {
-	fresh := CustomerState{OpenID: openid, Status: StatusNone}
+func (m *Store) load(ctx context.Context, openid string) (State, uint64, error) {
+	fresh := State{OpenID: openid, Status: StatusNone}
 	entry, err := m.kv.Get(ctx, openid)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -138,7 +148,7 @@ func (m *States) load(ctx context.Context, openid string) (CustomerState, uint64
 	case err != nil:
 		return fresh, 0, fmt.Errorf("read customer state: %w", err)
 	}
-	var st CustomerState
+	var st State
 	if err := json.Unmarshal(entry.Value(), &st); err != nil || st.Status == "" {
 		// An unreadable record is replaced rather than blocking the
 		// customer for ever; the next facts and the reconciler rebuild it.
@@ -152,12 +162,13 @@ func (m *States) load(ctx context.Context, openid string) (CustomerState, uint64
 // retry means another handler wrote the record in between.
 const maxCASAttempts = 16
 
-// update applies fn to the customer's record under compare-and-set. fn
+// Update applies fn to the customer's record under compare-and-set. fn
 // reports whether it changed anything; nothing is written otherwise. It
-// returns the state as stored (or as read when unchanged).
-func (m *States) update(ctx context.Context, openid string, fn func(*CustomerState) bool) (CustomerState, bool, error) {
+// returns the state as stored (or as read when unchanged) and whether it
+// was written.
+func (m *Store) Update(ctx context.Context, openid string, fn func(*State) bool) (State, bool, error) {
 	if !ValidOpenID(openid) {
-		return CustomerState{}, false, ErrInvalidOpenID
+		return State{}, false, ErrInvalidOpenID
 	}
 	for range maxCASAttempts {
 		st, rev, err := m.load(ctx, openid)
@@ -188,7 +199,7 @@ func (m *States) update(ctx context.Context, openid string, fn func(*CustomerSta
 			m.conflicts.Inc()
 		}
 	}
-	return CustomerState{}, false, errContention
+	return State{}, false, errContention
 }
 
 // isConflict reports a compare-and-set that lost to another writer.
@@ -198,9 +209,9 @@ func isConflict(err error) bool {
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// scan calls fn for every customer record (not kefu's own records), in no
+// Scan calls fn for every customer record (not kefu's own records), in no
 // particular order, reading the bucket through one watcher.
-func (m *States) scan(ctx context.Context, fn func(CustomerState)) error {
+func (m *Store) Scan(ctx context.Context, fn func(State)) error {
 	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("scan customer states: %w", err)
@@ -220,7 +231,7 @@ func (m *States) scan(ctx context.Context, fn func(CustomerState)) error {
 			if strings.Contains(entry.Key(), ".") {
 				continue
 			}
-			var st CustomerState
+			var st State
 			if json.Unmarshal(entry.Value(), &st) != nil || st.Status == "" {
 				continue
 			}
