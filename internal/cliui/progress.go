@@ -38,8 +38,9 @@ type Progress struct {
 // Option changes how a Progress is made.
 type Option func(*Progress)
 
-// WithTerminal says whether the writer is a terminal, instead of asking
-// the operating system (tests; a caller that knows better).
+// WithTerminal says whether the writer is a terminal that can redraw a
+// line, instead of asking the operating system and TERM (tests; a caller
+// that knows better).
 func WithTerminal(on bool) Option { return func(p *Progress) { p.on = on } }
 
 // WithClock sets the clock that limits redrawing and measures the rate.
@@ -49,7 +50,8 @@ func WithClock(now func() time.Time) Option { return func(p *Progress) { p.now =
 // ("messages", "days"); label names the work. The clock starts now.
 func NewProgress(w io.Writer, label, unit string, opts ...Option) *Progress {
 	p := &Progress{w: w, label: label, unit: unit, now: time.Now}
-	p.on = IsTerminal(w)
+	// A terminal that cannot rewrite a line would fill with progress.
+	p.on = CanRedraw(w)
 	for _, o := range opts {
 		o(p)
 	}

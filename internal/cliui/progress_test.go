@@ -172,9 +172,9 @@ func TestColourOnlyOnATerminalThatShowsIt(t *testing.T) {
 		env      map[string]string
 		want     cliui.Terminal
 	}{
-		{"a terminal shows colour", true, map[string]string{"TERM": "xterm-256color"}, cliui.Terminal{Is: true, Color: true}},
-		{"TERM=dumb has none", true, map[string]string{"TERM": "dumb"}, cliui.Terminal{Is: true}},
-		{"NO_COLOR turns it off", true, map[string]string{"TERM": "xterm", "NO_COLOR": "1"}, cliui.Terminal{Is: true}},
+		{"a terminal shows colour and redraws", true, map[string]string{"TERM": "xterm-256color"}, cliui.Terminal{Is: true, Color: true, Redraw: true}},
+		{"TERM=dumb has neither", true, map[string]string{"TERM": "dumb"}, cliui.Terminal{Is: true}},
+		{"NO_COLOR turns colour off, not redrawing", true, map[string]string{"TERM": "xterm", "NO_COLOR": "1"}, cliui.Terminal{Is: true, Redraw: true}},
 		{"not a terminal: nothing", false, map[string]string{"TERM": "xterm"}, cliui.Terminal{}},
 	}
 	for _, tt := range tests {

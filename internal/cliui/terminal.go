@@ -18,6 +18,9 @@ type Terminal struct {
 	// Color reports a terminal that shows ANSI colours: not TERM=dumb,
 	// and NO_COLOR (https://no-color.org) unset.
 	Color bool
+	// Redraw reports a terminal that can rewrite a line in place (ANSI
+	// erase): every one but TERM=dumb.
+	Redraw bool
 }
 
 // Detect tells what w is connected to; getenv reads TERM and NO_COLOR
@@ -40,8 +43,13 @@ func Describe(isTerminal bool, getenv func(string) string) Terminal {
 	if !isTerminal {
 		return Terminal{}
 	}
-	return Terminal{Is: true, Color: getenv("TERM") != "dumb" && getenv("NO_COLOR") == ""}
+	dumb := getenv("TERM") == "dumb"
+	return Terminal{Is: true, Color: !dumb && getenv("NO_COLOR") == "", Redraw: !dumb}
 }
 
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool { return Detect(w, os.Getenv).Is }
+
+// CanRedraw reports whether w is a terminal that can rewrite a line in
+// place: where a progress line may be drawn.
+func CanRedraw(w io.Writer) bool { return Detect(w, os.Getenv).Redraw }

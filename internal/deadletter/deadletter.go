@@ -158,9 +158,9 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 }
 
 // isTerminal and now are seams for the tests: whether a writer is a
-// terminal, and the progress line's clock.
+// terminal that can redraw a line, and the progress line's clock.
 var (
-	isTerminal = cliui.IsTerminal
+	isTerminal = cliui.CanRedraw
 	now        = time.Now
 )
 
@@ -178,7 +178,7 @@ func (l *Letter) Subject() string { return l.Header.Get(bus.HeaderDLQSubject) }
 // Run runs a parsed command against the bus. A redrive draws a progress
 // line on stderr when it is a terminal.
 func Run(ctx context.Context, o Options, b *bus.Bus, stdout, stderr io.Writer) error {
-	stream, err := b.JS.Stream(ctx, events.StreamDLQ)
+	stream, err := b.Stream(ctx, events.StreamDLQ)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if o.Cmd == "show" {
 			return fmt.Errorf("dlq: no dead letter %d for role %s: stream %s does not exist", o.Seq, o.Role, events.StreamDLQ)
@@ -196,7 +196,7 @@ func Run(ctx context.Context, o Options, b *bus.Bus, stdout, stderr io.Writer) e
 			return err
 		}
 		letters = []*Letter{l}
-	} else if letters, err = read(ctx, b.JS, stream, o.Role, o.Subject); err != nil {
+	} else if letters, err = read(ctx, stream, o.Role, o.Subject); err != nil {
 		return err
 	}
 	switch o.Cmd {
@@ -225,7 +225,7 @@ func get(ctx context.Context, stream jetstream.Stream, role string, seq uint64) 
 }
 
 // read returns role's dead letters whose original subject matches subject.
-func read(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, role, subject string) ([]*Letter, error) {
+func read(ctx context.Context, stream jetstream.Stream, role, subject string) ([]*Letter, error) {
 	filter := events.DLQSubject(role)
 	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
@@ -235,7 +235,7 @@ func read(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, 
 	if total == 0 {
 		return nil, nil
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamDLQ, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
 		return nil, fmt.Errorf("dlq: %w", err)
 	}
@@ -332,7 +332,7 @@ func redrive(ctx context.Context, b *bus.Bus, stream jetstream.Stream, o Options
 			errs = append(errs, err)
 			continue
 		}
-		ack, err := b.JS.PublishMsg(ctx, msg)
+		ack, err := b.PublishMsg(ctx, msg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("dlq: redrive %d to %s: %w", l.Seq, msg.Subject, err))
 			continue

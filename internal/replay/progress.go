@@ -7,10 +7,12 @@ import (
 	"github.com/kefu-io/kefu/internal/cliui"
 )
 
-// isTerminal and now are seams for the tests: whether a writer is a
-// terminal, and the progress line's clock.
+// isTerminal, canRedraw and now are seams for the tests: whether a writer
+// is a terminal, one that can redraw a line, and the progress line's
+// clock.
 var (
 	isTerminal = cliui.IsTerminal
+	canRedraw  = cliui.CanRedraw
 	now        = time.Now
 )
 
@@ -20,7 +22,7 @@ var (
 // pipe or another subject. Lines of events on the screen are progress
 // enough.
 func newProgress(o replayOptions, stdout, stderr io.Writer, total uint64) *cliui.Progress {
-	show := isTerminal(stderr) && (o.republish != "" || !isTerminal(stdout))
+	show := canRedraw(stderr) && (o.republish != "" || !isTerminal(stdout))
 	p := cliui.NewProgress(stderr, "kefu replay "+o.stream, "events", cliui.WithTerminal(show), cliui.WithClock(now))
 	p.SetTotal(int64(total))
 	return p
