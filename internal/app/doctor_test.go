@@ -8,9 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/kefu-io/kefu/internal/doctor"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
+	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // doctorToken is a callback token 公众号后台 accepts (letters and digits).
@@ -94,6 +98,7 @@ func healthyKefu(t *testing.T) (*runningRole, map[string]string) {
 func TestDoctorOnAHealthyInstallationIsAllGreen(t *testing.T) {
 	r, env := healthyKefu(t)
 	waitHTTP(t, r.base+"/readyz", 200)
+	published := wechatStreamMessages(t, r.natsURL)
 	code, rs, out := doctorReport(t, env)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
@@ -110,7 +115,7 @@ func TestDoctorOnAHealthyInstallationIsAllGreen(t *testing.T) {
 	wantCheck(t, rs, "WeChat credentials", doctor.OK, "access token issued", "")
 	wantCheck(t, rs, "多客服", doctor.OK, "1 kf accounts, 1 online", "")
 	wantCheck(t, rs, "callback URL", doctor.OK, "echoes echostr", "")
-	wantCheck(t, rs, "callback URL (AES)", doctor.Skip, "would publish it as an event", "")
+	wantCheck(t, rs, "callback URL (AES)", doctor.OK, "decrypts with the same KEFU_WECHAT_AES_KEY", "")
 	wantCheck(t, rs, "Tucao", doctor.OK, "answers", "")
 	wantCheck(t, rs, "clock vs Tucao", doctor.OK, "", "")
 	wantCheck(t, rs, "PostgreSQL", doctor.Skip, "SQLite", "")
@@ -123,6 +128,18 @@ func TestDoctorOnAHealthyInstallationIsAllGreen(t *testing.T) {
 			t.Fatalf("exit %d, want 1", code)
 		}
 		wantCheck(t, rs, "callback URL", doctor.Fail, "refused the signature", "set KEFU_WECHAT_TOKEN")
+	})
+	t.Run("another AES key, and no event from the probes", func(t *testing.T) {
+		env := cloneEnv(env, "KEFU_WECHAT_AES_KEY", "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut")
+		code, rs, _ := doctorReport(t, env)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1", code)
+		}
+		wantCheck(t, rs, "callback URL", doctor.OK, "echoes echostr", "")
+		wantCheck(t, rs, "callback URL (AES)", doctor.Fail, "holds another key", "set KEFU_WECHAT_AES_KEY")
+		if after := wechatStreamMessages(t, r.natsURL); after != published {
+			t.Fatalf("KEFU_WECHAT went from %d to %d messages: a probe was published", published, after)
+		}
 	})
 	t.Run("callback path not served", func(t *testing.T) {
 		code, rs, _ := doctorReport(t, cloneEnv(env, "KEFU_PUBLIC_URL", r.base+"/kefu"))
@@ -253,4 +270,23 @@ func TestDoctorHelpAndMistakesNeverDial(t *testing.T) {
 	if port.n.Load() == 0 {
 		t.Fatalf("the checks never reached the port either: the test proves nothing\n%s", stdout.String())
 	}
+}
+
+// wechatStreamMessages counts the messages of KEFU_WECHAT.
+func wechatStreamMessages(t *testing.T, natsURL string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), events.StreamWeChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.Msgs
 }

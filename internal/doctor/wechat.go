@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -152,9 +153,9 @@ func kfError(method string, err error, base string) Result {
 // CallbackCheck calls KEFU_PUBLIC_URL/wechat/callback as WeChat does when
 // an administrator saves the server configuration: a GET signed with
 // KEFU_WECHAT_TOKEN that must echo echostr. Nothing is published: kefu
-// answers the verification without an event. In AES mode the POST of an
-// encrypted message is not sent, as every callback kefu accepts becomes
-// an event on the bus for the services to act upon.
+// answers the verification without an event. In AES mode it then POSTs an
+// encrypted probe (see probeAES) that kefu can decrypt only with the same
+// key and refuses without publishing anything.
 func CallbackCheck(cfg config.Config, hc *http.Client, now func() time.Time) Check {
 	if hc == nil {
 		hc = &http.Client{}
@@ -172,8 +173,7 @@ func CallbackCheck(cfg config.Config, hc *http.Client, now func() time.Time) Che
 		}
 		rs := []Result{verifyCallback(ctx, hc, base+"/wechat/callback", cfg.WeChatToken.Value(), now())}
 		if cfg.WeChatAESKey != "" && rs[0].Status == OK {
-			rs = append(rs, Result{Name: "callback URL (AES)", Status: Skip,
-				Found: "an encrypted test message is not sent: kefu would publish it as an event (the GET above shares the token; the key is checked by the first real callback)"})
+			rs = append(rs, withName(probeAES(ctx, hc, base+"/wechat/callback", cfg.WeChatToken.Value(), cfg.WeChatAESKey.Value(), now()), "callback URL (AES)"))
 		}
 		return rs
 	}}
@@ -255,4 +255,64 @@ func shorten(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// probeAppID is the AppID the AES probe is sealed for: not the account's,
+// so ingest, having decrypted it, refuses it ("payload is not for this
+// account") instead of publishing it. A callback kefu accepts becomes an
+// event the services act upon; the probe never is one.
+const probeAppID = "kefu-doctor-probe"
+
+// probeAES POSTs a safe-mode callback encrypted with aesKey and signed with
+// token but sealed for probeAppID. The answer tells whether ingest holds the
+// same EncodingAESKey: 401 "not for this account" means it decrypted the
+// probe; 400 "malformed" means it could not. The body is not even a
+// callback (<xml></xml>), so that no ingest could publish it. It counts once
+// in kefu_ingest_rejected_total{reason="appid"}, far below the alert's rate.
+func probeAES(ctx context.Context, hc *http.Client, endpoint, token, aesKey string, now time.Time) Result {
+	codec, err := wechat.NewCodec(token, probeAppID, aesKey)
+	if err != nil {
+		return Result{Status: Fail, Found: "KEFU_WECHAT_AES_KEY: " + err.Error(), Fix: "set KEFU_WECHAT_AES_KEY to the EncodingAESKey of 公众号后台 → 基本配置 → 服务器配置"}
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	nonce := hex.EncodeToString(b[:])
+	envelope, msgSignature, err := codec.Seal([]byte("<xml></xml>"), ts, nonce)
+	if err != nil {
+		return Result{Status: Fail, Found: "KEFU_WECHAT_AES_KEY: " + err.Error(), Fix: "set KEFU_WECHAT_AES_KEY to the EncodingAESKey of 公众号后台 → 基本配置 → 服务器配置"}
+	}
+	q := url.Values{"signature": {wechat.Signature(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce},
+		"encrypt_type": {"aes"}, "msg_signature": {msgSignature}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"?"+q.Encode(), bytes.NewReader(envelope))
+	if err != nil {
+		return Result{Status: Fail, Found: err.Error(), Fix: "set KEFU_PUBLIC_URL to an absolute https URL"}
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	req.Header.Set("User-Agent", "kefu-doctor")
+	resp, err := hc.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return callbackTransportError(endpoint, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	text := strings.TrimSpace(string(body))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && strings.Contains(text, "not for this account"):
+		return Result{Status: OK, Found: "ingest decrypts with the same KEFU_WECHAT_AES_KEY (the probe, sealed for another AppID, was refused and published nothing)"}
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(text, "KEFU_WECHAT_AES_KEY is not set"):
+		return Result{Status: Fail, Found: "ingest has no KEFU_WECHAT_AES_KEY: encrypted callbacks (兼容/安全模式) are refused",
+			Fix: "set KEFU_WECHAT_AES_KEY in the ingest role too, and restart it"}
+	case resp.StatusCode == http.StatusBadRequest:
+		return Result{Status: Fail, Found: "ingest cannot decrypt a message sealed with this KEFU_WECHAT_AES_KEY: it holds another key",
+			Fix: "set KEFU_WECHAT_AES_KEY to the EncodingAESKey of 公众号后台 → 基本配置 → 服务器配置, here and in the ingest role"}
+	case resp.StatusCode == http.StatusForbidden && strings.Contains(text, "source address"):
+		return Result{Status: Skip, Found: "the callback refuses this host's address (KEFU_WECHAT_IP_ALLOWLIST); the key is checked by the first real callback"}
+	}
+	return Result{Status: Warn, Found: fmt.Sprintf("the encrypted probe was answered %s: %s", resp.Status, shorten(text)),
+		Fix: "look at the ingest role's log for the callback it refused"}
 }
