@@ -290,3 +290,19 @@ func wechatStreamMessages(t *testing.T, natsURL string) uint64 {
 	}
 	return st.CachedInfo().State.Msgs
 }
+
+// An ingest in plain mode refuses the encrypted probe of a doctor that has
+// an EncodingAESKey: the two are configured differently.
+func TestDoctorFindsAnIngestWithoutTheAESKey(t *testing.T) {
+	isolateFromNATS(t)
+	r := startAll(t, map[string]string{"KEFU_WECHAT_TOKEN": doctorToken, "KEFU_WECHAT_AES_KEY": "", "KEFU_NATS_URL": ""})
+	waitHTTP(t, r.base+"/readyz", 200)
+	env := map[string]string{"KEFU_WECHAT_TOKEN": doctorToken, "KEFU_WECHAT_AES_KEY": edgeAESKey,
+		"KEFU_NATS_URL": r.natsURL, "KEFU_PUBLIC_URL": r.base}
+	code, rs, _ := doctorReport(t, env, "--role", "ingest")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	wantCheck(t, rs, "callback URL", doctor.OK, "echoes echostr", "")
+	wantCheck(t, rs, "callback URL (AES)", doctor.Fail, "ingest has no KEFU_WECHAT_AES_KEY", "set KEFU_WECHAT_AES_KEY in the ingest role")
+}
