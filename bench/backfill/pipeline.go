@@ -117,7 +117,7 @@ func (p *pipeline) poller(client ingest.PostLister, productID string) (*ingest.T
 // published so far — each ack follows the commit of its row — and returns
 // when it saw that.
 func (p *pipeline) waitStored(ctx context.Context) (time.Time, error) {
-	st, err := p.bus.JS.Stream(ctx, events.StreamTucao)
+	st, err := p.bus.Stream(ctx, events.StreamTucao)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("wait for the store: %w", err)
 	}
@@ -128,12 +128,8 @@ func (p *pipeline) waitStored(ctx context.Context) (time.Time, error) {
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return time.Time{}, fmt.Errorf("wait for the store: %w", err)
 	}
-	c, err := p.bus.JS.PushConsumer(ctx, events.StreamTucao, feedback.DurablePosts)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("wait for the store: %w", err)
-	}
 	for {
-		info, err := c.Info(ctx)
+		info, err := p.bus.ConsumerInfo(ctx, events.StreamTucao, feedback.DurablePosts)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("wait for the store: %w", err)
 		}

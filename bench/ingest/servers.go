@@ -110,9 +110,6 @@ func startInProcess(ctx context.Context, mode wechat.Mode, guard bool) (_ *inPro
 	if err != nil {
 		return nil, err
 	}
-	p.kefu = target{name: "kefu", url: kefuURL + "/wechat/callback", js: p.bus.JS, stream: events.StreamWeChat,
-		createStream: func(ctx context.Context) error { return p.bus.EnsureStreams(ctx, events.StreamWeChat) }}
-
 	// Baseline: its own connection and a stream configured like kefu's.
 	if p.baseNC, err = nats.Connect(p.srv.ClientURL(), nats.Name("baseline")); err != nil {
 		return nil, fmt.Errorf("baseline nats: %w", err)
@@ -121,6 +118,10 @@ func startInProcess(ctx context.Context, mode wechat.Mode, guard bool) (_ *inPro
 	if err != nil {
 		return nil, fmt.Errorf("baseline jetstream: %w", err)
 	}
+	// kefu's stream is counted, checked and reset through this connection
+	// too: the bus lends out none of its own.
+	p.kefu = target{name: "kefu", url: kefuURL + "/wechat/callback", js: baseJS, stream: events.StreamWeChat,
+		createStream: func(ctx context.Context) error { return p.bus.EnsureStreams(ctx, events.StreamWeChat) }}
 	scfg, err := p.bus.StreamConfig(events.StreamWeChat)
 	if err != nil {
 		return nil, err

@@ -47,7 +47,8 @@ type demoEnv struct {
 	wechatHS *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	sub      *nats.Subscription
+	// unlisten stops printing the events.
+	unlisten func()
 	// adminToken and apiToken are the tokens the demo made up (empty when
 	// the user set their own, which the demo does not print).
 	adminToken, apiToken string
@@ -177,11 +178,11 @@ Press Ctrl-C to stop.
 
 `, httpURL, d.consoleLines(rt), apiToken, adminToken, curlToken, httpURL, d.remoteKf(httpURL), rt.bus.ClientURL(), rt.bus.ClientURL(),
 		directKfSettings(rt), rt.cfg.WeChatAPIBase, d.tucao.URL(), rt.cfg.DataDir, rt.cfg.StaleAfter)
-	sub, err := rt.bus.Conn().Subscribe("kefu.>", func(m *nats.Msg) { printEvent(out, m) })
+	stop, err := rt.bus.Listen(ctx, []string{"kefu.>"}, func(m *nats.Msg) { printEvent(out, m) })
 	if err != nil {
 		return err
 	}
-	d.sub = sub
+	d.unlisten = stop
 
 	d.wechat.SetCallbackURL(httpURL + "/wechat/callback")
 	return demoTraffic(d, ctx)
@@ -305,8 +306,8 @@ func (d *demoEnv) stop() {
 	if d.wechat != nil {
 		d.wechat.StopSimulation()
 	}
-	if d.sub != nil {
-		d.sub.Unsubscribe()
+	if d.unlisten != nil {
+		d.unlisten()
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/doctor"
 )
@@ -172,8 +174,16 @@ func doctorNATSTarget(cfg config.Config, getenv func(string) string) doctor.NATS
 		if err != nil {
 			return nil, err
 		}
-		return &doctor.NATS{JS: b.JS, Close: b.Close}, nil
+		return &doctor.NATS{JS: doctorNATS{b}, Close: b.Close}, nil
 	}}
+}
+
+// doctorNATS is the bus as the doctor reads it: buckets are opened, never
+// created.
+type doctorNATS struct{ *bus.Bus }
+
+func (d doctorNATS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	return d.OpenKeyValue(ctx, bucket)
 }
 
 // colourful reports whether w is a terminal that wants colours.

@@ -17,8 +17,16 @@ import (
 
 // NATS is a connection the doctor opened to kefu's NATS.
 type NATS struct {
-	JS    jetstream.JetStream
+	JS    JetStream
 	Close func()
+}
+
+// JetStream is what the doctor reads of kefu's NATS; it never creates or
+// changes a stream or bucket. A jetstream.JetStream is one.
+type JetStream interface {
+	AccountInfo(ctx context.Context) (*jetstream.AccountInfo, error)
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+	KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
 }
 
 // NATSTarget says which NATS the doctor dials and which setting chose it

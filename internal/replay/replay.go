@@ -41,7 +41,7 @@ func Replay(ctx context.Context, args []string, stdout, stderr io.Writer, b *bus
 	if err != nil {
 		return err
 	}
-	stream, err := lookupStream(ctx, b.JS, o.stream)
+	stream, err := lookupStream(ctx, b, o.stream)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func Replay(ctx context.Context, args []string, stdout, stderr io.Writer, b *bus
 	case !o.since.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.since
 	}
-	rd, err := openReader(ctx, b.JS, stream, cfg)
+	rd, err := openReader(ctx, stream, cfg)
 	if err != nil {
 		return err
 	}
@@ -179,19 +179,15 @@ func (p *printer) finish() error {
 
 // lookupStream finds a stream; for an unknown name the error lists the
 // streams there are.
-func lookupStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
-	stream, err := js.Stream(ctx, name)
+func lookupStream(ctx context.Context, b *bus.Bus, name string) (jetstream.Stream, error) {
+	stream, err := b.Stream(ctx, name)
 	if err == nil {
 		return stream, nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrInvalidStreamName) {
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
-	var names []string
-	lister := js.StreamNames(ctx)
-	for n := range lister.Name() {
-		names = append(names, n)
-	}
+	names, _ := b.StreamNames(ctx, "") // the list is a hint: what it got
 	slices.Sort(names)
 	list := strings.Join(names, ", ")
 	if list == "" {
@@ -208,13 +204,13 @@ func ephemeralName(kind string) string {
 
 // reader reads a stream through one ordered consumer.
 type reader struct {
-	js     jetstream.JetStream
+	st     jetstream.Stream
 	stream string
 	cons   jetstream.Consumer
 	msgs   jetstream.MessagesContext
 }
 
-func openReader(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, cfg jetstream.OrderedConsumerConfig) (*reader, error) {
+func openReader(ctx context.Context, stream jetstream.Stream, cfg jetstream.OrderedConsumerConfig) (*reader, error) {
 	name := stream.CachedInfo().Config.Name
 	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
@@ -226,7 +222,7 @@ func openReader(ctx context.Context, js jetstream.JetStream, stream jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	return &reader{js: js, stream: name, cons: cons, msgs: msgs}, nil
+	return &reader{st: stream, stream: name, cons: cons, msgs: msgs}, nil
 }
 
 // pendingAtStart is how many messages matched when the consumer was created.
@@ -259,5 +255,5 @@ func (r *reader) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	_ = r.js.DeleteConsumer(ctx, r.stream, info.Name)
+	_ = r.st.DeleteConsumer(ctx, info.Name)
 }

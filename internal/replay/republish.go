@@ -41,8 +41,8 @@ func ReplayMsgID(stream string, seq uint64) string {
 // otherwise.
 type republisher struct {
 	prefix, stream string
-	nc             *nats.Conn
-	js             jetstream.JetStream // nil: core NATS
+	bus            *bus.Bus
+	js             bus.AsyncPublisher // nil: core NATS
 	stderr         io.Writer
 
 	acks chan jetstream.PubAckFuture
@@ -59,28 +59,22 @@ type republisher struct {
 // newRepublisher checks the prefix against the streams: a prefix the
 // source stream captures itself would feed the replay back into it forever.
 func newRepublisher(ctx context.Context, b *bus.Bus, prefix, source string, stderr io.Writer) (*republisher, error) {
-	var targets []string
-	lister := b.JS.StreamNames(ctx, jetstream.WithStreamListSubject(prefix+".>"))
-	for n := range lister.Name() {
-		targets = append(targets, n)
-	}
-	if err := lister.Err(); err != nil {
+	targets, err := b.StreamNames(ctx, prefix+".>")
+	if err != nil {
 		return nil, fmt.Errorf("find the streams of %s.>: %w", prefix, err)
 	}
 	slices.Sort(targets)
 	if slices.Contains(targets, source) {
 		return nil, usagef("replay", "--republish %q: stream %s itself captures %s.>, republishing would loop", prefix, source, prefix)
 	}
-	r := &republisher{prefix: prefix, stream: source, nc: b.Conn(), stderr: stderr}
+	r := &republisher{prefix: prefix, stream: source, bus: b, stderr: stderr}
 	if len(targets) == 0 {
 		fmt.Fprintf(stderr, "kefu replay: no stream captures %s.>; publishing on core NATS, only live subscribers receive the events\n", prefix)
 		return r, nil
 	}
-	js, err := jetstream.New(b.Conn(),
-		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
-		jetstream.WithPublishAsyncTimeout(ackTimeout))
+	js, err := b.AsyncPublisher(maxPendingAcks, ackTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
+		return nil, err
 	}
 	r.js = js
 	r.acks = make(chan jetstream.PubAckFuture, maxPendingAcks)
@@ -111,7 +105,7 @@ func (p *republisher) message(r *record) *nats.Msg {
 func (p *republisher) put(r *record, _ bool) error {
 	msg := p.message(r)
 	if p.js == nil {
-		if err := p.nc.PublishMsg(msg); err != nil {
+		if err := p.bus.PublishCore(msg); err != nil {
 			return fmt.Errorf("republish %s: %w", msg.Subject, err)
 		}
 		p.published++
@@ -168,7 +162,7 @@ func (p *republisher) finish() error {
 	if p.js == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 		defer cancel()
-		if err := p.nc.FlushWithContext(ctx); err != nil {
+		if err := p.bus.Flush(ctx); err != nil {
 			return fmt.Errorf("republish: flush: %w", err)
 		}
 		fmt.Fprintf(p.stderr, "kefu replay: republished %d events to %s.> on core NATS\n", p.published, p.prefix)

@@ -43,11 +43,11 @@ func Tail(ctx context.Context, args []string, stdout, stderr io.Writer, b *bus.B
 // tailStream shows what a stream stores from now on, through an ordered
 // consumer that delivers new messages only.
 func tailStream(ctx context.Context, o tailOptions, out sink, stderr io.Writer, b *bus.Bus) error {
-	stream, err := lookupStream(ctx, b.JS, o.stream)
+	stream, err := lookupStream(ctx, b, o.stream)
 	if err != nil {
 		return err
 	}
-	rd, err := openReader(ctx, b.JS, stream, jetstream.OrderedConsumerConfig{
+	rd, err := openReader(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: o.subjects,
 		NamePrefix:     ephemeralName("tail"),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -73,23 +73,22 @@ func tailCore(ctx context.Context, o tailOptions, out sink, stderr io.Writer, b 
 		subjects = []string{DefaultTailSubject}
 	}
 	ch := make(chan *nats.Msg, pullBatch)
-	for _, s := range subjects {
-		sub, err := b.Conn().ChanSubscribe(s, ch)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", s, err)
-		}
-		defer sub.Unsubscribe()
-	}
 	// Once the server has the subscriptions, nothing published later is missed.
 	fctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	err := b.Conn().FlushWithContext(fctx)
+	stop, err := b.Listen(fctx, subjects, func(m *nats.Msg) {
+		select {
+		case ch <- m:
+		default: // as a channel subscription: a reader this far behind drops
+		}
+	})
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("subscribe %s: %w", strings.Join(subjects, " "), err)
+		return err
 	}
+	defer stop()
 	fmt.Fprintf(stderr, "kefu events tail: new events on %s; Ctrl-C to stop\n", strings.Join(subjects, " "))
 	for {
 		select {

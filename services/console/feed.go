@@ -149,7 +149,7 @@ func (f *feed) wait() { f.wg.Wait() }
 
 // follow reads a stream from *last+1 (or from history ago) until ctx ends.
 func (f *feed) follow(ctx context.Context, name, filter string, history time.Duration, last *uint64, handle func(jetstream.Msg)) error {
-	st, err := f.b.JS.Stream(ctx, name)
+	st, err := f.b.Stream(ctx, name)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", name, err)
 	}

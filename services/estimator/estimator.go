@@ -214,7 +214,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.lease = bus.NewLease(locks, "estimator-"+events.Token(s.cfg.AppID), s.cfg.Holder, s.cfg.LeaseTTL)
 	s.lease.SetClock(s.now)
-	s.fenced = bus.NewFencedKV(s.bus.JS, s.state, s.lease)
+	s.fenced = s.bus.FencedKV(s.state, s.lease)
 	s.loop.Start(ctx)
 	return nil
 }

@@ -90,11 +90,7 @@ func validOpenID(s string) bool {
 // applied yet: then no abandonment is concluded, since one of them may be
 // the session that explains a vanished case.
 func (s *Service) sessionsLag(ctx context.Context) bool {
-	c, err := s.bus.JS.Consumer(ctx, events.StreamWeChat, durableSessions)
-	if err != nil {
-		return true
-	}
-	info, err := c.Info(ctx)
+	info, err := s.bus.ConsumerInfo(ctx, events.StreamWeChat, durableSessions)
 	if err != nil {
 		return true
 	}
