@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/url"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -39,7 +40,7 @@ import (
 // store links them to exactly that session.
 
 const (
-	feedbackPathPrefix = "/feedback/"
+	feedbackPathPrefix = feedbacklink.PagePath
 	avatarPath         = "/feedback/avatar.png"
 )
 
@@ -62,19 +63,17 @@ func (s *Service) FeedbackURL(openid string) string {
 // which must not hand out a working login. sess, when not nil, is the
 // session the link is about.
 func (s *Service) feedbackURL(openid string, sess *feedbacklink.Session) (link, redacted string) {
-	if s.cfg.TucaoProductID == "" {
-		return "", ""
-	}
-	if s.links == nil {
-		u := s.tucaoPage()
-		return u, u
-	}
-	base := s.cfg.PublicURL + feedbackPathPrefix
-	return base + s.links.SessionToken(openid, sess), base + "REDACTED"
+	return s.feedback.URL(openid, sess)
 }
 
-func (s *Service) tucaoPage() string {
-	return s.cfg.TucaoURL + url.PathEscape(s.cfg.TucaoProductID)
+func (s *Service) tucaoPage() string { return s.feedback.TucaoPage() }
+
+// LinksConfig is the part of cfg that makes the feedback links, with now
+// as their clock.
+func LinksConfig(cfg Config, now func() time.Time) feedbacklink.LinksConfig {
+	cfg.setDefaults()
+	return feedbacklink.LinksConfig{PublicURL: cfg.PublicURL, TucaoURL: cfg.TucaoURL, ProductID: cfg.TucaoProductID,
+		LinkSecret: cfg.FeedbackLinkSecret, WeChatSecret: cfg.WeChatSecret, TTL: cfg.FeedbackLinkTTL, Now: now}
 }
 
 var feedbackPage = template.Must(template.New("feedback").Parse(`<!DOCTYPE html>

@@ -44,6 +44,9 @@ type Deps struct {
 	// An error (the state could not be read) retries the event later:
 	// announcing without knowing could say goodbye a second time.
 	Suppress func(ctx context.Context, kind, openid string) (bool, error)
+	// Links makes the feedback links; default: built from the Config (see
+	// LinksConfig), as kefu builds the one it gives queue care too.
+	Links *feedbacklink.Links
 }
 
 // Service is the notifier.
@@ -59,8 +62,9 @@ type Service struct {
 	// is the default one; nil otherwise.
 	waitNext *messageTemplate
 	names    *nicknames
-	limiter  *rate.Limiter        // nil: no limit
-	links    *feedbacklink.Signer // nil: links go straight to Tucao
+	limiter  *rate.Limiter // nil: no limit
+	feedback *feedbacklink.Links
+	links    *feedbacklink.Signer // feedback's: nil when links go straight to Tucao
 	csp      string
 	suppress func(ctx context.Context, kind, openid string) (bool, error)
 
@@ -118,13 +122,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
-	if cfg.PublicURL != "" && cfg.TucaoProductID != "" {
-		keys, err := feedbacklink.NewKeys(cfg.FeedbackLinkSecret, cfg.WeChatSecret)
+	s.feedback = deps.Links
+	if s.feedback == nil {
+		links, err := feedbacklink.NewLinks(LinksConfig(cfg, s.now))
 		if err != nil {
 			return nil, fmt.Errorf("notifier: %w", err)
 		}
-		s.links = feedbacklink.NewSigner(keys, cfg.FeedbackLinkTTL, s.now)
+		s.feedback = links
 	}
+	s.links = s.feedback.Signer()
 	return s, nil
 }
 
