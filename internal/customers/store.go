@@ -13,13 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // Bucket is the KV bucket of the customer read model: one key per openid
 // holding a State as JSON, shared by every replica. Keys with a dot are
 // kefu's own records (queue care's stale report), never an openid.
-const Bucket = "kefu_customers"
+const Bucket = bus.BucketCustomers
 
 // DefaultRetention is how long a record nobody wrote to is kept.
 const DefaultRetention = 7 * 24 * time.Hour
@@ -60,32 +59,14 @@ type Options struct {
 	Conflicts prometheus.Counter
 }
 
-// bucketConfig is the configuration of the kefu_customers bucket.
-func bucketConfig(b *bus.Bus, retention time.Duration) (jetstream.KeyValueConfig, error) {
-	// The streams' replica count is the deployment's (1 embedded, 3 in a
-	// cluster); the bucket follows it.
-	sc, err := b.StreamConfig(events.StreamKF)
-	if err != nil {
-		return jetstream.KeyValueConfig{}, err
-	}
-	if retention <= 0 {
-		retention = DefaultRetention
-	}
-	return jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "kefu customer states (queuecare read model)",
-		History:     1,
-		TTL:         retention,
-		Storage:     jetstream.FileStorage,
-		Replicas:    sc.Replicas,
-	}, nil
-}
+// description is the bucket's, as queue care has always created it.
+const description = "kefu customer states (queuecare read model)"
 
 // Open opens the read model for a role that asks it questions (the
 // notifier, ingest, the estimator). It binds to the bucket, creating it
 // with the default retention only if queue care has not yet.
 func Open(ctx context.Context, b *bus.Bus) (*Store, error) {
-	kv, err := b.JS.KeyValue(ctx, Bucket)
+	kv, err := b.OpenKeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return Ensure(ctx, b, Options{})
 	}
@@ -98,13 +79,12 @@ func Open(ctx context.Context, b *bus.Bus) (*Store, error) {
 // Ensure creates the bucket or updates it to o.Retention and opens the
 // read model: what queue care, which keeps it, does at start.
 func Ensure(ctx context.Context, b *bus.Bus, o Options) (*Store, error) {
-	cfg, err := bucketConfig(b, o.Retention)
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	kv, err := b.KeyValue(ctx, Bucket, bus.WithTTL(o.Retention), bus.WithDescription(description))
 	if err != nil {
 		return nil, err
-	}
-	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("ensure kv %s: %w", Bucket, err)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
