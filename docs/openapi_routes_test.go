@@ -47,8 +47,14 @@ type route struct {
 func registeredRoutes(t *testing.T) []route {
 	t.Helper()
 	fset := token.NewFileSet()
+	// constDef is a constant's expression and the imports of its file,
+	// which its expression may name.
+	type constDef struct {
+		expr    ast.Expr
+		imports map[string]string
+	}
 	type pkg struct {
-		consts  map[string]ast.Expr
+		consts  map[string]constDef
 		files   []*ast.File
 		imports map[*ast.File]map[string]string // local name → directory
 	}
@@ -76,7 +82,7 @@ func registeredRoutes(t *testing.T) []route {
 		dir := filepath.ToSlash(filepath.Dir(rel))
 		p := pkgs[dir]
 		if p == nil {
-			p = &pkg{consts: map[string]ast.Expr{}, imports: map[*ast.File]map[string]string{}}
+			p = &pkg{consts: map[string]constDef{}, imports: map[*ast.File]map[string]string{}}
 			pkgs[dir] = p
 		}
 		p.files = append(p.files, f)
@@ -103,7 +109,7 @@ func registeredRoutes(t *testing.T) []route {
 				vs := spec.(*ast.ValueSpec)
 				for i, n := range vs.Names {
 					if i < len(vs.Values) {
-						p.consts[n.Name] = vs.Values[i]
+						p.consts[n.Name] = constDef{vs.Values[i], imps}
 					}
 				}
 			}
@@ -133,7 +139,7 @@ func registeredRoutes(t *testing.T) []route {
 			return a + b, ok1 && ok2
 		case *ast.Ident:
 			if v, ok := pkgs[dir].consts[e.Name]; ok {
-				return eval(dir, nil, v)
+				return eval(dir, v.imports, v.expr)
 			}
 		case *ast.SelectorExpr:
 			x, ok := e.X.(*ast.Ident)
@@ -143,7 +149,7 @@ func registeredRoutes(t *testing.T) []route {
 			d, ok := imps[x.Name]
 			if p := pkgs[d]; ok && p != nil {
 				if v, ok := p.consts[e.Sel.Name]; ok {
-					return eval(d, nil, v)
+					return eval(d, v.imports, v.expr)
 				}
 			}
 		}
