@@ -104,7 +104,9 @@ func (s *natsState) reach(ctx context.Context) []Result {
 		s.mu.Unlock()
 	}
 	if err != nil {
-		return []Result{{Status: Fail, Found: err.Error(),
+		// The tools' error ends with the same advice as the fix.
+		found, _, _ := strings.Cut(err.Error(), "; set KEFU_NATS_URL")
+		return []Result{{Status: Fail, Found: found,
 			Fix: "set KEFU_NATS_URL to kefu's NATS (and KEFU_NATS_CREDS or KEFU_NATS_USER/KEFU_NATS_PASSWORD), or start it"}}
 	}
 	return []Result{{Status: OK, Found: fmt.Sprintf("%s (chosen by %s)", s.target.URLs, s.target.Source)}}
