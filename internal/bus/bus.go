@@ -1,28 +1,9 @@
-// Package bus is kefu's connection to NATS JetStream: it connects to an
-// external cluster or starts an embedded server, creates the streams and KV
-// buckets of the contract idempotently, publishes events with CloudEvents
-// headers and a de-duplication id (waiting for JetStream's ack), and
-// consumes through durable consumers it creates itself — never ones a
-// library would delete on close — with manual ack, bounded in-flight
-// messages, delayed redelivery and a dead-letter subject.
-//
-// Consumers are plain nats.go queue subscriptions to the deliver subject of
-// a push consumer that Subscribe creates with the jetstream API, each on a
-// connection of its own. kefu used watermill-nats for this at first; it was
-// dropped because its subscriber cannot stop taking messages while a
-// dependency is down without closing (so a store outage could only be
-// ridden out by redelivering until MaxDeliver, then dead-lettering), and
-// because the Router and middleware it brings were not used: the retry,
-// back-off, pause and dead-letter rules live in subscribe.go, one place.
 package bus
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +12,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -98,9 +78,6 @@ func (c *Config) setDefaults() {
 		c.Logger = zap.NewNop()
 	}
 }
-
-// ErrListenInUse is returned when the embedded server's address is taken.
-var ErrListenInUse = errors.New("address in use")
 
 // Bus is one NATS connection with JetStream. When the server closes the
 // connection for good, the bus dials a new one (see redial): JS always
@@ -223,285 +200,6 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 // Conn is the current NATS connection (a new one after a redial).
 func (b *Bus) Conn() *nats.Conn { return b.gen.Load().nc }
 
-// OnRedial registers f to run after each redial, once the new connection
-// is in place: what is bound to a connection (a subscription, a KV watcher)
-// is re-opened there. f must not block.
-func (b *Bus) OnRedial(f func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.onRedial = append(b.onRedial, f)
-}
-
-// Track counts nc — a connection of its own, such as a consumer's — in
-// the bus's health: while it is not connected, Ready fails and
-// UnusableSince runs, so that a consumer that cannot replace a connection
-// the server closed for good ends in a restart instead of silence. untrack
-// removes it (call it before closing nc on purpose, or once it has been
-// replaced).
-func (b *Bus) Track(nc *nats.Conn) (untrack func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.tracked == nil {
-		b.tracked = map[*nats.Conn]struct{}{}
-	}
-	b.tracked[nc] = struct{}{}
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.tracked, nc)
-	}
-}
-
-// trackedDown returns the status of a tracked connection that is not
-// connected, or "". b.mu must be held.
-func (b *Bus) trackedDown() string {
-	for nc := range b.tracked {
-		if !nc.IsConnected() {
-			return fmt.Sprintf("connection %s %s", nc.Opts.Name, nc.Status())
-		}
-	}
-	return ""
-}
-
-// UnusableSince is when the bus stopped being usable — disconnected,
-// closed, or between a close and the new connection; or a tracked
-// connection down — or zero while it is connected. /healthz fails once
-// this is older than KEFU_NATS_DOWN_LIMIT.
-func (b *Bus) UnusableSince() time.Time {
-	g := b.gen.Load()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if g != nil && g.nc.IsConnected() && !b.closing && b.trackedDown() == "" {
-		b.downSince = time.Time{}
-	} else if b.downSince.IsZero() {
-		b.downSince = time.Now()
-	}
-	return b.downSince
-}
-
-// current reports whether nc is the bus's connection of the moment (the
-// handlers are shared with subscribers' own connections and outlive a
-// redial).
-func (b *Bus) current(nc *nats.Conn) bool {
-	g := b.gen.Load()
-	return g != nil && g.nc == nc
-}
-
-func (b *Bus) markDown(nc *nats.Conn) {
-	if !b.current(nc) {
-		return
-	}
-	b.mu.Lock()
-	if b.downSince.IsZero() {
-		b.downSince = time.Now()
-	}
-	b.mu.Unlock()
-}
-
-func (b *Bus) markUp(nc *nats.Conn) {
-	if !b.current(nc) || !nc.IsConnected() {
-		return
-	}
-	b.mu.Lock()
-	b.downSince = time.Time{}
-	b.mu.Unlock()
-}
-
-// closed runs when a connection is closed for good. Unless the bus itself
-// is closing, the current one is replaced.
-func (b *Bus) closed(nc *nats.Conn) {
-	if !b.current(nc) {
-		return
-	}
-	b.mu.Lock()
-	closing := b.closing
-	if !closing && b.downSince.IsZero() {
-		b.downSince = time.Now()
-	}
-	b.mu.Unlock()
-	if closing {
-		return
-	}
-	b.log.Error("nats connection closed by the server for good; dialing a new one", zap.Error(nc.LastError()))
-	go b.redial(b.gen.Load())
-}
-
-// redial opens a new connection with the same options and swaps it in.
-// nats.Connect with RetryOnFailedConnect returns at once and keeps trying
-// in the background, so the loop only repeats when the options themselves
-// fail (say, an unreadable credentials file).
-func (b *Bus) redial(old *generation) {
-	wait := 250 * time.Millisecond
-	for {
-		nc, err := nats.Connect(b.url, b.opts...)
-		var js jetstream.JetStream
-		if err == nil {
-			if js, err = jetstream.New(nc); err != nil {
-				nc.Close()
-			}
-		}
-		if err == nil {
-			b.mu.Lock()
-			if b.closing {
-				b.mu.Unlock()
-				nc.Close()
-				return
-			}
-			b.gen.Store(&generation{nc: nc, js: js, n: old.n + 1})
-			b.redials.Add(1)
-			hooks := append([]func(){}, b.onRedial...)
-			b.mu.Unlock()
-			b.markUp(nc)
-			for _, f := range hooks {
-				f()
-			}
-			return
-		}
-		b.log.Warn("nats redial failed; retrying", zap.Error(err), zap.Duration("in", wait))
-		select {
-		case <-b.stop:
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-func waitConnected(ctx context.Context, nc *nats.Conn) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for !nc.IsConnected() {
-		// A caller's shorter deadline is reported as such, not as 10 s.
-		if err := ctx.Err(); err != nil {
-			return withLastError(err, nc)
-		}
-		if time.Now().After(deadline) {
-			return withLastError(errors.New("no server answered within 10s"), nc)
-		}
-		select {
-		case <-ctx.Done():
-			return withLastError(ctx.Err(), nc)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// credentials are how kefu authenticates: the client options, and what
-// an embedded server requires.
-type credentials struct {
-	options []nats.Option
-	users   []*server.User
-	nkeys   []*server.NkeyUser
-}
-
-// credentials checks the configured credentials. Errors name the variable
-// at fault and never quote a value.
-func (c *Config) credentials() (credentials, error) {
-	var cr credentials
-	set := 0
-	for _, v := range []string{c.CredsFile, c.User + c.Password, c.NKeySeed} {
-		if v != "" {
-			set++
-		}
-	}
-	if set > 1 {
-		return cr, errors.New("set one of KEFU_NATS_CREDS, KEFU_NATS_USER (with KEFU_NATS_PASSWORD) and KEFU_NATS_NKEY_SEED, not several")
-	}
-	switch {
-	case c.CredsFile != "":
-		cr.options = append(cr.options, nats.UserCredentials(c.CredsFile))
-	case c.User != "" || c.Password != "":
-		if c.User == "" || c.Password == "" {
-			return cr, errors.New("KEFU_NATS_USER and KEFU_NATS_PASSWORD go together: set both or neither")
-		}
-		cr.options = append(cr.options, nats.UserInfo(c.User, c.Password))
-		// No Permissions: kefu's own user may do everything.
-		cr.users = []*server.User{{Username: c.User, Password: c.Password}}
-	case c.NKeySeed != "":
-		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(c.NKeySeed)))
-		if err != nil {
-			return cr, errors.New("KEFU_NATS_NKEY_SEED is not a valid nkey seed (want a user seed, SU…, e.g. from `nk -gen user`)")
-		}
-		pub, err := kp.PublicKey()
-		if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-			return cr, errors.New("KEFU_NATS_NKEY_SEED is not the seed of a user nkey (want SU…, e.g. from `nk -gen user`)")
-		}
-		cr.options = append(cr.options, nats.Nkey(pub, kp.Sign))
-		cr.nkeys = []*server.NkeyUser{{Nkey: pub}}
-	}
-	return cr, nil
-}
-
-// isLoopback reports whether host (of KEFU_NATS_LISTEN) is reachable only
-// from this machine. "" and 0.0.0.0 are every interface.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// withLastError adds why the last connection attempt failed (a refused
-// password reads "authorization violation", not just a timeout). The
-// server's errors name no credentials.
-func withLastError(err error, nc *nats.Conn) error {
-	if last := nc.LastError(); last != nil {
-		return fmt.Errorf("%w (last error: %w)", err, last)
-	}
-	return err
-}
-
-func startEmbedded(cfg Config, auth credentials) (*server.Server, error) {
-	host, portStr, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("KEFU_NATS_LISTEN %q: %w", cfg.Listen, err)
-	}
-	var port int
-	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
-		return nil, fmt.Errorf("KEFU_NATS_LISTEN %q: bad port", cfg.Listen)
-	}
-	if port != 0 {
-		// nats-server logs and exits on a busy port; ask first for a clear error.
-		l, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("embedded NATS cannot listen on %s (KEFU_NATS_LISTEN): %w; another NATS server may be running there: set KEFU_NATS_URL=nats://%s to use it, or choose another KEFU_NATS_LISTEN", cfg.Listen, ErrListenInUse, cfg.Listen)
-		}
-		l.Close()
-	} else {
-		port = server.RANDOM_PORT
-	}
-	storeDir := filepath.Join(cfg.DataDir, "jetstream")
-	if err := os.MkdirAll(storeDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create KEFU_DATA_DIR: %w", err)
-	}
-	if len(auth.users) == 0 && len(auth.nkeys) == 0 && !isLoopback(host) {
-		cfg.Logger.Warn("embedded NATS listens beyond this machine without credentials: whoever reaches the port can read every event and the WeChat access token in kefu_token, and publish forged events; set KEFU_NATS_USER and KEFU_NATS_PASSWORD (or KEFU_NATS_NKEY_SEED), or listen on 127.0.0.1",
-			zap.String("listen", cfg.Listen))
-	}
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "kefu-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   storeDir,
-		NoSigs:     true,
-		NoLog:      true,
-		// With credentials configured, every client must present them.
-		Users: auth.users,
-		Nkeys: auth.nkeys,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(15 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats on %s did not start", cfg.Listen)
-	}
-	return srv, nil
-}
-
 // ClientURL is the URL other processes (the nats CLI, other teams) use to reach this bus.
 func (b *Bus) ClientURL() string {
 	if b.embedded != nil {
@@ -590,19 +288,6 @@ func (b *Bus) shutdownEmbedded() {
 		b.embedded.Shutdown()
 		b.embedded.WaitForShutdown()
 	}
-}
-
-// redactURL drops user:password from a NATS URL list for logs and errors.
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "***" + p[at:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // js is JetStream on the bus's current connection.
