@@ -118,6 +118,9 @@ func TestEveryUsageMistakeIsOneLineOnStderrWithExitTwo(t *testing.T) {
 			if !strings.HasPrefix(msg, "kefu: ") {
 				t.Errorf("%q does not start with \"kefu: \"", msg)
 			}
+			if _, ok := findRole(firstOr(args)); ok && strings.Contains(msg, "flag provided") && !strings.HasPrefix(msg, "kefu: "+args[0]+": ") {
+				t.Errorf("%q does not name the command it is about", msg)
+			}
 			hint := "(run `kefu help`)"
 			if len(args) > 0 && args[0] != "help" && args[0] != "version" {
 				if _, ok := findRole(args[0]); ok || isCommand(args[0]) {
@@ -180,4 +183,11 @@ func TestRoleHelpSaysWhatTheRoleRunsAndHowToBackfill(t *testing.T) {
 	if strings.Contains(out.String(), "YYYYMMDD") {
 		t.Error("the help still documents the deprecated YYYYMMDD form")
 	}
+}
+
+func firstOr(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }

@@ -120,10 +120,10 @@ func loadConfig(name string, args []string, stdout io.Writer) (config.Config, ro
 			fs.Usage()
 			return cfg, opts, err
 		}
-		return cfg, opts, usageError{err.Error()}
+		return cfg, opts, usageError{name + ": " + err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return cfg, opts, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return cfg, opts, usageError{fmt.Sprintf("%s: unexpected argument %q", name, fs.Arg(0))}
 	}
 	if opts.tucaoBackfill && (opts.from == "" || opts.to == "") {
 		return cfg, opts, usageError{"--tucao-backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD"}
