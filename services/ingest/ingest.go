@@ -189,7 +189,7 @@ type (
 	maxPayloader      interface{ MaxPayload() int64 }
 	duplicateWindower interface{ DuplicateWindow() time.Duration }
 	keyValuer         interface {
-		KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
+		KeyValue(ctx context.Context, bucket string, opts ...bus.BucketOption) (jetstream.KeyValue, error)
 	}
 )
 
