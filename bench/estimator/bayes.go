@@ -5,8 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/kefu-io/kefu/internal/estimate"
 	"github.com/kefu-io/kefu/internal/queuesim"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // bayesRuns is the number of Monte Carlo continuations per prediction of
@@ -35,7 +35,7 @@ func newBayesOracle(d queuesim.Dist, seed uint64) *bayesOracle {
 	return &bayesOracle{dist: d, rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), times: make([]float64, bayesRuns)}
 }
 
-func (b *bayesOracle) predict(snap estimate.Snapshot, k int) prediction {
+func (b *bayesOracle) predict(snap waitmodel.Snapshot, k int) prediction {
 	var ages []float64
 	free := 0
 	for _, a := range snap.Agents {

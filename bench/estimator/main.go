@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
 	"github.com/kefu-io/kefu/internal/queuesim"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 func main() {
@@ -42,7 +42,7 @@ type options struct {
 	selected  []scenario
 	out       string
 	plot      string
-	estimator estimate.Config
+	estimator waitmodel.Config
 }
 
 func parse(args []string) (options, error) {
@@ -64,7 +64,7 @@ func parse(args []string) (options, error) {
 	if o.customers < 100 || o.reps < 1 || o.workers < 1 || o.warmup < 0 || o.warmup >= 1 {
 		return o, fmt.Errorf("parse flags: customers ≥ 100, reps ≥ 1, workers ≥ 1, warmup in [0, 1) required")
 	}
-	if _, err := estimate.New(o.estimator); err != nil {
+	if _, err := waitmodel.New(o.estimator); err != nil {
 		return o, fmt.Errorf("parse flags: %w", err)
 	}
 	all := scenarios()
@@ -206,7 +206,7 @@ type restartPrediction struct{ p90, waited float64 }
 // restart does what a restart (or a takeover) of the service does: the
 // learned state and the members survive (kefu_state), the rest is rebuilt
 // from the next snapshot.
-func restart(old *estimate.Estimator, members *estimate.Members, cfg estimate.Config) (*estimate.Estimator, *estimate.Members) {
+func restart(old *waitmodel.Estimator, members *waitmodel.Members, cfg waitmodel.Config) (*waitmodel.Estimator, *waitmodel.Members) {
 	state, err := old.MarshalState()
 	if err != nil {
 		panic(err)
@@ -215,14 +215,14 @@ func restart(old *estimate.Estimator, members *estimate.Members, cfg estimate.Co
 	if err != nil {
 		panic(err)
 	}
-	est, err := estimate.New(cfg)
+	est, err := waitmodel.New(cfg)
 	if err != nil {
 		panic(err)
 	}
 	if err := est.UnmarshalState(state); err != nil {
 		panic(err)
 	}
-	fresh := &estimate.Members{}
+	fresh := &waitmodel.Members{}
 	if err := fresh.UnmarshalJSON(mb); err != nil {
 		panic(err)
 	}
@@ -231,7 +231,7 @@ func restart(old *estimate.Estimator, members *estimate.Members, cfg estimate.Co
 
 // scoreAfterRestart records kefu's first estimate after a restart for
 // every customer waiting then.
-func scoreAfterRestart(est *estimate.Estimator, sim *queuesim.Sim, s estimate.Snapshot, after map[int]restartPrediction) {
+func scoreAfterRestart(est *waitmodel.Estimator, sim *queuesim.Sim, s waitmodel.Snapshot, after map[int]restartPrediction) {
 	for id := sim.Arrivals() - 1; id >= 0; id-- {
 		out := sim.Outcome(id)
 		if out.Served || out.Abandoned || !out.Queued {
@@ -240,7 +240,7 @@ func scoreAfterRestart(est *estimate.Estimator, sim *queuesim.Sim, s estimate.Sn
 			}
 			continue
 		}
-		e, ok := est.Predict(estimate.Kefu, out.OpenID)
+		e, ok := est.Predict(waitmodel.Kefu, out.OpenID)
 		if !ok || e.Unknown {
 			continue
 		}
@@ -256,11 +256,11 @@ type sums struct {
 }
 
 func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
-	models := estimate.Models()
+	models := waitmodel.Models()
 	customers := o.customers * max(sc.scale, 1)
 	cfg := sc.build(customers)
 	cfg.Seed = seed
-	est, err := estimate.New(o.estimator)
+	est, err := waitmodel.New(o.estimator)
 	if err != nil {
 		panic(err) // validated in parse
 	}
@@ -270,9 +270,9 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 	// members is the queue as kefu sees customers join (ingest's
 	// kefu.wechat.kf.queue.joined): the customers behind the 100 listed get
 	// inferred places, as in production.
-	members := &estimate.Members{}
-	var buf []estimate.WaitingCase
-	complete := func(s estimate.Snapshot) estimate.Snapshot {
+	members := &waitmodel.Members{}
+	var buf []waitmodel.WaitingCase
+	complete := func(s waitmodel.Snapshot) waitmodel.Snapshot {
 		s, buf = members.Complete(s, buf)
 		return s
 	}
@@ -301,7 +301,7 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 				est.SessionSwitched(e.OpenID, e.From, e.To, e.At)
 			}
 		},
-		Poll: func(s estimate.Snapshot) {
+		Poll: func(s waitmodel.Snapshot) {
 			if sc.restartEvery > 0 {
 				if nextRestart.IsZero() {
 					nextRestart = s.At.Add(sc.restartEvery)
@@ -428,7 +428,7 @@ func replicate(sc scenario, o options, seed uint64, draw bool) repResult {
 // customer is last). In M/M/s it is the optimum whose RASE is 1−ρ; with
 // exponential service and patience it is the conditional mean wait given
 // the place and the online slots.
-func oraclePrediction(cfg queuesim.Config, snap estimate.Snapshot, n int) prediction {
+func oraclePrediction(cfg queuesim.Config, snap waitmodel.Snapshot, n int) prediction {
 	var slots float64
 	for _, a := range snap.Agents {
 		if a.Status != 0 {
@@ -460,7 +460,7 @@ type listedPrediction struct {
 // noteListed records, for customers who joined beyond the 100 listed, the
 // estimate of the poll that first lists them: a refinement made long after
 // the join, whose band the calibration once inflated.
-func noteListed(res estimate.Result, unlisted []bool, late map[int]listedPrediction) {
+func noteListed(res waitmodel.Result, unlisted []bool, late map[int]listedPrediction) {
 	for _, e := range res.Estimates {
 		if isInferred(e) || e.Unknown || e.Wait <= 0 {
 			continue
@@ -475,4 +475,4 @@ func noteListed(res estimate.Result, unlisted []bool, late map[int]listedPredict
 	}
 }
 
-func isInferred(e estimate.Estimate) bool { return e.Inferred }
+func isInferred(e waitmodel.Estimate) bool { return e.Inferred }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 type row struct {
@@ -39,7 +39,7 @@ type table struct {
 // summarise pools the replications (ratios of pooled sums) and takes the
 // standard error of RASE from the spread between replications.
 func summarise(sc scenario, reps []repResult) table {
-	models := estimate.Models()
+	models := waitmodel.Models()
 	t := table{sc: sc, bestBaseline: -1}
 	for _, r := range reps {
 		t.queued += r.queued
@@ -161,7 +161,7 @@ func oracleName(sc scenario) string {
 
 // oracleBand is the P90/mean factor of an Erlang(n) wait.
 func oracleBand(n float64) float64 {
-	// Wilson–Hilferty, as in package estimate.
+	// Wilson–Hilferty, as in package waitmodel.
 	k := math.Max(n, 1)
 	c := 1 - 1/(9*k) + 1.2815515655446004/(3*math.Sqrt(k))
 	return c * c * c

@@ -43,7 +43,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // AgentSpec is one agent of the simulated account.
@@ -195,7 +195,7 @@ type Hooks struct {
 	Join func(customer int)
 	// Poll is called every PollInterval with the snapshot kefu would get;
 	// the snapshot is only valid during the call.
-	Poll func(estimate.Snapshot)
+	Poll func(waitmodel.Snapshot)
 }
 
 // Outcome is the truth about one customer.
@@ -331,7 +331,7 @@ type Sim struct {
 	arrived int
 	done    bool
 
-	snap estimate.Snapshot
+	snap waitmodel.Snapshot
 }
 
 // New prepares a run; nothing happens before the first Step.
@@ -688,7 +688,7 @@ func (s *Sim) Waiting() int { return s.waiting }
 
 // Snapshot returns what kefu's poll would return now. The slices are reused
 // by the next call.
-func (s *Sim) Snapshot() estimate.Snapshot {
+func (s *Sim) Snapshot() waitmodel.Snapshot {
 	sn := &s.snap
 	sn.At = s.Now()
 	sn.Count = s.waiting
@@ -701,7 +701,7 @@ func (s *Sim) Snapshot() estimate.Snapshot {
 		if c.state != waiting {
 			continue
 		}
-		w := estimate.WaitingCase{OpenID: c.openid, Since: s.reported(c.arrival)}
+		w := waitmodel.WaitingCase{OpenID: c.openid, Since: s.reported(c.arrival)}
 		if c.kf >= 0 {
 			w.KfAccount = s.agents[c.kf].spec.Account
 		}
@@ -713,12 +713,12 @@ func (s *Sim) Snapshot() estimate.Snapshot {
 		if !a.online {
 			continue
 		}
-		ag := estimate.Agent{Account: a.spec.Account, Status: 1, AutoAccept: a.spec.AutoAccept, Accepted: len(a.chats)}
+		ag := waitmodel.Agent{Account: a.spec.Account, Status: 1, AutoAccept: a.spec.AutoAccept, Accepted: len(a.chats)}
 		if len(sn.Agents) < cap(sn.Agents) {
 			ag.Sessions = sn.Agents[:len(sn.Agents)+1][len(sn.Agents)].Sessions[:0]
 		}
 		for _, ch := range a.chats {
-			ag.Sessions = append(ag.Sessions, estimate.Session{OpenID: s.cust[ch.cust].openid, Since: s.reported(ch.start)})
+			ag.Sessions = append(ag.Sessions, waitmodel.Session{OpenID: s.cust[ch.cust].openid, Since: s.reported(ch.start)})
 		}
 		sn.Agents = append(sn.Agents, ag)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // erlangC returns the mean wait in queue of M/M/s (seconds).
@@ -112,7 +112,7 @@ func TestSanity(t *testing.T) {
 	var polls int
 	var s *Sim
 	cfg2 := cfg
-	hooks := Hooks{Poll: func(sn estimate.Snapshot) {
+	hooks := Hooks{Poll: func(sn waitmodel.Snapshot) {
 		now := sn.At.Sub(cfg2.Start).Seconds()
 		areaQ += float64(sn.Count) * (now - last)
 		for _, a := range sn.Agents {

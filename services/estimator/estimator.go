@@ -2,7 +2,8 @@
 // customer's place and expected wait. One replica at a time (a lease in
 // kefu_locks) polls getwaitcase, getonlinekflist and getsessionlist every
 // KEFU_QUEUE_POLL_INTERVAL, feeds the snapshot and the 多客服 session
-// events to the wait-time model of internal/estimate, and publishes a
+// events to the wait-time model (internal/waitmodel, which does no I/O;
+// this package is the service around it), and publishes a
 // QueueSnapshot, a WaitEstimated for each customer who entered the queue or
 // whose estimate changed materially, and a SessionAbandoned for each
 // customer who left without being served. Every replica serves the latest
@@ -14,7 +15,7 @@
 // kefu.wechat.kf.queue.joined for every message it transfers to 多客服;
 // the estimator reads those joins with the session events, in order, on
 // one consumer (estimator-sessions, kefu.wechat.kf.>) and keeps the
-// customers not listed yet in join order (estimate.Members; saved in
+// customers not listed yet in join order (waitmodel.Members; saved in
 // kefu_state under members.<appid> with the model). Each poll places them
 // behind the listed ones (WaitEstimated.position_inferred, a band
 // calibrated on such places), so the 101st customer and every one behind
@@ -58,8 +59,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/estimate"
 	"github.com/kefu-io/kefu/internal/httpapi"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -86,9 +87,9 @@ type Config struct {
 	NotifyMinChange time.Duration
 	NotifyMinRatio  float64
 	// Model configures the wait-time model.
-	Model estimate.Config
+	Model waitmodel.Config
 	// MaxMembers bounds the customers kept from joins beyond the listed
-	// ones (default estimate.DefaultMaxMembers).
+	// ones (default waitmodel.DefaultMaxMembers).
 	MaxMembers int
 }
 
@@ -153,9 +154,9 @@ type Service struct {
 
 	pollMu    sync.Mutex // one poll at a time (the loop, tests, an operator)
 	mu        sync.Mutex // guards model, members, buf and published
-	model     *estimate.Estimator
-	members   *estimate.Members // customers seen joining, not listed yet
-	buf       []estimate.WaitingCase
+	model     *waitmodel.Estimator
+	members   *waitmodel.Members // customers seen joining, not listed yet
+	buf       []waitmodel.WaitingCase
 	published map[string]notified // openid → last WaitEstimated
 	sessions  *bus.Subscription   // open while holding the lease
 	left      *bus.Subscription   // SessionAbandoned(left), open with sessions
@@ -175,12 +176,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Bus == nil || deps.API == nil {
 		return nil, errors.New("estimator: Bus and API are required")
 	}
-	model, err := estimate.New(cfg.Model)
+	model, err := waitmodel.New(cfg.Model)
 	if err != nil {
 		return nil, fmt.Errorf("estimator: %w", err)
 	}
 	s := &Service{cfg: cfg, bus: deps.Bus, api: deps.API, leftFn: deps.Left, log: deps.Logger, now: deps.Now, m: newMetrics(deps.Registerer),
-		model: model, members: &estimate.Members{Max: cfg.MaxMembers}, published: map[string]notified{}}
+		model: model, members: &waitmodel.Members{Max: cfg.MaxMembers}, published: map[string]notified{}}
 	s.loop = bus.NewPeriodic(cfg.PollInterval, func(ctx context.Context) {
 		if err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("queue poll failed; will retry next interval", zap.Error(err))
@@ -440,23 +441,23 @@ func (s *Service) handleSession(ctx context.Context, d *bus.Delivery) error {
 // snapshot polls the three lists. An agent whose session list fails is
 // kept with its count only: the model then uses what it learned from events.
 // Customers who left (Deps.Left) are returned apart, not in the snapshot.
-func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.WaitingCase, error) {
+func (s *Service) snapshot(ctx context.Context) (waitmodel.Snapshot, []waitmodel.WaitingCase, error) {
 	now := s.now()
 	wait, err := s.api.GetWaitCase(ctx)
 	if err != nil {
-		return estimate.Snapshot{}, nil, fmt.Errorf("getwaitcase: %w", err)
+		return waitmodel.Snapshot{}, nil, fmt.Errorf("getwaitcase: %w", err)
 	}
 	online, err := s.api.GetOnlineKfList(ctx)
 	if err != nil {
-		return estimate.Snapshot{}, nil, fmt.Errorf("getonlinekflist: %w", err)
+		return waitmodel.Snapshot{}, nil, fmt.Errorf("getonlinekflist: %w", err)
 	}
-	snap := estimate.Snapshot{At: now, Count: wait.Count}
+	snap := waitmodel.Snapshot{At: now, Count: wait.Count}
 	if snap.Count < len(wait.Cases) {
 		snap.Count = len(wait.Cases)
 	}
-	var left []estimate.WaitingCase
+	var left []waitmodel.WaitingCase
 	for _, c := range wait.Cases {
-		wc := estimate.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount}
+		wc := waitmodel.WaitingCase{OpenID: c.OpenID, Since: time.Unix(c.CreateTime, 0), KfAccount: c.KfAccount}
 		if s.leftFn != nil && s.leftFn(ctx, c.OpenID) {
 			left = append(left, wc)
 			snap.Count--
@@ -465,7 +466,7 @@ func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.W
 		snap.Waiting = append(snap.Waiting, wc)
 	}
 	for _, a := range online {
-		agent := estimate.Agent{Account: a.KfAccount, Status: a.Status, AutoAccept: a.AutoAccept, Accepted: a.AcceptedCase}
+		agent := waitmodel.Agent{Account: a.KfAccount, Status: a.Status, AutoAccept: a.AutoAccept, Accepted: a.AcceptedCase}
 		if a.AcceptedCase > 0 {
 			list, err := s.api.GetSessionList(ctx, a.KfAccount)
 			if err != nil {
@@ -473,7 +474,7 @@ func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.W
 				s.log.Debug("getsessionlist failed", zap.String("kf_account", a.KfAccount), zap.Error(err))
 			}
 			for _, it := range list {
-				agent.Sessions = append(agent.Sessions, estimate.Session{OpenID: it.OpenID, Since: time.Unix(it.CreateTime, 0)})
+				agent.Sessions = append(agent.Sessions, waitmodel.Session{OpenID: it.OpenID, Since: time.Unix(it.CreateTime, 0)})
 			}
 		}
 		snap.Agents = append(snap.Agents, agent)
@@ -483,8 +484,8 @@ func (s *Service) snapshot(ctx context.Context) (estimate.Snapshot, []estimate.W
 
 // changedEstimates picks the estimates to publish: customers new in the
 // queue, and those whose estimate moved materially. Caller holds s.mu.
-func (s *Service) changedEstimates(res estimate.Result) []estimate.Estimate {
-	var out []estimate.Estimate
+func (s *Service) changedEstimates(res waitmodel.Result) []waitmodel.Estimate {
+	var out []waitmodel.Estimate
 	present := make(map[string]bool, len(res.Estimates))
 	for _, e := range res.Estimates {
 		present[e.OpenID] = true
@@ -515,7 +516,7 @@ func material(old, cur, minChange time.Duration, ratio float64) bool {
 	return d >= minChange && float64(d) >= ratio*float64(old)
 }
 
-func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estimate.Result, changed []estimate.Estimate) error {
+func (s *Service) publish(ctx context.Context, snap waitmodel.Snapshot, res waitmodel.Result, changed []waitmodel.Estimate) error {
 	meta := events.Meta{AppID: s.cfg.AppID, OccurredAt: snap.At.UTC(), ReceivedAt: s.now().UTC()}
 	source := "kefu/estimator/" + s.cfg.AppID
 	view := queueView(snap, res)
@@ -556,7 +557,7 @@ func (s *Service) publish(ctx context.Context, snap estimate.Snapshot, res estim
 	return nil
 }
 
-func (s *Service) publishEstimate(ctx context.Context, meta events.Meta, e estimate.Estimate, id string) error {
+func (s *Service) publishEstimate(ctx context.Context, meta events.Meta, e waitmodel.Estimate, id string) error {
 	ev := events.WaitEstimated{Meta: meta, OpenID: e.OpenID, Position: e.Position, KfAccount: e.KfAccount,
 		WaitSeconds: seconds(e.Wait), WaitP90Seconds: seconds(e.WaitP90), Model: e.Model, PositionInferred: e.Inferred}
 	if _, err := s.bus.Publish(ctx, ev, bus.Envelope{ID: id, Source: "kefu/estimator/" + s.cfg.AppID}); err != nil {
@@ -613,7 +614,7 @@ type WaitingView struct {
 // is one KV value); Omitted counts the rest.
 const maxViewWaiting = 1000
 
-func queueView(snap estimate.Snapshot, res estimate.Result) QueueView {
+func queueView(snap waitmodel.Snapshot, res waitmodel.Result) QueueView {
 	v := QueueView{At: snap.At.UTC(), WaitingCount: res.Count, Unlisted: res.Unlisted, Waiting: []WaitingView{}, Agents: []events.AgentStatus{},
 		ServiceMean: seconds(res.ServiceFor)}
 	since := make(map[string]time.Time, len(snap.Waiting))

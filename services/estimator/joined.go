@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -25,7 +25,7 @@ func (s *Service) joined(ctx context.Context, j events.QueueJoined) error {
 		s.m.joins.WithLabelValues("known").Inc()
 		return nil
 	}
-	e, ok := s.model.EstimateJoin(estimate.WaitingCase{OpenID: j.OpenID, Since: j.OccurredAt, KfAccount: j.KfAccount, Inferred: true}, now)
+	e, ok := s.model.EstimateJoin(waitmodel.WaitingCase{OpenID: j.OpenID, Since: j.OccurredAt, KfAccount: j.KfAccount, Inferred: true}, now)
 	if !ok {
 		// Already waiting or served (the message went to their queue or
 		// agent), or no snapshot yet: the next poll sorts it out (a listed

@@ -1,4 +1,4 @@
-package estimate_test
+package waitmodel_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // BenchmarkSnapshot measures one poll's work in the estimator — Members
@@ -17,7 +17,7 @@ import (
 // ("listed-100", same queue). The learned state is warm (duration shape
 // ready, so the departure curves are built from session ages).
 //
-//	go test -run '^$' -bench BenchmarkSnapshot -benchtime 200x ./internal/estimate/
+//	go test -run '^$' -bench BenchmarkSnapshot -benchtime 200x ./internal/waitmodel/
 func BenchmarkSnapshot(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
@@ -25,12 +25,12 @@ func BenchmarkSnapshot(b *testing.B) {
 	}{{"listed-100", 0}, {"members-10000", 10_000}} {
 		b.Run(tc.name, func(b *testing.B) {
 			est, snap, members := warmQueue(b, 10_000, tc.members > 0)
-			var buf []estimate.WaitingCase
+			var buf []waitmodel.WaitingCase
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				snap.At = snap.At.Add(time.Duration(i+1) * time.Second)
-				var s estimate.Snapshot
+				var s waitmodel.Snapshot
 				s, buf = members.Complete(snap, buf)
 				res := est.Observe(s)
 				if len(res.Estimates) != 100+tc.members {
@@ -45,17 +45,17 @@ func BenchmarkSnapshot(b *testing.B) {
 // warmQueue returns an estimator that has learned from 2,000 sessions of
 // 50 agents × 2 slots, a snapshot of 100 listed customers out of 100 +
 // unlisted, and the unlisted ones as members.
-func warmQueue(b *testing.B, unlisted int, joined bool) (*estimate.Estimator, estimate.Snapshot, *estimate.Members) {
+func warmQueue(b *testing.B, unlisted int, joined bool) (*waitmodel.Estimator, waitmodel.Snapshot, *waitmodel.Members) {
 	b.Helper()
-	est, err := estimate.New(estimate.Config{})
+	est, err := waitmodel.New(waitmodel.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	at := t0
-	var agents []estimate.Agent
+	var agents []waitmodel.Agent
 	for i := range 50 {
-		agents = append(agents, estimate.Agent{Account: fmt.Sprintf("kf%02d", i), Status: 1, AutoAccept: 2})
+		agents = append(agents, waitmodel.Agent{Account: fmt.Sprintf("kf%02d", i), Status: 1, AutoAccept: 2})
 	}
 	open := map[string][]string{}
 	for i := range 2000 {
@@ -71,14 +71,14 @@ func warmQueue(b *testing.B, unlisted int, joined bool) (*estimate.Estimator, es
 	}
 	for i := range agents {
 		for _, id := range open[agents[i].Account] {
-			agents[i].Sessions = append(agents[i].Sessions, estimate.Session{OpenID: id, Since: at.Add(-time.Duration(rng.IntN(600)) * time.Second)})
+			agents[i].Sessions = append(agents[i].Sessions, waitmodel.Session{OpenID: id, Since: at.Add(-time.Duration(rng.IntN(600)) * time.Second)})
 		}
 		agents[i].Accepted = len(agents[i].Sessions)
 	}
-	snap := estimate.Snapshot{At: at, Count: 100 + unlisted, Agents: agents}
-	members := &estimate.Members{}
+	snap := waitmodel.Snapshot{At: at, Count: 100 + unlisted, Agents: agents}
+	members := &waitmodel.Members{}
 	for i := range 100 + unlisted {
-		c := estimate.WaitingCase{OpenID: fmt.Sprintf("w%05d", i), Since: at.Add(-time.Hour + time.Duration(i)*100*time.Millisecond)}
+		c := waitmodel.WaitingCase{OpenID: fmt.Sprintf("w%05d", i), Since: at.Add(-time.Hour + time.Duration(i)*100*time.Millisecond)}
 		if i < 100 {
 			snap.Waiting = append(snap.Waiting, c)
 		} else if joined {

@@ -1,12 +1,12 @@
-package estimate_test
+package waitmodel_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
 	"github.com/kefu-io/kefu/internal/queuesim"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // TestOnSimulatedQueue wires the estimator to the simulator the way the
@@ -18,7 +18,7 @@ func TestOnSimulatedQueue(t *testing.T) {
 		servers = 5
 		mean    = 5 * time.Minute
 	)
-	est, err := estimate.New(estimate.Config{})
+	est, err := waitmodel.New(waitmodel.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +41,10 @@ func TestOnSimulatedQueue(t *testing.T) {
 				est.SessionClosed(e.OpenID, e.KfAccount, e.At)
 			}
 		},
-		Poll: func(s estimate.Snapshot) { est.Observe(s) },
+		Poll: func(s waitmodel.Snapshot) { est.Observe(s) },
 		Join: func(id int) {
 			res := est.Observe(sim.Snapshot())
-			e, ok := est.Predict(estimate.Kefu, sim.Outcome(id).OpenID)
+			e, ok := est.Predict(waitmodel.Kefu, sim.Outcome(id).OpenID)
 			if !ok {
 				t.Fatalf("joining customer %d not estimated", id)
 			}

@@ -1,4 +1,4 @@
-package estimate_test
+package waitmodel_test
 
 import (
 	"encoding/json"
@@ -7,22 +7,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
 	"github.com/kefu-io/kefu/internal/queuesim"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 // A customer first listed an hour after joining (behind the first 100, or
 // after a restart) is calibrated on the wait from that prediction, not
 // from the join: served exactly when predicted, the ratio is 1.
 func TestCalibrationUsesThePredictionsOwnTime(t *testing.T) {
-	est, err := estimate.New(estimate.Config{})
+	est, err := waitmodel.New(waitmodel.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	listedAt := t0.Add(time.Hour)
-	agent := estimate.Agent{Account: "kf1", Status: 1, AutoAccept: 1, Accepted: 1, Sessions: []estimate.Session{{OpenID: "o-served", Since: listedAt.Add(-time.Minute)}}}
-	est.Observe(estimate.Snapshot{At: listedAt, Count: 1, Waiting: []estimate.WaitingCase{{OpenID: "late", Since: t0}}, Agents: []estimate.Agent{agent}})
-	e, ok := est.Predict(estimate.Kefu, "late")
+	agent := waitmodel.Agent{Account: "kf1", Status: 1, AutoAccept: 1, Accepted: 1, Sessions: []waitmodel.Session{{OpenID: "o-served", Since: listedAt.Add(-time.Minute)}}}
+	est.Observe(waitmodel.Snapshot{At: listedAt, Count: 1, Waiting: []waitmodel.WaitingCase{{OpenID: "late", Since: t0}}, Agents: []waitmodel.Agent{agent}})
+	e, ok := est.Predict(waitmodel.Kefu, "late")
 	if !ok || e.Wait < time.Second {
 		t.Fatalf("prediction %+v %v", e, ok)
 	}
@@ -53,36 +53,36 @@ func TestCalibrationUsesThePredictionsOwnTime(t *testing.T) {
 // everyone of the last snapshot, with an inferred place; a second join of
 // the same customer (another message) is no new estimate.
 func TestEstimateJoinPlacesTheCustomerBehindTheQueue(t *testing.T) {
-	est, err := estimate.New(estimate.Config{})
+	est, err := waitmodel.New(waitmodel.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var agents []estimate.Agent
+	var agents []waitmodel.Agent
 	for i := range 3 {
-		agents = append(agents, estimate.Agent{Account: fmt.Sprintf("kf%d", i), Status: 1, AutoAccept: 1, Accepted: 1,
-			Sessions: []estimate.Session{{OpenID: fmt.Sprintf("s%d", i), Since: t0}}})
+		agents = append(agents, waitmodel.Agent{Account: fmt.Sprintf("kf%d", i), Status: 1, AutoAccept: 1, Accepted: 1,
+			Sessions: []waitmodel.Session{{OpenID: fmt.Sprintf("s%d", i), Since: t0}}})
 	}
-	var waiting []estimate.WaitingCase
+	var waiting []waitmodel.WaitingCase
 	for i := range 100 {
-		waiting = append(waiting, estimate.WaitingCase{OpenID: fmt.Sprintf("w%03d", i), Since: t0.Add(time.Duration(i) * time.Second)})
+		waiting = append(waiting, waitmodel.WaitingCase{OpenID: fmt.Sprintf("w%03d", i), Since: t0.Add(time.Duration(i) * time.Second)})
 	}
 	at := t0.Add(5 * time.Minute)
-	res := est.Observe(estimate.Snapshot{At: at, Count: 120, Waiting: waiting, Agents: agents})
-	if _, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: "w005", Since: at}, at); ok {
+	res := est.Observe(waitmodel.Snapshot{At: at, Count: 120, Waiting: waiting, Agents: agents})
+	if _, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: "w005", Since: at}, at); ok {
 		t.Fatal("a listed customer's message estimated as a join")
 	}
-	if _, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: "s1", Since: at}, at); ok {
+	if _, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: "s1", Since: at}, at); ok {
 		t.Fatal("a served customer's message estimated as a join")
 	}
-	e1, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: "new1", Since: at.Add(2 * time.Second)}, at.Add(2*time.Second))
+	e1, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: "new1", Since: at.Add(2 * time.Second)}, at.Add(2*time.Second))
 	if !ok || !e1.Inferred || e1.Position != 121 || e1.Wait <= res.Tail.Wait-3*time.Second || e1.WaitP90 < e1.Wait {
 		t.Fatalf("first join %+v (tail of the snapshot %+v)", e1, res.Tail)
 	}
-	e2, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: "new2", Since: at.Add(4 * time.Second)}, at.Add(4*time.Second))
+	e2, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: "new2", Since: at.Add(4 * time.Second)}, at.Add(4*time.Second))
 	if !ok || e2.Position != 122 || e2.Wait <= e1.Wait-2*time.Second {
 		t.Fatalf("second join %+v after %+v", e2, e1)
 	}
-	if _, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: "new1", Since: at.Add(9 * time.Second)}, at.Add(9*time.Second)); ok {
+	if _, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: "new1", Since: at.Add(9 * time.Second)}, at.Add(9*time.Second)); ok {
 		t.Fatal("a waiting customer's second message estimated as a new join")
 	}
 }
@@ -109,13 +109,13 @@ func TestOverloadBandWithInferredPlacesAndRestarts(t *testing.T) {
 
 func overloadCoverage(t *testing.T, restartEvery time.Duration) (cov float64, n int, after float64, nAfter int) {
 	t.Helper()
-	cfg := estimate.Config{}
-	est, err := estimate.New(cfg)
+	cfg := waitmodel.Config{}
+	est, err := waitmodel.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := &estimate.Members{}
-	var buf []estimate.WaitingCase
+	members := &waitmodel.Members{}
+	var buf []waitmodel.WaitingCase
 	agents := make([]queuesim.AgentSpec, 20)
 	for i := range agents {
 		agents[i] = queuesim.AgentSpec{Account: fmt.Sprintf("kf%02d", i), AutoAccept: 1}
@@ -139,7 +139,7 @@ func overloadCoverage(t *testing.T, restartEvery time.Duration) (cov float64, n 
 				est.SessionClosed(e.OpenID, e.KfAccount, e.At)
 			}
 		},
-		Poll: func(s estimate.Snapshot) {
+		Poll: func(s waitmodel.Snapshot) {
 			restarted := false
 			if restartEvery > 0 {
 				if next.IsZero() {
@@ -152,11 +152,11 @@ func overloadCoverage(t *testing.T, restartEvery time.Duration) (cov float64, n 
 						t.Fatal(err)
 					}
 					mb, _ := json.Marshal(members)
-					est, _ = estimate.New(cfg)
+					est, _ = waitmodel.New(cfg)
 					if err := est.UnmarshalState(state); err != nil {
 						t.Fatal(err)
 					}
-					members = &estimate.Members{}
+					members = &waitmodel.Members{}
 					if err := json.Unmarshal(mb, members); err != nil {
 						t.Fatal(err)
 					}
@@ -178,7 +178,7 @@ func overloadCoverage(t *testing.T, restartEvery time.Duration) (cov float64, n 
 			// estimate comes from the last poll and the joins since.
 			out := sim.Outcome(id)
 			members.Join(out.OpenID, out.KfAccount, sim.Now())
-			if e, ok := est.EstimateJoin(estimate.WaitingCase{OpenID: out.OpenID, Since: sim.Now(), Inferred: true}, sim.Now()); ok && !e.Unknown {
+			if e, ok := est.EstimateJoin(waitmodel.WaitingCase{OpenID: out.OpenID, Since: sim.Now(), Inferred: true}, sim.Now()); ok && !e.Unknown {
 				atJoin[id] = pred{p90: e.WaitP90.Seconds()}
 			}
 		},

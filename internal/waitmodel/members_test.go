@@ -1,4 +1,4 @@
-package estimate_test
+package waitmodel_test
 
 import (
 	"encoding/json"
@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/estimate"
+	"github.com/kefu-io/kefu/internal/waitmodel"
 )
 
 var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
-func ids(ws []estimate.WaitingCase) []string {
+func ids(ws []waitmodel.WaitingCase) []string {
 	var out []string
 	for _, w := range ws {
 		out = append(out, w.OpenID)
@@ -22,7 +22,7 @@ func ids(ws []estimate.WaitingCase) []string {
 // The listed cases form the head and leave the members; the others follow
 // in join order as inferred cases, whatever order their joins arrived in.
 func TestMembersFollowTheListedInJoinOrder(t *testing.T) {
-	var m estimate.Members
+	var m waitmodel.Members
 	m.Join("c", "", t0.Add(3*time.Second))
 	m.Join("a", "", t0.Add(1*time.Second))
 	m.Join("d", "kf1@x", t0.Add(4*time.Second))
@@ -30,8 +30,8 @@ func TestMembersFollowTheListedInJoinOrder(t *testing.T) {
 	if m.Join("b", "", t0.Add(9*time.Second)) {
 		t.Fatal("a second join of a member counted")
 	}
-	snap := estimate.Snapshot{At: t0.Add(time.Minute), Count: 4,
-		Waiting: []estimate.WaitingCase{{OpenID: "a", Since: t0.Add(time.Second)}}}
+	snap := waitmodel.Snapshot{At: t0.Add(time.Minute), Count: 4,
+		Waiting: []waitmodel.WaitingCase{{OpenID: "a", Since: t0.Add(time.Second)}}}
 	got, _ := m.Complete(snap, nil)
 	if want := []string{"a", "b", "c", "d"}; !slices.Equal(ids(got.Waiting), want) {
 		t.Fatalf("queue %v, want %v", ids(got.Waiting), want)
@@ -52,20 +52,20 @@ func TestMembersFollowTheListedInJoinOrder(t *testing.T) {
 // everyone. A count that leaves less room than the members is no proof
 // of who left.
 func TestMembersLeaveOnlyOnProof(t *testing.T) {
-	var m estimate.Members
+	var m waitmodel.Members
 	for i, id := range []string{"a", "b", "c", "d", "e"} {
 		m.Join(id, "", t0.Add(time.Duration(i)*10*time.Second))
 	}
 	// Count says one of c, d, e left; nobody knows who.
-	snap := estimate.Snapshot{At: t0.Add(time.Minute), Count: 4,
-		Waiting: []estimate.WaitingCase{{OpenID: "a"}, {OpenID: "b"}}}
+	snap := waitmodel.Snapshot{At: t0.Add(time.Minute), Count: 4,
+		Waiting: []waitmodel.WaitingCase{{OpenID: "a"}, {OpenID: "b"}}}
 	got, _ := m.Complete(snap, nil)
 	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(ids(got.Waiting), want) {
 		t.Fatalf("queue %v, want %v (no member dropped on the count alone)", ids(got.Waiting), want)
 	}
 	// d (joined after c) is listed, c is not: c is gone.
-	snap = estimate.Snapshot{At: t0.Add(2 * time.Minute), Count: 4,
-		Waiting: []estimate.WaitingCase{{OpenID: "a"}, {OpenID: "b"}, {OpenID: "d"}}}
+	snap = waitmodel.Snapshot{At: t0.Add(2 * time.Minute), Count: 4,
+		Waiting: []waitmodel.WaitingCase{{OpenID: "a"}, {OpenID: "b"}, {OpenID: "d"}}}
 	got, _ = m.Complete(snap, nil)
 	if want := []string{"a", "b", "d", "e"}; !slices.Equal(ids(got.Waiting), want) {
 		t.Fatalf("queue %v, want %v", ids(got.Waiting), want)
@@ -80,7 +80,7 @@ func TestMembersLeaveOnlyOnProof(t *testing.T) {
 	// Everyone listed: e, unlisted and joined well before the poll, is
 	// gone; g, who joined within the margin, is kept.
 	m.Join("g", "", t0.Add(3*time.Minute-2*time.Second))
-	snap = estimate.Snapshot{At: t0.Add(3 * time.Minute), Count: 1, Waiting: []estimate.WaitingCase{{OpenID: "d"}}}
+	snap = waitmodel.Snapshot{At: t0.Add(3 * time.Minute), Count: 1, Waiting: []waitmodel.WaitingCase{{OpenID: "d"}}}
 	got, _ = m.Complete(snap, nil)
 	if want := []string{"d", "g"}; !slices.Equal(ids(got.Waiting), want) {
 		t.Fatalf("queue %v, want %v", ids(got.Waiting), want)
@@ -88,15 +88,15 @@ func TestMembersLeaveOnlyOnProof(t *testing.T) {
 }
 
 func TestMembersServedLeaveAndStateRoundTrips(t *testing.T) {
-	m := estimate.Members{Max: 3}
+	m := waitmodel.Members{Max: 3}
 	m.Join("a", "", t0)
 	m.Join("b", "kf", t0.Add(time.Second))
 	m.Join("c", "", t0.Add(2*time.Second))
 	if m.Join("d", "", t0.Add(3*time.Second)) {
 		t.Fatal("a join beyond Max accepted")
 	}
-	snap := estimate.Snapshot{At: t0.Add(time.Minute), Count: 3,
-		Agents: []estimate.Agent{{Account: "kf", Status: 1, AutoAccept: 1, Accepted: 1, Sessions: []estimate.Session{{OpenID: "b", Since: t0}}}}}
+	snap := waitmodel.Snapshot{At: t0.Add(time.Minute), Count: 3,
+		Agents: []waitmodel.Agent{{Account: "kf", Status: 1, AutoAccept: 1, Accepted: 1, Sessions: []waitmodel.Session{{OpenID: "b", Since: t0}}}}}
 	got, _ := m.Complete(snap, nil)
 	if want := []string{"a", "c"}; !slices.Equal(ids(got.Waiting), want) {
 		t.Fatalf("queue %v, want %v (b is served)", ids(got.Waiting), want)
@@ -105,7 +105,7 @@ func TestMembersServedLeaveAndStateRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back estimate.Members
+	var back waitmodel.Members
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
-// Package estimate predicts how long each customer waiting in the 多客服
-// queue will wait before an agent takes the session, and how long it may
-// wait at worst (a P90 band).
+// Package waitmodel is the wait-time model: pure arithmetic that predicts
+// how long each customer waiting in the 多客服 queue will wait before an
+// agent takes the session, and how long it may wait at worst (a P90 band).
+// It does no I/O — no NATS, no WeChat API, no clock of its own — so that the
+// simulator (internal/queuesim) and the benchmark (bench/estimator) judge
+// exactly the code production runs. The service that polls WeChat, feeds
+// this model and publishes its estimates is services/estimator.
 //
 // It is fed exactly what kefu observes in production: periodic snapshots
 // (getwaitcase, getonlinekflist, getsessionlist) and the session events
@@ -18,4 +22,4 @@
 //
 // An Estimator is not safe for concurrent use: the service owns one per
 // official account and feeds it from a single goroutine.
-package estimate
+package waitmodel
