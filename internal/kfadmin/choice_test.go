@@ -262,7 +262,7 @@ func TestCustomerChoosesAGroup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "both replicas see the groups", func() bool {
+	natstest.Eventually(t, 10*time.Second, func() bool {
 		for i := range c.routers {
 			d := c.say(i, "oProbe"+strconv.Itoa(i), "选择客服")
 			if !strings.Contains(d.Reply, "night") {
@@ -270,7 +270,7 @@ func TestCustomerChoosesAGroup(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "both replicas see the groups")
 	c.refresh()
 
 	wantText(t, "group menu", c.say(0, "oG", "选择客服"), "请回复编号选择客服组", "1. billing（2 位客服在线）", "2. night（暂无客服在线）")

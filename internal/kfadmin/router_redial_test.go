@@ -3,12 +3,14 @@ package kfadmin_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/nats-io/nats.go"
 )
 
 // When the server closes kefu's connection for good, the bus dials a new
@@ -43,12 +45,13 @@ func TestRouterFollowsTheGroupsAfterTheBusRedialled(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	first := b.Conn()
+	var redialled atomic.Bool
+	b.OnRedial(func() { redialled.Store(true) })
 	// Over the server's 4 KB control line: it drops the connection for good.
-	if err := first.Publish(strings.Repeat("x", 5000), nil); err != nil {
+	if err := b.PublishCore(&nats.Msg{Subject: strings.Repeat("x", 5000)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the bus dialled a new connection", func() bool { return b.Conn() != first && b.Ready(ctx) == nil })
+	natstest.Eventually(t, 10*time.Second, func() bool { return redialled.Load() && b.Ready(ctx) == nil }, "the bus dialled a new connection")
 
 	if _, err := groups.Create(ctx, "billing", []string{"退款"}); err != nil {
 		t.Fatal(err)
@@ -56,7 +59,7 @@ func TestRouterFollowsTheGroupsAfterTheBusRedialled(t *testing.T) {
 	if _, err := groups.AddMembers(ctx, "billing", "alice@test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the group created after the redial routes", func() bool {
+	natstest.Eventually(t, 10*time.Second, func() bool {
 		return r.Route(ctx, "o-1", "我要退款") == "alice@test"
-	})
+	}, "the group created after the redial routes")
 }

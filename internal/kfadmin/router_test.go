@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/kfadmin"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
 
@@ -97,7 +98,7 @@ func newRouterFixture(t testing.TB, groups map[string][2][]string, online ...wec
 	}
 	t.Cleanup(func() { r.Stop(context.Background()) })
 	f.router = r
-	eventually(t, "the first background poll", f.agents.polled)
+	natstest.Eventually(t, 10*time.Second, f.agents.polled, "the first background poll")
 	f.refresh()
 	return f
 }
@@ -111,19 +112,6 @@ func (f *routerFixture) refresh() {
 
 func (f *routerFixture) route(openid, text string) string {
 	return f.router.Route(context.Background(), openid, text)
-}
-
-// eventually waits (up to 10 s) for cond, which depends on work done in
-// another goroutine (a KV watch).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestRouterKeywords(t *testing.T) {
@@ -271,7 +259,7 @@ func TestRouterFollowsGroupChanges(t *testing.T) {
 	if _, err := f.groups.SetKeywords(ctx, "billing", []string{"退货"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the new keyword", func() bool { return f.route("o1", "我要退货") == "alice@test" })
+	natstest.Eventually(t, 10*time.Second, func() bool { return f.route("o1", "我要退货") == "alice@test" }, "the new keyword")
 	if got := f.route("o2", "refund"); got != "" {
 		t.Errorf("a removed keyword still routes to %q", got)
 	}
@@ -281,11 +269,11 @@ func TestRouterFollowsGroupChanges(t *testing.T) {
 	if _, err := f.groups.AddMembers(ctx, "tech", "bob@test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the new group", func() bool { return f.route("o3", "found a bug") == "bob@test" })
+	natstest.Eventually(t, 10*time.Second, func() bool { return f.route("o3", "found a bug") == "bob@test" }, "the new group")
 	if err := f.groups.Delete(ctx, "tech"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deleted group to stop routing", func() bool { return f.route("o4", "found a bug") == "" })
+	natstest.Eventually(t, 10*time.Second, func() bool { return f.route("o4", "found a bug") == "" }, "the deleted group to stop routing")
 }
 
 func TestRouterPollsOnlyWhileAGroupCanRoute(t *testing.T) {
@@ -311,7 +299,7 @@ func TestRouterPollsOnlyWhileAGroupCanRoute(t *testing.T) {
 	if _, err := g.SetKeywords(ctx, "nokeywords", []string{"refund"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "polling to start", agents.polled)
+	natstest.Eventually(t, 10*time.Second, agents.polled, "polling to start")
 }
 
 func TestRouterConfigIsValidated(t *testing.T) {

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/replay"
 	"github.com/kefu-io/kefu/pkg/events"
+	"github.com/nats-io/nats.go"
 )
 
 func sessionCreated(openid, kf string) events.SessionCreated {
@@ -36,14 +38,14 @@ func TestTailWithoutStreamShowsEveryNewMessageOnCoreNATS(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- replay.Tail(ctx, nil, &stdout, &stderr, b) }()
-	waitFor(t, "tail's subscription", func() bool { return srv.NumSubscriptions() > subs })
+	natstest.Eventually(t, 10*time.Second, func() bool { return srv.NumSubscriptions() > subs }, "tail's subscription")
 
 	publishEvent(t, b, sessionCreated("o9", "alice@test"), "after")
 	// A subject no stream stores still reaches a core subscriber.
-	if err := b.NC.Publish("kefu.custom.ping", []byte("xyz")); err != nil {
+	if err := b.PublishCore(&nats.Msg{Subject: "kefu.custom.ping", Data: []byte("xyz")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two lines", func() bool { return strings.Count(stdout.String(), "\n") == 2 })
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Count(stdout.String(), "\n") == 2 }, "two lines")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("tail ended by an interrupt returned %v; want success", err)
@@ -76,10 +78,10 @@ func TestTailOfAStreamPrintsNewStoredEventsAsJSON(t *testing.T) {
 	done := make(chan error, 1)
 	args := []string{"--stream", "KEFU_WECHAT", "--subject", "kefu.wechat.kf.>", "--json"}
 	go func() { done <- replay.Tail(ctx, args, &stdout, &stderr, b) }()
-	waitFor(t, "tail's consumer", func() bool { return consumerCount(t, b, events.StreamWeChat) == 1 })
+	natstest.Eventually(t, 10*time.Second, func() bool { return consumerCount(t, b, events.StreamWeChat) == 1 }, "tail's consumer")
 
 	publishFixtures(t, b, wechatFixtures[1:3]) // seq 2 message.text (filtered out), seq 3 session.switched
-	waitFor(t, "one line", func() bool { return strings.Count(stdout.String(), "\n") == 1 })
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Count(stdout.String(), "\n") == 1 }, "one line")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("tail ended by an interrupt returned %v; want success", err)
