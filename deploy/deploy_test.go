@@ -20,7 +20,7 @@ import (
 	"github.com/kefu-io/kefu/services/notifier"
 )
 
-// deployableRoles are the roles of DESIGN §2 that run as a service: `all`
+// deployableRoles are the roles (README.md, "Roles and commands") that run as a service: `all`
 // and one per container (`demo` is for newcomers, not for deployment).
 var deployableRoles = map[string]bool{"all": true, "ingest": true, "notifier": true, "estimator": true, "feedback": true, "console": true}
 

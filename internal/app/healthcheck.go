@@ -19,7 +19,7 @@ import (
 // --timeout should be longer.
 const healthcheckDefaultTimeout = 3 * time.Second
 
-// healthcheckDefaultAddr is kefu's default KEFU_HTTP_ADDR (DESIGN §3).
+// healthcheckDefaultAddr is kefu's default KEFU_HTTP_ADDR (README.md, "Configuration").
 const healthcheckDefaultAddr = ":8080"
 
 // errUnhealthy marks an answer that is not 2xx, as opposed to no answer.

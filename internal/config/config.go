@@ -1,5 +1,6 @@
-// Package config reads kefu's configuration from the environment (DESIGN
-// §3), fills defaults and says, in one line naming the variable, what a
+// Package config reads kefu's configuration from the environment (every
+// variable is listed in README.md, "Configuration", and by `kefu help`),
+// fills defaults and says, in one line naming the variable, what a
 // role lacks. Secrets are kept in a type that never prints its value.
 package config
 

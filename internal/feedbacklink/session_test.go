@@ -97,7 +97,7 @@ func TestCustomInfoRoundTripsThroughExtra(t *testing.T) {
 	}{
 		{"customInfo returned as an object", info, sess.ID},
 		{"customInfo returned as a JSON string", string(quoted), sess.ID},
-		{"the seed's empty extra", `[]`, ""},
+		{"the documented empty extra", `[]`, ""},
 		{"another site's fields", `{"clientInfo":"iPhone"}`, ""},
 		{"a forged malformed id", `{"kefu_session_id":"ks1_<script>"}`, ""},
 		{"not JSON", `{"kefu_session_id":`, ""},

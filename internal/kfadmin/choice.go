@@ -20,7 +20,8 @@ import (
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
-// The customers' choice of agent (seed §3: 用户想要选择客服进行咨询). A
+// The customers' choice of agent (用户想要选择客服进行咨询 in WeChat's 多客服
+// API documentation). A
 // customer who sends one of the choice keywords gets, as ingest's passive
 // text reply, a numbered menu: the online agents (nickname, 工号 kf_id and
 // load), or — when groups with members exist — the groups with how many of

@@ -4,7 +4,8 @@
 //
 // # Groups
 //
-// WeChat's 多客服 has no agent groups (seed §1: the account API knows only
+// WeChat's 多客服 has no agent groups (in WeChat's 多客服 API documentation,
+// the account API knows only
 // kf_account, nickname and password), so kefu keeps them itself, in the
 // JetStream KV bucket kefu_groups: one key per group, the key being the
 // group name (1–64 of A–Z a–z 0–9 '-' '_', a single NATS subject token), the

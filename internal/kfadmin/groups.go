@@ -46,7 +46,8 @@ const (
 // name is the KV key as it is and shows up unchanged in `nats kv ls`.
 var groupNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// Group is a local agent group: WeChat's 多客服 has no groups (seed §1), so
+// Group is a local agent group: WeChat's 多客服 has no groups (its API
+// documentation knows only accounts), so
 // kefu keeps them in the kefu_groups KV bucket, one key per group holding
 // this JSON.
 type Group struct {

@@ -209,7 +209,7 @@ type ListOptions struct {
 	MaxID string
 	// From and To (YYYYMMDD, Asia/Shanghai) limit the posts to a creation
 	// window, as Tucao reads them: From is the first day, To the day after
-	// the last (exclusive; the seed's from=20180123&to=20180124 is January
+	// the last (exclusive; the documentation's from=20180123&to=20180124 is January
 	// 23rd alone). Either may be empty. Callers that take inclusive days
 	// from a person translate with DayAfter.
 	From, To string

@@ -14,7 +14,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 )
 
-// start is 2018-10-18 17:03:10 in Shanghai, the seed's first post.
+// start is 2018-10-18 17:03:10 in Shanghai, the first post of the example in Tucao's API documentation.
 var start = time.Unix(1539853390, 0)
 
 // newFake starts a fake server and returns it with a client that shares its
@@ -159,7 +159,7 @@ func TestFromToSelectsWholeShanghaiDays(t *testing.T) {
 	}
 	slices.Reverse(want)
 
-	// Days 2 and 3: to is the day after the last (exclusive, as the seed).
+	// Days 2 and 3: to is the day after the last (exclusive, as in Tucao's API documentation).
 	first, err := c.ListPosts(context.Background(), tucao.ListOptions{Count: 4, From: "20181002", To: "20181004"})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Values of the body's "status" field. The seed documents only 0 (success);
+// Values of the body's "status" field. Tucao's API documentation names only 0 (success);
 // the others are the codes kefu's fake server (package tucaotest) answers
 // with, each mirroring an HTTP status. The client decides by the HTTP status
 // first and needs only StatusRateLimited from this list, so an unknown code

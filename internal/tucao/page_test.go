@@ -18,7 +18,7 @@ func TestDecodePage(t *testing.T) {
 		check   func(*testing.T, *Page)
 	}{
 		{
-			name: "the seed's example decodes with its pagination",
+			name: "the example in Tucao's API documentation decodes with its pagination",
 			body: readTestdata(t, "page_seed.json"),
 			check: func(t *testing.T, p *Page) {
 				if len(p.Posts) != 2 || p.PerPage != 5 || p.Total != 9 || p.From != "20180911" || p.To != "20180912" ||
@@ -58,7 +58,7 @@ func TestDecodePage(t *testing.T) {
 			},
 		},
 		{name: "a rate-limit status is ErrRateLimited", body: readTestdata(t, "page_rate_limited.json"), wantErr: ErrRateLimited},
-		{name: "the seed's example as printed (comments, trailing comma) is malformed", body: readTestdata(t, "seed_example_raw.txt"), wantErr: ErrMalformedResponse},
+		{name: "the example in Tucao's API documentation as printed (comments, trailing comma) is malformed", body: readTestdata(t, "seed_example_raw.txt"), wantErr: ErrMalformedResponse},
 		{name: "a truncated body is malformed", body: []byte(`{"status":0,"data":[{"id":"1539`), wantErr: ErrMalformedResponse},
 		{name: "an HTML page is malformed", body: []byte(`<html><body>502 Bad Gateway</body></html>`), wantErr: ErrMalformedResponse},
 		{name: "a success without data is malformed", body: []byte(`{"status":0,"message":null}`), wantErr: ErrMalformedResponse},

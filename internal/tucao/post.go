@@ -56,7 +56,7 @@ func ParseDate(s string) (time.Time, error) {
 // FormatDate formats t as a from/to day in Asia/Shanghai.
 func FormatDate(t time.Time) string { return t.In(shanghai).Format(DateLayout) }
 
-// Post is one piece of feedback, with every field of the seed's data
+// Post is one piece of feedback, with every field of the data in Tucao's API documentation
 // dictionary. The fields whose shape varies between products and versions
 // (images, replies, extra, …) stay raw JSON so nothing is lost, and fields
 // the dictionary does not list are kept in Extras; MarshalJSON writes all of
@@ -151,7 +151,7 @@ func parseID(s string) (int64, error) {
 	return n, nil
 }
 
-// postFields lists the known fields in the seed's order, which MarshalJSON
+// postFields lists the known fields in the order of Tucao's API documentation, which MarshalJSON
 // keeps, with how to read and write each.
 var postFields = []struct {
 	name string
@@ -226,7 +226,7 @@ func (p *Post) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes the known fields in the seed's order, then Extras in
+// MarshalJSON writes the known fields in the order of Tucao's API documentation, then Extras in
 // key order. Empty raw fields are written as null.
 func (p Post) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer

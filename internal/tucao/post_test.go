@@ -18,7 +18,7 @@ func readTestdata(t testing.TB, name string) []byte {
 	return b
 }
 
-// seedPosts returns the data array of the seed's example, raw and decoded.
+// seedPosts returns the data array of the example in Tucao's API documentation, raw and decoded.
 func seedPosts(t *testing.T) ([]json.RawMessage, []Post) {
 	t.Helper()
 	var env struct {
@@ -36,7 +36,7 @@ func seedPosts(t *testing.T) ([]json.RawMessage, []Post) {
 	return env.Data, posts
 }
 
-func TestPostDecodesSeedExample(t *testing.T) {
+func TestPostDecodesTheDocumentedExample(t *testing.T) {
 	_, posts := seedPosts(t)
 	p := posts[0]
 	checks := []struct {
@@ -78,7 +78,7 @@ func TestPostDecodesSeedExample(t *testing.T) {
 	}
 }
 
-func TestPostMarshalReproducesSeedPost(t *testing.T) {
+func TestPostMarshalReproducesTheDocumentedPost(t *testing.T) {
 	raws, posts := seedPosts(t)
 	for i, p := range posts {
 		out, err := json.Marshal(p)

@@ -9,7 +9,7 @@ func TestSign(t *testing.T) {
 		secret    string
 		want      string
 	}{
-		{"seed example: md5 of timestamp followed by secret", "1539854769", "tucao123", "ad22dba05d9cdf7876a15ecf58861d1c"},
+		{"documented example: md5 of timestamp followed by secret", "1539854769", "tucao123", "ad22dba05d9cdf7876a15ecf58861d1c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

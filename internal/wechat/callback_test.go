@@ -162,8 +162,8 @@ func TestParseCallbackKeepsNestedFields(t *testing.T) {
 	}
 }
 
-// The seed document's 多客服 events, verbatim (leading spaces included).
-func TestParseCallbackSeedEvents(t *testing.T) {
+// The 多客服 events of WeChat's documentation, verbatim (leading spaces included).
+func TestParseCallbackDocumentedEvents(t *testing.T) {
 	doc := "<xml>\n     <ToUserName><![CDATA[touser]]></ToUserName>\n     <FromUserName><![CDATA[fromuser]]></FromUserName>\n" +
 		"     <CreateTime>1399197672</CreateTime>\n     <MsgType><![CDATA[event]]></MsgType>\n" +
 		"     <Event><![CDATA[kf_close_session]]></Event>\n     <KfAccount><![CDATA[test1@test]]></KfAccount>\n </xml>"

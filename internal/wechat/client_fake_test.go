@@ -46,7 +46,7 @@ func fakeClient(t testing.TB, base string, tokens wechat.TokenSource) *wechat.Cl
 	return c
 }
 
-// The client against the stateful fake: every seed endpoint, end to end.
+// The client against the stateful fake: every endpoint of WeChat's 多客服 API documentation, end to end.
 func TestClientAgainstTheFakeWeChat(t *testing.T) {
 	fake, base := newFake(t)
 	c := fakeClient(t, base, nil)

@@ -12,7 +12,8 @@ import (
 	"testing"
 )
 
-// Vectors from /work/shared/testdata/wechat-crypto-vectors.md.
+// Vectors from WeChat's message encryption documentation and its sample
+// code, copied here in full.
 var (
 	vectorC = struct {
 		token, aesKey, appID, timestamp, nonce, msgSignature, encrypt, random, decrypted string

@@ -112,8 +112,9 @@ func isQuotaErrCode(code int) bool {
 //     refusing us),
 //   - ErrInvalidRequest (the client refused the arguments).
 //
-// -1 (system busy) is not permanent; PITFALLS notes that an account not yet
-// upgraded to 多客服 answers -1 for ever, which the retry budget bounds.
+// -1 (system busy) is not permanent; an account not yet upgraded to the new
+// 多客服 answers -1 for ever (docs/operations.md, "Notifications and access
+// tokens"), which the retry budget bounds.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false

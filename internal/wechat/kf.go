@@ -386,9 +386,10 @@ type WaitCase struct {
 	OpenID string
 	// KfAccount is the agent the customer asked for; "" for any agent.
 	KfAccount string
-	// CreateTime is Unix seconds: createtime (the seed's name, when the
-	// customer arrived) or, when absent, latest_time (the current docs' name,
-	// the customer's latest message).
+	// CreateTime is Unix seconds: createtime (the name in the older version
+	// of WeChat's 多客服 API documentation: when the customer arrived) or,
+	// when absent, latest_time (the current version's name: the customer's
+	// latest message).
 	CreateTime int64
 }
 

@@ -17,8 +17,8 @@ import (
 	"github.com/kefu-io/kefu/internal/wechat"
 )
 
-func TestPasswordMD5MatchesTheSeedExample(t *testing.T) {
-	// The seed's example password hash is md5("111111").
+func TestPasswordMD5MatchesTheDocumentedExample(t *testing.T) {
+	// The example password hash of WeChat's 多客服 API documentation is md5("111111").
 	if got, want := wechat.PasswordMD5("111111"), "96e79218965eb72c92a549dd5a330112"; got != want {
 		t.Fatalf("PasswordMD5 = %s, want %s", got, want)
 	}
@@ -86,7 +86,7 @@ func TestClientRequestsAndDecoding(t *testing.T) {
 			},
 		},
 		{
-			name:   "getonlinekflist decodes the seed example",
+			name:   "getonlinekflist decodes the documented example",
 			call:   func(c *wechat.Client) (any, error) { return c.GetOnlineKfList(ctx) },
 			reply:  `{"kf_online_list":[{"kf_account":"test1@test","status":1,"kf_id":"1001","auto_accept":0,"accepted_case":1},{"kf_account":"test2@test","status":3,"kf_id":"1002","auto_accept":5,"accepted_case":2}]}`,
 			method: http.MethodGet, path: "/cgi-bin/customservice/getonlinekflist",

@@ -79,7 +79,7 @@ var Placeholders = map[string][]string{
 	events.NotifyWaitEstimated:   {"position", "ahead", "minutes", "p90_minutes"},
 }
 
-// WaitRules throttle the wait-estimate messages (ESTIMATION.md): a
+// WaitRules throttle the wait-estimate messages (docs/estimator.md): a
 // customer hears on entering the queue, then only when the estimate changes
 // materially — by at least MinChange and by at least MinChangeRatio of the
 // estimate last sent — never twice within MinInterval, and never once a

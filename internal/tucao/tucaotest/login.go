@@ -22,7 +22,7 @@ import (
 // session (a cookie here). An optional customInfo (the site's own data, at
 // most 4 KiB here) comes back as the "extra" of every post the user writes
 // in that session: as the JSON value itself when it is a JSON object or
-// array, else as a JSON string; without it extra is [] as in the seed.
+// array, else as a JSON string; without it extra is [] as in Tucao's API documentation.
 //
 // Writing a post is the customer typing on that page; Tucao's in-page API
 // for it is not documented, so the fake has its own:

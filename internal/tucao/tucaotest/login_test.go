@@ -145,7 +145,7 @@ func TestCustomInfoComesBackAsExtra(t *testing.T) {
 	}{
 		{"a JSON object is returned as is", `{"kefu_session_id":"ks1_x","kf_account":"kf2001@shop"}`, `{"kefu_session_id":"ks1_x","kf_account":"kf2001@shop"}`},
 		{"plain text is returned as a string", `vip`, `"vip"`},
-		{"without customInfo extra is the seed's []", ``, `[]`},
+		{"without customInfo extra is the documented []", ``, `[]`},
 		{"customInfo over 4 KiB is dropped", `{"x":"` + strings.Repeat("a", maxCustomInfo) + `"}`, `[]`},
 	}
 	for _, tt := range tests {

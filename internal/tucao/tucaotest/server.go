@@ -16,14 +16,14 @@
 // "/api/v1/{product_id}/posts?max_id=<id of the next older post>" followed
 // by the count, from and to of the request when it had them; on the last
 // page it is null. pagination.total counts every post in the from/to window
-// and is null without a window. The body is shaped like the seed's example:
+// and is null without a window. The body is shaped like the example in Tucao's API documentation:
 // {"status":0,"message":null,"pagination":{"per_page","next_page_url",
 // "from","to","total"},"object":"post","data":[…]}.
 //
 // # Errors
 //
 // Failures answer {"status": code, "message": text} with these codes (the
-// constants live in package tucao; the seed documents none, so each mirrors
+// constants live in package tucao; Tucao's API documentation names none, so each mirrors
 // its HTTP status):
 //
 //	HTTP 400  40001 StatusInvalidParameter  count outside 1..100, bad max_id, from or to
@@ -90,7 +90,7 @@ import (
 	"github.com/kefu-io/kefu/internal/tucao"
 )
 
-// Defaults of Options: the seed's example product.
+// Defaults of Options: the product of the example in Tucao's API documentation.
 const (
 	DefaultProductID          = "1234"
 	DefaultSecret             = "tucao123"
@@ -465,7 +465,7 @@ func parseQuery(r *http.Request) (listQuery, error) {
 		if err != nil {
 			return q, fmt.Errorf("to must be YYYYMMDD")
 		}
-		q.to, q.end = t, day // exclusive, as the seed's example
+		q.to, q.end = t, day // exclusive, as in the example in Tucao's API documentation
 	}
 	return q, nil
 }

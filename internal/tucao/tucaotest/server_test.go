@@ -197,7 +197,7 @@ func TestMaxIDIsInclusiveAndLastPageHasNoNext(t *testing.T) {
 	}
 }
 
-// The seed: "from=20180123&to=20180124 可以获取,2018年1月23日全日的数据" —
+// Tucao's API documentation: "from=20180123&to=20180124 可以获取,2018年1月23日全日的数据" —
 // to is exclusive, so that window is January 23rd (Asia/Shanghai) alone,
 // and a window whose to is not after its from is empty.
 func TestFromToIsTheSeedsExclusiveWindow(t *testing.T) {
@@ -239,7 +239,7 @@ func TestFromToIsTheSeedsExclusiveWindow(t *testing.T) {
 		return got
 	}
 	if got := ids("from=20180123&to=20180124"); !slices.Equal(got, jan23) {
-		t.Errorf("the seed's window = %v, want January 23rd alone %v", got, jan23)
+		t.Errorf("the documented window = %v, want January 23rd alone %v", got, jan23)
 	}
 	if got := ids("from=20180123&to=20180123"); len(got) != 0 {
 		t.Errorf("from=to selects %v, want nothing (to is exclusive)", got)

@@ -35,8 +35,8 @@ type ReplyInput struct {
 	CreatedAt time.Time // default the server's clock
 }
 
-// Reply is the shape of an entry of a post's replies and replies_all. The
-// seed does not document it; this is what kefu's fake writes.
+// Reply is the shape of an entry of a post's replies and replies_all. Tucao's
+// API documentation does not show it; this is what kefu's fake writes.
 type Reply struct {
 	ID        string `json:"id"`
 	PostID    string `json:"post_id"`
