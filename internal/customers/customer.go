@@ -82,6 +82,12 @@ type State struct {
 	Observed bool      `json:"observed,omitempty"`
 	// UpdatedAt is when the record was written, by the writer's clock.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+
+	// LastSession is the latest session event by its time, which the
+	// notifier records and reads (session.go). It is bookkeeping, not
+	// part of the customer's state as GET /api/kf/customers/{openid}
+	// answers it.
+	LastSession SessionMark `json:"last_session,omitzero"`
 }
 
 // Closing marks a served session kefu is closing.

@@ -25,6 +25,13 @@
 // the same second. A stale fact never overrides a newer status. Records
 // expire after their last write (queue care's StateRetention, 7 days).
 //
+// One fact in the record is the notifier's: the latest session event by
+// its time ([SessionMark], session.go), which decides whether a wait
+// estimate belongs to the customer's current visit. The notifier records
+// and reads it here instead of folding session events into a model of
+// its own; its own bucket keeps only when it last told a customer their
+// wait.
+//
 // The stored JSON is a contract with the records already in the bucket
 // and with GET /api/kf/customers/{openid} (docs/openapi.yaml): fields are
 // only added, and testdata holds records of the first format that must

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
@@ -55,11 +54,12 @@ func (s *Service) handleSession(_ context.Context, d *bus.Delivery) error {
 	if at.IsZero() {
 		at = received
 	}
-	// The session state is kept even when the message is not sent: it is
+	// The session mark is kept even when the message is not sent: it is
 	// what silences wait messages (so it is not needed without them).
 	if s.cfg.enabled(events.NotifyWaitEstimated) {
-		if err := s.recordSession(ctx, n.openid, n.kind, at); err != nil {
-			return s.retry(n.kind, err)
+		open := n.kind != events.NotifySessionClosed
+		if err := s.customers.RecordSession(ctx, n.openid, open, at); err != nil {
+			return s.retry(n.kind, fmt.Errorf("record customer session: %w", err))
 		}
 	}
 	if !s.cfg.enabled(n.kind) {
@@ -137,11 +137,11 @@ func (s *Service) handleWait(_ context.Context, d *bus.Delivery) error {
 	// A redelivery goes through the claim all the same: it may be the
 	// one that finds a marker left by a process that died while sending.
 	if d.NumDelivered <= 1 {
-		st, _, err := s.loadCustomer(ctx, est.OpenID)
+		_, _, send, reason, err := s.decideWaitNow(ctx, est, s.now())
 		if err != nil {
 			return s.retry(kind, err)
 		}
-		if send, reason := decideWait(st, est, s.now(), s.cfg.Wait); !send {
+		if !send {
 			s.count(kind, waitOutcome(reason))
 			return nil
 		}
@@ -153,21 +153,19 @@ func (s *Service) handleWait(_ context.Context, d *bus.Delivery) error {
 }
 
 // waitMessage decides again, now under compare-and-set on the customer's
-// record, and reserves the message there before it is sent: two processes
-// with two estimates for one customer cannot both send.
+// wait record, and reserves the message there before it is sent: two
+// processes with two estimates for one customer cannot both send.
 func (s *Service) waitMessage(ctx context.Context, est events.WaitEstimated) (message, error) {
 	for range 8 {
-		st, rev, err := s.loadCustomer(ctx, est.OpenID)
+		now := s.now()
+		st, rev, send, reason, err := s.decideWaitNow(ctx, est, now)
 		if err != nil {
 			return message{}, err
 		}
-		now := s.now()
-		if send, reason := decideWait(st, est, now, s.cfg.Wait); !send {
+		if !send {
 			return message{skip: reason}, nil
 		}
-		next := st
-		next.WaitSentAt, next.WaitSeconds = now, est.WaitSeconds
-		newRev, err := s.storeCustomer(ctx, est.OpenID, next, rev)
+		newRev, err := s.storeWait(ctx, est.OpenID, waitRecord{SentAt: now, WaitSeconds: est.WaitSeconds}, rev)
 		if errors.Is(err, errConflict) {
 			continue
 		}
@@ -182,12 +180,12 @@ func (s *Service) waitMessage(ctx context.Context, est events.WaitEstimated) (me
 		return message{text: text, recorded: text, release: func(ctx context.Context) {
 			// Give the reservation back so the retry is not throttled by
 			// a message that was never sent.
-			if _, err := s.storeCustomer(ctx, est.OpenID, st, newRev); err != nil {
+			if _, err := s.storeWait(ctx, est.OpenID, st, newRev); err != nil {
 				s.log.Warn("release wait reservation", zap.Error(err))
 			}
 		}}, nil
 	}
-	return message{}, errors.New("customer record: too many concurrent updates")
+	return message{}, errors.New("wait record: too many concurrent updates")
 }
 
 func waitValues(est events.WaitEstimated) map[string]string {
@@ -227,71 +225,6 @@ func (s *Service) suppressed(ctx context.Context, kind, openid string) (bool, er
 		s.count(kind, outcomeSkipped)
 	}
 	return quiet, nil
-}
-
-// recordSession applies a session event to the customer's record.
-func (s *Service) recordSession(ctx context.Context, openid, kind string, at time.Time) error {
-	for range 8 {
-		st, rev, err := s.loadCustomer(ctx, openid)
-		if err != nil {
-			return err
-		}
-		next, changed := applySession(st, kind, at)
-		if !changed {
-			return nil
-		}
-		if _, err := s.storeCustomer(ctx, openid, next, rev); !errors.Is(err, errConflict) {
-			return err
-		}
-	}
-	return errors.New("customer record: too many concurrent updates")
-}
-
-// errConflict: the customer record changed since it was read.
-var errConflict = errors.New("changed concurrently")
-
-// loadCustomer returns the customer's record and its revision (0: none).
-func (s *Service) loadCustomer(ctx context.Context, openid string) (customerState, uint64, error) {
-	var st customerState
-	e, err := s.kv.Get(ctx, customerKey(openid))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, 0, nil
-	}
-	if err != nil {
-		return st, 0, fmt.Errorf("read customer record: %w", err)
-	}
-	if err := decodeJSON(e.Value(), &st); err != nil {
-		// A record we cannot read is replaced rather than blocking the customer.
-		s.log.Warn("unreadable customer record replaced", zap.Error(err))
-		return customerState{}, e.Revision(), nil
-	}
-	return st, e.Revision(), nil
-}
-
-// storeCustomer writes the record if it is still at rev; errConflict
-// otherwise.
-func (s *Service) storeCustomer(ctx context.Context, openid string, st customerState, rev uint64) (uint64, error) {
-	data, err := encodeJSON(st)
-	if err != nil {
-		return 0, err
-	}
-	key := customerKey(openid)
-	var newRev uint64
-	if rev == 0 {
-		newRev, err = s.kv.Create(ctx, key, data)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, errConflict
-		}
-	} else {
-		newRev, err = s.kv.Update(ctx, key, data, rev)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return 0, errConflict
-		}
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write customer record: %w", err)
-	}
-	return newRev, nil
 }
 
 // retry counts a try that will be repeated and returns the error that

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/sendonce"
 	"github.com/kefu-io/kefu/internal/wechat"
@@ -47,6 +48,10 @@ type Deps struct {
 	// Links makes the feedback links; default: built from the Config (see
 	// LinksConfig), as kefu builds the one it gives queue care too.
 	Links *feedbacklink.Links
+	// Customers is the customer read model, where the notifier records
+	// and reads where each customer's session stands; default: opened on
+	// the Bus at Start.
+	Customers *customers.Store
 }
 
 // Service is the notifier.
@@ -60,13 +65,14 @@ type Service struct {
 	templates map[string]*messageTemplate
 	// waitNext is the text for the first in line while the wait template
 	// is the default one; nil otherwise.
-	waitNext *messageTemplate
-	names    *nicknames
-	limiter  *rate.Limiter // nil: no limit
-	feedback *feedbacklink.Links
-	links    *feedbacklink.Signer // feedback's: nil when links go straight to Tucao
-	csp      string
-	suppress func(ctx context.Context, kind, openid string) (bool, error)
+	waitNext  *messageTemplate
+	names     *nicknames
+	limiter   *rate.Limiter // nil: no limit
+	feedback  *feedbacklink.Links
+	links     *feedbacklink.Signer // feedback's: nil when links go straight to Tucao
+	csp       string
+	suppress  func(ctx context.Context, kind, openid string) (bool, error)
+	customers *customers.Store
 
 	ledger *sendonce.Ledger // set by Start
 
@@ -93,7 +99,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, errors.New("notifier: a Sender (the WeChat client) is required")
 	}
 	s := &Service{
-		cfg: cfg, bus: deps.Bus, sender: deps.Sender, log: deps.Logger, now: deps.Now, suppress: deps.Suppress,
+		cfg: cfg, bus: deps.Bus, sender: deps.Sender, log: deps.Logger, now: deps.Now, suppress: deps.Suppress, customers: deps.Customers,
 		metrics:   newMetrics(deps.Registerer),
 		templates: map[string]*messageTemplate{},
 		csp:       pageCSP(cfg.TucaoURL),
@@ -154,6 +160,11 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	s.kv = kv
+	if s.customers == nil {
+		if s.customers, err = customers.Open(ctx, s.bus); err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+	}
 	if s.ledger == nil {
 		// Built once: it remembers across a restart of the consumers
 		// which outcomes are still to be recorded.

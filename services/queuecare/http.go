@@ -46,6 +46,9 @@ func (s *Service) serveCustomer(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("read customer state", zap.Error(err))
 		httpapi.WriteProblem(w, http.StatusServiceUnavailable, "customer state unavailable", httpapi.RetryAfter(unavailableRetry))
 	default:
+		// The notifier's session mark is its bookkeeping, not part of the
+		// customer's state as docs/openapi.yaml defines the answer.
+		st.LastSession = customers.SessionMark{}
 		httpapi.WriteJSON(w, http.StatusOK, st)
 	}
 }
