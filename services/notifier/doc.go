@@ -72,14 +72,15 @@
 //
 // # Wait messages
 //
-// The customer record customer.<hash(openid)> in kefu_notified holds the
-// session state (open after created or switched, closed after closed,
-// ordered by event time, not by handling order) and the last wait message
-// sent. A wait message is sent on entering the queue, then only when the
+// Where the customer's session stands (open after created or switched,
+// closed after closed, ordered by event time, not by handling order) is
+// recorded in the customer read model (internal/customers, SessionMark);
+// the record customer.<hash(openid)> in kefu_notified holds only the last
+// wait message sent. A wait message is sent on entering the queue, then only when the
 // estimate changed by at least Wait.MinChange and Wait.MinChangeRatio, never
 // within Wait.MinInterval of the previous one, never while a session is open
 // and never for an estimate made before the last session ended. The
-// decision is taken again under compare-and-set on the customer record,
+// decision is taken again under compare-and-set on that wait record,
 // which is updated before the send, so two processes handling two estimates
 // for one customer cannot both send.
 //
