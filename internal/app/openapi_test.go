@@ -96,11 +96,20 @@ func (d *openAPIDoc) lookup(ptr string) (any, bool) {
 	var cur any = d.root
 	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
 		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[tok]; !ok {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
 			return nil, false
 		}
 	}
@@ -317,6 +326,52 @@ func firstRateLimited(c *http.Client, url string, n, max int) (answer, bool) {
 	}
 }
 
+// bound is a value at a query parameter's documented bound and one beyond.
+type bound struct {
+	name, what, at, beyond string
+}
+
+// queryBounds returns the bounds the document gives the query parameters
+// of an operation: maxLength of a string, minimum and maximum of an
+// integer. It fails when there are none, so that a document that lost them
+// is noticed.
+func (d *openAPIDoc) queryBounds(t *testing.T, method, template string) []bound {
+	t.Helper()
+	opPtr := "/paths/" + pointer(template) + "/" + strings.ToLower(method)
+	params, _ := d.lookup(opPtr + "/parameters")
+	list, _ := params.([]any)
+	var out []bound
+	for i := range list {
+		_, p, ok := d.deref(fmt.Sprintf("%s/parameters/%d", opPtr, i))
+		if !ok || p["in"] != "query" {
+			continue
+		}
+		name, _ := p["name"].(string)
+		sch, _ := p["schema"].(map[string]any)
+		num := func(k string) (int, bool) {
+			n, ok := sch[k].(json.Number)
+			if !ok {
+				return 0, false
+			}
+			v, err := n.Int64()
+			return int(v), err == nil
+		}
+		if n, ok := num("maxLength"); ok {
+			out = append(out, bound{name, fmt.Sprintf("maxLength %d", n), strings.Repeat("字", n), strings.Repeat("字", n+1)})
+		}
+		if n, ok := num("maximum"); ok {
+			out = append(out, bound{name, fmt.Sprintf("maximum %d", n), strconv.Itoa(n), strconv.Itoa(n + 1)})
+		}
+		if n, ok := num("minimum"); ok {
+			out = append(out, bound{name, fmt.Sprintf("minimum %d", n), strconv.Itoa(n), strconv.Itoa(n - 1)})
+		}
+	}
+	if len(out) == 0 {
+		t.Errorf("%s %s: the document gives no query parameter a bound", method, template)
+	}
+	return out
+}
+
 // signedText is a text message from openid, signed and encrypted as
 // WeChat's safe mode does.
 func signedText(t *testing.T, openid, text string) (url.Values, []byte) {
@@ -515,6 +570,29 @@ func TestOpenAPIAgainstTheRunningHandlers(t *testing.T) {
 	expect(call("POST", "/api/feedback/posts", "/api/feedback/posts", testAdmin, nil, nil), 405, "POST posts")
 	expect(get("/api/feedback/sessions", "/api/feedback/sessions?from=2025-03-01&to=2025-03-01", testReadOnly), 200, "sessions")
 	expect(get("/api/feedback/sessions", "/api/feedback/sessions?from=yesterday", testReadOnly), 400, "sessions, bad from")
+
+	// The bounds the document gives the query parameters are the
+	// handlers': a value at the bound is taken, one beyond it refused,
+	// naming the parameter.
+	for _, path := range []string{"/api/feedback/posts", "/api/feedback/sessions"} {
+		for _, b := range doc.queryBounds(t, "GET", path) {
+			at := get(path, path+"?"+url.Values{b.name: {b.at}}.Encode(), testReadOnly)
+			beyond := get(path, path+"?"+url.Values{b.name: {b.beyond}}.Encode(), testReadOnly)
+			expect(beyond, 400, fmt.Sprintf("%s %s beyond its bound (%s)", path, b.name, b.what))
+			var pa, pb struct{ Param, Detail string }
+			json.Unmarshal(at.body, &pa)
+			json.Unmarshal(beyond.body, &pb)
+			if beyond.status == 400 && pb.Param != b.name {
+				t.Errorf("%s %s beyond its bound: param %q, want %q", path, b.name, pb.Param, b.name)
+			}
+			// At the bound the value is taken, or refused for another
+			// reason than its size (a cursor of the right length that is
+			// no cursor).
+			if at.status != 200 && (at.status != 400 || pa.Detail == pb.Detail) {
+				t.Errorf("%s %s at its bound (%s): %d %s", path, b.name, b.what, at.status, at.body)
+			}
+		}
+	}
 
 	// The console.
 	expect(get("/console", "/console", ""), 301, "console redirect")
