@@ -155,10 +155,12 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "\nThe command-line tools (kf, replay, events, dlq, ingest --tucao-backfill) never start a NATS\n"+
+	fmt.Fprint(w, "\n`kefu kf --server URL` (or KEFU_SERVER) goes through a running kefu's admin API with KEFU_ADMIN_TOKEN\n"+
+		"and needs no NATS, AppSecret or whitelisted IP (`kefu kf help`); `kefu demo` prints the line to use.\n"+
+		"Otherwise the command-line tools (kf, replay, events, dlq, ingest --tucao-backfill) never start a NATS\n"+
 		"server nor create KEFU_DATA_DIR; they connect, within 2 s, to KEFU_NATS_URL, else NATS_URL, else the\n"+
 		"nats CLI's current context, else nats://KEFU_NATS_LISTEN (127.0.0.1:4222, where `kefu all` listens).\n"+
-		"Against `kefu demo`, use the KEFU_* line it prints. --help and usage mistakes connect nowhere.\n")
+		"--help and usage mistakes connect nowhere.\n")
 	fmt.Fprintf(w, "\nConfiguration comes from the environment (flags override, e.g. --http-addr :9090):\n")
 	for _, v := range config.Vars {
 		def := v.Default
