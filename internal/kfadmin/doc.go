@@ -62,6 +62,15 @@
 // least loaded at the poll; a customer who writes again before the next poll
 // keeps the agent first chosen.
 //
+// Why the Router lives here and not in services/ingest, which runs it: it
+// routes by the groups this package keeps (their keywords and members,
+// validated by the same rules as `kefu kf group …` and /api/kf/groups) and
+// picks with the same [PickAgent] as `kf session create --group`, so an
+// admin's change and the router's reading of it cannot drift apart. Ingest
+// sees only its small Router and Chooser interfaces and stays free of the
+// WeChat API on the callback path; internal/app builds the Router for the
+// ingest module (docs/architecture.md).
+//
 // # Customers' choice of agent
 //
 // With choice keywords configured (RouterConfig.Choice,
