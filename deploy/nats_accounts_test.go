@@ -149,7 +149,8 @@ func TestNATSAccountLayout(t *testing.T) {
 			t.Fatalf("kefu creates %s: %v", bucket, err)
 		}
 	}
-	if _, err := b.JS.CreateOrUpdateConsumer(ctx, events.StreamWeChat, jetstream.ConsumerConfig{
+	kefu := connectAs(t, s, "kefu", kefuPassword) // kefu's account, as another kefu process
+	if _, err := kefu.js.CreateOrUpdateConsumer(ctx, events.StreamWeChat, jetstream.ConsumerConfig{
 		Durable: "notifier-sessions", AckPolicy: jetstream.AckExplicitPolicy,
 	}); err != nil {
 		t.Fatalf("kefu creates its consumer: %v", err)
@@ -316,7 +317,7 @@ func TestNATSAccountLayout(t *testing.T) {
 		if e.Revision() < tokenRev {
 			t.Fatalf("revision %d went back", e.Revision())
 		}
-		st, err := b.JS.Stream(ctx, "KV_kefu_token")
+		st, err := b.Stream(ctx, "KV_kefu_token")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,13 +377,13 @@ func TestNATSAccountLayout(t *testing.T) {
 		if err := ev.js.DeleteConsumer(ctx, events.StreamWeChat, "notifier-sessions"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("deleting kefu's consumer from events: %v, want %v", err, jetstream.ErrConsumerNotFound)
 		}
-		if _, err := b.JS.Consumer(ctx, events.StreamWeChat, "notifier-sessions"); err != nil {
+		if _, err := b.ConsumerInfo(ctx, events.StreamWeChat, "notifier-sessions"); err != nil {
 			t.Errorf("kefu's consumer: %v", err)
 		}
 		for _, c := range []struct {
 			who string
 			js  jetstream.JetStream
-		}{{"kefu", b.JS}, {"events", ev.js}} {
+		}{{"kefu", kefu.js}, {"events", ev.js}} {
 			st, err := c.js.Stream(ctx, events.StreamWeChat)
 			if err != nil {
 				t.Fatalf("%s's %s: %v", c.who, events.StreamWeChat, err)

@@ -94,7 +94,7 @@ func TestNATSConfigAcceptsIngestsLeafNode(t *testing.T) {
 	if _, err := leaf.Publish(ctx, ev, bus.Envelope{ID: id, Source: "kefu/test"}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := hub.JS.Stream(ctx, events.StreamWeChat)
+	s, err := hub.Stream(ctx, events.StreamWeChat)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
@@ -117,7 +116,7 @@ func TestDLQListShowRedriveRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dlq, err := b.JS.Stream(ctx, events.StreamDLQ)
+	dlq, err := b.Stream(ctx, events.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +168,9 @@ func TestDLQListShowRedriveRoundTrip(t *testing.T) {
 		t.Errorf("second redrive:\n%s", out)
 	}
 	dlqWait(t, "the redriven post to be stored", func() bool {
-		return consumerDone(b.JS, events.StreamTucao, feedback.DurablePosts) && consumerDone(b.JS, events.StreamTucao, "other")
+		return consumerDone(b, events.StreamTucao, feedback.DurablePosts) && consumerDone(b, events.StreamTucao, "other")
 	})
-	tucao, err := b.JS.Stream(ctx, events.StreamTucao)
+	tucao, err := b.Stream(ctx, events.StreamTucao)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,16 +195,12 @@ func TestDLQListShowRedriveRoundTrip(t *testing.T) {
 	}
 }
 
-func consumerDone(js jetstream.JetStream, stream, durable string) bool {
-	c, err := js.PushConsumer(context.Background(), stream, durable)
+func consumerDone(b *bus.Bus, stream, durable string) bool {
+	info, err := b.ConsumerInfo(context.Background(), stream, durable)
 	if err != nil {
 		return false
 	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		return false
-	}
-	st, err := js.Stream(context.Background(), stream)
+	st, err := b.Stream(context.Background(), stream)
 	if err != nil {
 		return false
 	}

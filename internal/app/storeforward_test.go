@@ -87,7 +87,7 @@ func TestIngestWithStoreForwardReachesTheCluster(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("callback: %d %q", resp.StatusCode, got)
 	}
-	s, err := b.JS.Stream(context.Background(), events.StreamWeChat)
+	s, err := b.Stream(context.Background(), events.StreamWeChat)
 	if err != nil {
 		t.Fatal(err)
 	}

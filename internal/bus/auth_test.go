@@ -91,7 +91,7 @@ func TestEmbeddedServerRequiresTheConfiguredPassword(t *testing.T) {
 		t.Fatalf("second process with the credentials: %v", err)
 	}
 	defer other.Close()
-	if _, err := other.JS.Stream(ctx, "KEFU_WECHAT"); err != nil {
+	if _, err := bus.JetStream(other).Stream(ctx, "KEFU_WECHAT"); err != nil {
 		t.Errorf("second process sees kefu's stream: %v", err)
 	}
 }

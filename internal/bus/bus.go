@@ -80,15 +80,15 @@ func (c *Config) setDefaults() {
 }
 
 // Bus is one NATS connection with JetStream. When the server closes the
-// connection for good, the bus dials a new one (see redial): JS always
-// reaches the current connection, and Conn returns it.
+// connection for good, the bus dials a new one (see redial): every method
+// reaches the current connection. It lends out neither (doc.go).
 type Bus struct {
 	cfg Config
-	// NC is the connection Open made. After a redial it is closed: code
-	// that runs as long as the process uses Conn instead.
-	NC *nats.Conn
-	// JS is JetStream on the current connection, whichever it is.
-	JS       jetstream.JetStream
+	// opened is the connection Open made; after a redial it is closed,
+	// and conn is the current one.
+	opened *nats.Conn
+	// live is JetStream on the current connection, whichever it is.
+	live     jetstream.JetStream
 	gen      atomic.Pointer[generation]
 	embedded *server.Server
 	log      *zap.Logger
@@ -165,19 +165,19 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.shutdownEmbedded()
 		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
-	b.NC = nc
+	b.opened = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	b.gen.Store(&generation{nc: nc, js: js})
-	b.JS = &liveJS{b: b}
+	b.live = &liveJS{b: b}
 	if err := waitConnected(ctx, nc); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
-	b.lag = newLagCollector(b.JS)
+	b.lag = newLagCollector(b.live)
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(b.lag,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -197,15 +197,15 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// Conn is the current NATS connection (a new one after a redial).
-func (b *Bus) Conn() *nats.Conn { return b.gen.Load().nc }
+// conn is the current NATS connection (a new one after a redial).
+func (b *Bus) conn() *nats.Conn { return b.gen.Load().nc }
 
 // ClientURL is the URL other processes (the nats CLI, other teams) use to reach this bus.
 func (b *Bus) ClientURL() string {
 	if b.embedded != nil {
 		return b.embedded.ClientURL()
 	}
-	return redactURL(b.Conn().ConnectedUrl())
+	return redactURL(b.conn().ConnectedUrl())
 }
 
 // Embedded reports whether this process runs the NATS server itself.
@@ -280,7 +280,7 @@ func (b *Bus) beginClose() *nats.Conn {
 	if g := b.gen.Load(); g != nil {
 		return g.nc
 	}
-	return b.NC
+	return b.opened
 }
 
 func (b *Bus) shutdownEmbedded() {
@@ -291,4 +291,4 @@ func (b *Bus) shutdownEmbedded() {
 }
 
 // js is JetStream on the bus's current connection.
-func (b *Bus) js() jetstream.JetStream { return b.JS }
+func (b *Bus) js() jetstream.JetStream { return b.live }

@@ -60,7 +60,7 @@ func TestPublishSetsHeadersAndDropsDuplicates(t *testing.T) {
 	if first.Duplicate || !again.Duplicate {
 		t.Fatalf("first duplicate=%v, second duplicate=%v; want false, true", first.Duplicate, again.Duplicate)
 	}
-	stream, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
+	stream, _ := bus.JetStream(b).Stream(context.Background(), events.StreamWeChat)
 	info, _ := stream.Info(context.Background())
 	if info.State.Msgs != 1 {
 		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
@@ -103,7 +103,7 @@ func TestEnsureStreamsIsIdempotentAndFollowsConfig(t *testing.T) {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
-	s, err := b.JS.Stream(context.Background(), events.StreamTucao)
+	s, err := bus.JetStream(b).Stream(context.Background(), events.StreamTucao)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,12 +187,12 @@ func TestSubscriberAcksAndRetriesTransientErrors(t *testing.T) {
 
 func dlqMessages(t *testing.T, b *bus.Bus, n int) []*nats.Msg {
 	t.Helper()
-	sub, err := b.NC.SubscribeSync("kefu.dlq.>")
+	sub, err := bus.Conn(b).SubscribeSync("kefu.dlq.>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	stream, _ := b.JS.Stream(context.Background(), events.StreamDLQ)
+	stream, _ := bus.JetStream(b).Stream(context.Background(), events.StreamDLQ)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		info, _ := stream.Info(context.Background())
@@ -299,7 +299,7 @@ func TestSubscribeLiftsTheServersDeliveryLimit(t *testing.T) {
 	b := openBus(t)
 	cfg := bus.ConsumerConfig(spec("limited"))
 	cfg.MaxDeliver = 5
-	if _, err := b.JS.CreateOrUpdatePushConsumer(context.Background(), events.StreamWeChat, cfg); err != nil {
+	if _, err := bus.JetStream(b).CreateOrUpdatePushConsumer(context.Background(), events.StreamWeChat, cfg); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := b.Subscribe(context.Background(), spec("limited"), func(context.Context, *bus.Delivery) error { return nil })
@@ -307,7 +307,7 @@ func TestSubscribeLiftsTheServersDeliveryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	c, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "limited")
+	c, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "limited")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
 	}
 	// Not even fetched: the server still holds every message published
 	// during the pause as not yet delivered.
-	c, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "paused")
+	c, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "paused")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
 	if perInstance[0].Load() == 0 || perInstance[1].Load() == 0 {
 		t.Errorf("work not shared: %d / %d", perInstance[0].Load(), perInstance[1].Load())
 	}
-	info, err := b.JS.PushConsumer(context.Background(), events.StreamWeChat, "shared")
+	info, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "shared")
 	if err != nil {
 		t.Fatalf("durable consumer gone after close: %v", err)
 	}
@@ -489,7 +489,7 @@ func TestEmbeddedServerKeepsDataAcrossRestarts(t *testing.T) {
 	}
 	b = open()
 	defer b.Close()
-	s, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
+	s, _ := bus.JetStream(b).Stream(context.Background(), events.StreamWeChat)
 	if info, _ := s.Info(context.Background()); info.State.Msgs != 1 {
 		t.Fatalf("after restart the stream holds %d messages, want 1", info.State.Msgs)
 	}

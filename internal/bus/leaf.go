@@ -299,7 +299,7 @@ func (l *Leaf) run() {
 // sync makes sure the hub stream sources the spool, and trims the spool
 // up to the last sequence the hub has persisted from it.
 func (l *Leaf) sync(ctx context.Context) error {
-	hs, err := l.hub.JS.Stream(ctx, l.cfg.Stream)
+	hs, err := l.hub.js().Stream(ctx, l.cfg.Stream)
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func (l *Leaf) sync(ctx context.Context) error {
 		// which keeps existing sources; this puts ours back after a race.
 		cfg := info.Config
 		cfg.Sources = append(cfg.Sources, l.Source())
-		if _, err := l.hub.JS.UpdateStream(ctx, cfg); err != nil {
+		if _, err := l.hub.js().UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("add source %s to %s: %w", l.apiPrefix, l.cfg.Stream, err)
 		}
 		l.log.Info("store and forward: the hub stream sources this spool", zap.String("stream", l.cfg.Stream), zap.String("domain", l.cfg.Domain))

@@ -78,7 +78,7 @@ func TestLeafForwardsToTheHubAndEnsureStreamsKeepsTheSource(t *testing.T) {
 	if _, err := leaf.Publish(ctx, created("o1"), env); err != nil {
 		t.Fatal(err)
 	}
-	s, err := hub.JS.Stream(ctx, events.StreamWeChat)
+	s, err := bus.JetStream(hub).Stream(ctx, events.StreamWeChat)
 	if err != nil {
 		t.Fatal(err)
 	}

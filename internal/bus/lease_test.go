@@ -142,7 +142,7 @@ func TestPausedLeaderCannotOverwriteItsSuccessor(t *testing.T) {
 	}
 	job, stop := a.Hold(ctx)
 	defer stop()
-	aw := bus.NewFencedKV(b.JS, state, a)
+	aw := bus.NewFencedKV(bus.JetStream(b), state, a)
 	if _, err := aw.Put(job, key, []byte("a1")); err != nil {
 		t.Fatalf("holder's write: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestPausedLeaderCannotOverwriteItsSuccessor(t *testing.T) {
 	close(pause) // A is frozen from its next renewal on
 	bl := bus.NewLease(kv, "estimator-test", "b", leaseTTL)
 	acquireWithin(t, bl, 10*leaseTTL)
-	bw := bus.NewFencedKV(b.JS, state, bl)
+	bw := bus.NewFencedKV(bus.JetStream(b), state, bl)
 	if _, err := bw.Put(ctx, key, []byte("b1")); err != nil {
 		t.Fatalf("successor's write: %v", err)
 	}
@@ -195,7 +195,7 @@ func TestFencedWriteRefusesAnOlderFence(t *testing.T) {
 			t.Fatal(ok, err)
 		}
 	}
-	ow, nw := bus.NewFencedKV(b.JS, state, older), bus.NewFencedKV(b.JS, state, newer)
+	ow, nw := bus.NewFencedKV(bus.JetStream(b), state, older), bus.NewFencedKV(bus.JetStream(b), state, newer)
 	if _, err := ow.Put(ctx, key, []byte("old")); err != nil {
 		t.Fatalf("a fenced write over an unfenced record: %v", err)
 	}
@@ -219,7 +219,7 @@ func TestFencedWriteRefusesAnOlderFence(t *testing.T) {
 func TestLocksBucketUpgradesAndLegacyRecordsExpire(t *testing.T) {
 	b := openBus(t)
 	ctx := context.Background()
-	old, err := b.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLocks, History: 1, Storage: jetstream.FileStorage})
+	old, err := bus.JetStream(b).CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLocks, History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestLocksBucketUpgradesAndLegacyRecordsExpire(t *testing.T) {
 // expire, so it is refused with a clear error rather than held for ever.
 func TestLeaseNeedsTheLocksBucket(t *testing.T) {
 	b := openBus(t)
-	raw, err := b.JS.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "plain"})
+	raw, err := bus.JetStream(b).CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "plain"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 )
 
 // A closed *nats.Conn never opens again, so when the server closes kefu's
-// connection for good (see redial in bus.go) the bus dials a new one. Every
-// package reaches JetStream through Bus.JS, which is liveJS: each call goes
+// connection for good (see redial in health.go) the bus dials a new one.
+// The bus reaches JetStream through liveJS (Bus.js): each call goes
 // to the connection of the moment, and the key-value handles it returns
 // (liveKV) look their bucket up again on the new connection. Handles of
 // streams and consumers, and KV watchers, stay bound to the connection they

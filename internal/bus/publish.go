@@ -20,7 +20,7 @@ var ErrTooLarge = errors.New("event too large for the bus")
 
 // MaxPayload is the largest message (body and headers) the connected NATS
 // server accepts; 0 before the first connection.
-func (b *Bus) MaxPayload() int64 { return b.Conn().MaxPayload() }
+func (b *Bus) MaxPayload() int64 { return b.conn().MaxPayload() }
 
 // Envelope is what is needed to publish one event besides its body.
 type Envelope struct {
@@ -83,10 +83,10 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 	}
 	// nats.go checks the size too, but not while reconnecting, when the
 	// message would be buffered and then cost the connection.
-	if max := b.Conn().MaxPayload(); max > 0 && int64(len(data)+headerSize(msg.Header)) > max {
+	if max := b.conn().MaxPayload(); max > 0 && int64(len(data)+headerSize(msg.Header)) > max {
 		return Published{}, fmt.Errorf("publish %s: %d bytes of body: %w (max_payload %d)", subject, len(data), ErrTooLarge, max)
 	}
-	ack, err := b.JS.PublishMsg(ctx, msg)
+	ack, err := b.js().PublishMsg(ctx, msg)
 	if err != nil {
 		return Published{}, fmt.Errorf("publish %s: %w", subject, tooLarge(err))
 	}
@@ -95,7 +95,7 @@ func (b *Bus) PublishRaw(ctx context.Context, subject string, data []byte, env E
 
 // PublishMsg publishes a prepared message (headers as given) and waits for the ack.
 func (b *Bus) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (Published, error) {
-	ack, err := b.JS.PublishMsg(ctx, msg, opts...)
+	ack, err := b.js().PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return Published{}, fmt.Errorf("publish %s: %w", msg.Subject, tooLarge(err))
 	}

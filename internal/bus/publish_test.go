@@ -32,7 +32,7 @@ func TestOversizeEventIsErrTooLargeAndTheConnectionSurvives(t *testing.T) {
 		t.Fatalf("body plus headers over the limit: %v, want ErrTooLarge", err)
 	}
 	p := publish(t, b, "o-after")
-	s, _ := b.JS.Stream(ctx, events.StreamWeChat)
+	s, _ := bus.JetStream(b).Stream(ctx, events.StreamWeChat)
 	info, _ := s.Info(ctx)
 	if p.Sequence != 1 || info.State.Msgs != 1 {
 		t.Fatalf("after the refusal: seq %d, %d stored; want only the later event", p.Sequence, info.State.Msgs)
@@ -62,7 +62,7 @@ func TestCallbackSigsBucketFollowsTheDuplicateWindow(t *testing.T) {
 	if err := b.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := b.JS.Stream(context.Background(), events.StreamWeChat)
+	s, _ := bus.JetStream(b).Stream(context.Background(), events.StreamWeChat)
 	info, _ := s.Info(context.Background())
 	if info.Config.Duplicates != 11*time.Minute {
 		t.Fatalf("stream duplicate window %v", info.Config.Duplicates)

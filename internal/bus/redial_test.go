@@ -27,7 +27,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // The server closes a connection for good when a client sends a control
 // line over its limit (what a subject built from a stranger's input once
 // did): nats.go then stops reconnecting. The bus must dial anew, and what
-// other packages hold — Bus.JS, KV handles from Bus.KeyValue — must work
+// other packages hold — streams from Bus.Stream, KV handles from Bus.KeyValue — must work
 // on the new connection without a restart.
 func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	srv := natstest.Run(t, nil)
@@ -47,7 +47,7 @@ func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	redialed := make(chan struct{}, 1)
 	b.OnRedial(func() { redialed <- struct{}{} })
 
-	first := b.Conn()
+	first := bus.Conn(b)
 	// Over the default 4 KB max_control_line: the server answers
 	// "-ERR 'Maximum Control Line Exceeded'" and drops the client.
 	if err := first.Publish(strings.Repeat("x", 5000), nil); err != nil {
@@ -62,7 +62,7 @@ func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no redial after the server closed the connection")
 	}
-	if b.Conn() == first {
+	if bus.Conn(b) == first {
 		t.Fatal("Conn still returns the closed connection")
 	}
 	eventually(t, 10*time.Second, "bus ready again", func() bool { return b.Ready(ctx) == nil })
@@ -78,7 +78,7 @@ func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	if err != nil || string(e.Value()) != "v" {
 		t.Fatalf("KV get after redial: %v %v", e, err)
 	}
-	if _, err := b.JS.Stream(ctx, events.StreamWeChat); err != nil {
+	if _, err := bus.JetStream(b).Stream(ctx, events.StreamWeChat); err != nil {
 		t.Fatalf("JS after redial: %v", err)
 	}
 }

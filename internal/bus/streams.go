@@ -46,7 +46,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
 		}
 		if err := retryStartup(ctx, func(ctx context.Context) error {
 			cfg := cfg
-			if st, err := b.JS.Stream(ctx, cfg.Name); err == nil {
+			if st, err := b.js().Stream(ctx, cfg.Name); err == nil {
 				cur := st.CachedInfo().Config
 				if len(cfg.Sources) == 0 && cfg.Mirror == nil {
 					cfg.Sources = cur.Sources // a store-and-forward leaf's (leaf.go)
@@ -59,7 +59,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, names ...string) error {
 					return nil
 				}
 			}
-			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+			_, err := b.js().CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", name, err)

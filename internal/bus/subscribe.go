@@ -100,7 +100,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 		return nil, err
 	}
 	if err := retryStartup(ctx, func(ctx context.Context) error {
-		_, err := b.JS.CreateOrUpdatePushConsumer(ctx, spec.Stream, ConsumerConfig(spec))
+		_, err := b.js().CreateOrUpdatePushConsumer(ctx, spec.Stream, ConsumerConfig(spec))
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("create consumer %s/%s: %w", spec.Stream, spec.Durable, err)

@@ -33,7 +33,7 @@ func deadLetters(t *testing.T, n int) *bus.Bus {
 		msg.Header.Set(bus.HeaderDLQSubject, "kefu.tucao.post.created")
 		msg.Header.Set(bus.HeaderDLQConsumer, "feedback")
 		msg.Header.Set(bus.HeaderDLQMsgID, "tucao-post-"+string(rune('a'+i)))
-		if _, err := b.JS.PublishMsg(context.Background(), msg); err != nil {
+		if _, err := b.PublishMsg(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/replay"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -23,7 +24,8 @@ import (
 // events/s.
 func BenchmarkReplay(b *testing.B) {
 	const n = 200_000
-	bs, _ := openBus(b)
+	bs, srv := openBus(b)
+	_, js := natstest.Connect(b, srv)
 	ctx := context.Background()
 	ev := sessionCreated("oXz9s5MxW1aEbzDfXqkz3bVt1ZkQ", "alice@gh_test")
 	ev.ToUserName = "gh_0123456789ab"
@@ -37,9 +39,9 @@ func BenchmarkReplay(b *testing.B) {
 		id := "wx-evt-" + ev.OpenID + "-" + strconv.Itoa(i) + "-kf_create_session-" + ev.KfAccount
 		msg := &nats.Msg{Subject: events.SubjectSessionCreated, Data: body, Header: ceHeader(events.SubjectSessionCreated, id)}
 		for {
-			_, err := bs.JS.PublishMsgAsync(msg)
+			_, err := js.PublishMsgAsync(msg)
 			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-				<-bs.JS.PublishAsyncComplete()
+				<-js.PublishAsyncComplete()
 				continue
 			}
 			if err != nil {
@@ -49,7 +51,7 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 	select {
-	case <-bs.JS.PublishAsyncComplete():
+	case <-js.PublishAsyncComplete():
 	case <-time.After(time.Minute):
 		b.Fatal("publishing the events took over a minute")
 	}

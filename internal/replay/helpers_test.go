@@ -89,7 +89,7 @@ func publishFixtures(t testing.TB, b *bus.Bus, fx []fixture) {
 func storedMessages(t testing.TB, b *bus.Bus, stream string) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx := context.Background()
-	s, err := b.JS.Stream(ctx, stream)
+	s, err := b.Stream(ctx, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func consumerCount(t testing.TB, b *bus.Bus, stream string) int {
 	t.Helper()
-	s, err := b.JS.Stream(context.Background(), stream)
+	s, err := b.Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/replay"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -137,11 +138,12 @@ func equalSeqs(a, b []uint64) bool {
 }
 
 func TestReplayLeavesTheServicesDurableConsumersUntouched(t *testing.T) {
-	b, _ := openBus(t)
+	b, srv := openBus(t)
+	_, js := natstest.Connect(t, srv)
 	ctx := context.Background()
 	publishFixtures(t, b, wechatFixtures)
 	// A service's durable consumer with some messages delivered, some acked.
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, events.StreamWeChat, jetstream.ConsumerConfig{
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamWeChat, jetstream.ConsumerConfig{
 		Durable: "notifier", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "kefu.wechat.>",
 		AckWait: time.Minute, MaxAckPending: 64,
 	})
@@ -172,7 +174,7 @@ func TestReplayLeavesTheServicesDurableConsumersUntouched(t *testing.T) {
 		t.Fatalf("setup: ack floor %d, delivered %d; want 2, 3", before.AckFloor.Stream, before.Delivered.Stream)
 	}
 
-	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "TEAM_REPLAY", Subjects: []string{"team.>"}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TEAM_REPLAY", Subjects: []string{"team.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
@@ -198,7 +200,7 @@ func TestReplayLeavesTheServicesDurableConsumersUntouched(t *testing.T) {
 			before.Delivered, before.AckFloor, before.NumAckPending, before.NumPending,
 			after.Delivered, after.AckFloor, after.NumAckPending, after.NumPending)
 	}
-	stream, err := b.JS.Stream(ctx, events.StreamWeChat)
+	stream, err := b.Stream(ctx, events.StreamWeChat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,8 @@ func TestReplayLeavesTheServicesDurableConsumersUntouched(t *testing.T) {
 }
 
 func TestReplayRepublishesUnderThePrefix(t *testing.T) {
-	b, _ := openBus(t)
+	b, srv := openBus(t)
+	_, js := natstest.Connect(t, srv)
 	ctx := context.Background()
 	// The last one carries a JetStream publish directive that the stored
 	// message keeps; applied to the copy it would fail it.
@@ -223,7 +226,7 @@ func TestReplayRepublishesUnderThePrefix(t *testing.T) {
 	if source[8].Header.Get("Nats-Expected-Stream") == "" {
 		t.Fatal("setup: the stored message lost its Nats-Expected-Stream header")
 	}
-	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "TEAM_REPLAY", Subjects: []string{"replay.>"}, Duplicates: 2 * time.Minute}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TEAM_REPLAY", Subjects: []string{"replay.>"}, Duplicates: 2 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--stream", "KEFU_WECHAT", "--subject", "kefu.wechat.kf.>", "--republish", "replay"}

@@ -389,7 +389,7 @@ func (l *Ledger) publish(ctx context.Context, n events.Notification) (bus.Publis
 }
 
 func (l *Ledger) loadOutcome(ctx context.Context, seq uint64) (events.Notification, error) {
-	stream, err := l.cfg.Bus.JS.Stream(ctx, events.StreamNotify)
+	stream, err := l.cfg.Bus.Stream(ctx, events.StreamNotify)
 	if err != nil {
 		return events.Notification{}, err
 	}

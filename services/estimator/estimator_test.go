@@ -64,13 +64,14 @@ func (h *harness) service(holder string) *estimator.Service {
 func (h *harness) collect(subject string) func() []*nats.Msg {
 	var mu sync.Mutex
 	var got []*nats.Msg
-	sub, err := h.bus.NC.Subscribe(subject, func(m *nats.Msg) { mu.Lock(); got = append(got, m); mu.Unlock() })
+	nc, _ := natstest.ConnectURL(h.t, h.bus.ClientURL())
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { mu.Lock(); got = append(got, m); mu.Unlock() })
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { sub.Unsubscribe() })
 	return func() []*nats.Msg {
-		h.bus.NC.Flush()
+		nc.Flush()
 		time.Sleep(50 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()

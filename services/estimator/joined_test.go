@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/estimator"
@@ -35,7 +36,8 @@ type stampedMsg struct {
 func (h *harness) stamp(subject string) *stamped {
 	h.t.Helper()
 	s := &stamped{}
-	sub, err := h.bus.NC.Subscribe(subject, func(m *nats.Msg) {
+	nc, _ := natstest.ConnectURL(h.t, h.bus.ClientURL())
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		s.mu.Lock()
 		s.got = append(s.got, stampedMsg{m, time.Now()})
 		s.mu.Unlock()

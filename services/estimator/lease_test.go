@@ -96,7 +96,7 @@ func TestPausedLeaderCannotOverwriteItsSuccessor(t *testing.T) {
 		}
 		return out
 	}
-	fences := bus.NewFencedKV(h.bus.JS, state, nil)
+	fences := h.bus.FencedKV(state, nil)
 	byB := revs()
 
 	close(apiA.resume)

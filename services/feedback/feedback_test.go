@@ -164,16 +164,16 @@ func (h *harness) publishClosed(openid, kf string, at time.Time) {
 func (h *harness) drained(stream, durable, filter string) {
 	h.t.Helper()
 	waitFor(h.t, durable+" drained", func() bool {
-		return isDrained(h.bus.JS, stream, durable, filter)
+		return isDrained(h.bus, stream, durable, filter)
 	})
 }
 
 // isDrained reports whether the consumer has acknowledged the last message
 // of its filter and has nothing pending. (NumPending alone can read 0 for
 // a moment after a publish, before the consumer has counted it.)
-func isDrained(js jetstream.JetStream, stream, durable, filter string) bool {
+func isDrained(b *bus.Bus, stream, durable, filter string) bool {
 	ctx := context.Background()
-	st, err := js.Stream(ctx, stream)
+	st, err := b.Stream(ctx, stream)
 	if err != nil {
 		return false
 	}
@@ -184,11 +184,7 @@ func isDrained(js jetstream.JetStream, stream, durable, filter string) bool {
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return false
 	}
-	c, err := js.PushConsumer(ctx, stream, durable)
-	if err != nil {
-		return false
-	}
-	info, err := c.Info(ctx)
+	info, err := b.ConsumerInfo(ctx, stream, durable)
 	return err == nil && info.AckFloor.Stream >= last && info.NumPending == 0 && info.NumAckPending == 0
 }
 
@@ -455,7 +451,7 @@ func TestPoisonMessagesAreDeadLetteredAndTheirBatchIsStored(t *testing.T) {
 func deadLetters(t *testing.T, b *bus.Bus) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	stream, err := b.JS.Stream(ctx, events.StreamDLQ)
+	stream, err := b.Stream(ctx, events.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -763,7 +759,8 @@ func BenchmarkFeedbackPipeline(b *testing.B) {
 			if err := bb.EnsureStreams(ctx, events.StreamTucao, events.StreamWeChat, events.StreamDLQ); err != nil {
 				b.Fatal(err)
 			}
-			publishAsync(b, bb.JS, b.N)
+			_, js := natstest.Connect(b, srv)
+			publishAsync(b, js, b.N)
 			s := storetest.Open(b, storetest.SQLite)
 			reg := prometheus.NewRegistry()
 			svc, err := feedback.New(bc.cfg, feedback.Deps{Bus: bb, Store: s, Registerer: reg})
@@ -776,7 +773,7 @@ func BenchmarkFeedbackPipeline(b *testing.B) {
 			if err := svc.Start(ctx); err != nil {
 				b.Fatal(err)
 			}
-			for !isDrained(bb.JS, events.StreamTucao, feedback.DurablePosts, feedback.FilterPosts) {
+			for !isDrained(bb, events.StreamTucao, feedback.DurablePosts, feedback.FilterPosts) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			elapsed := time.Since(start)

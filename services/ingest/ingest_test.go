@@ -99,7 +99,7 @@ func newHarness(t *testing.T, opts setup) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := b.JS.Stream(context.Background(), events.StreamWeChat)
+	stream, err := b.Stream(context.Background(), events.StreamWeChat)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func benchmarkTransfer(b *testing.B, transfer bool) {
 	if transfer {
 		want *= 2
 	}
-	info, err := bs.JS.Stream(context.Background(), events.StreamWeChat)
+	info, err := bs.Stream(context.Background(), events.StreamWeChat)
 	if err != nil {
 		b.Fatal(err)
 	}

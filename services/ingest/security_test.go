@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kefu-io/kefu/internal/bus"
@@ -241,7 +243,7 @@ func TestPlainSignatureCarriesOneBodyAcrossReplicas(t *testing.T) {
 // retries, and nothing is published.
 func TestSignatureStoreDownIs503(t *testing.T) {
 	h := newHarness(t, setup{plainMode: true})
-	if err := h.bus.JS.DeleteKeyValue(context.Background(), bus.BucketCallbackSigs); err != nil {
+	if err := jsOf(h.t, h.srv).DeleteKeyValue(context.Background(), bus.BucketCallbackSigs); err != nil {
 		t.Fatal(err)
 	}
 	h.expect(h.post(wechat.ModePlain, []byte(kfSwitch)), 503, 0)
@@ -409,8 +411,8 @@ func TestHugeMsgTypeAndEventAreStoredUnderOther(t *testing.T) {
 	if e, err := events.Decode[events.EventReceived](m.Data); err != nil || e.Event != huge {
 		t.Fatalf("the original Event is not in the payload: %v", err)
 	}
-	if !h.bus.NC.IsConnected() {
-		t.Fatal("the NATS connection was lost")
+	if err := h.bus.Ready(context.Background()); err != nil {
+		t.Fatalf("the NATS connection was lost: %v", err)
 	}
 	h.expect(h.post(wechat.ModeSafe, []byte(kfSwitch)), 200, 3)
 }
@@ -524,4 +526,10 @@ func TestRandomTypesCreateNoNewMetricSeries(t *testing.T) {
 	if h.count() != 302 {
 		t.Fatalf("%d events stored, want 302", h.count())
 	}
+}
+
+// jsOf is a JetStream client of the test's own on srv.
+func jsOf(t *testing.T, srv *server.Server) jetstream.JetStream {
+	_, js := natstest.Connect(t, srv)
+	return js
 }

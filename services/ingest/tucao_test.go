@@ -53,7 +53,7 @@ func newTucaoHarness(t *testing.T) *tucaoHarness {
 	}
 	cursors, _ := b.KeyValue(ctx, bus.BucketCursors)
 	locks, _ := b.KeyValue(ctx, bus.BucketLocks)
-	stream, _ := b.JS.Stream(ctx, events.StreamTucao)
+	stream, _ := b.Stream(ctx, events.StreamTucao)
 	fake := tucaotest.New(tucaotest.Options{RateLimit: -1})
 	t.Cleanup(fake.Close)
 	return &tucaoHarness{t: t, fake: fake, bus: b, cursors: cursors, locks: locks, stream: stream}

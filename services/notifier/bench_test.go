@@ -145,7 +145,7 @@ func benchWait(b *testing.B, h *harness, n int) []wechattest.SentMessage {
 		b.Fatalf("%d messages, want %d", len(sent), n)
 	}
 	waitFor(b, "the outcome events", func() bool {
-		s, err := h.pub.JS.Stream(context.Background(), events.StreamNotify)
+		s, err := h.pub.Stream(context.Background(), events.StreamNotify)
 		if err != nil {
 			return false
 		}

@@ -96,7 +96,7 @@ func (r *crashRig) publishCause() {
 
 func (r *crashRig) outcomes() []events.Notification {
 	r.t.Helper()
-	stream, err := r.bus.JS.Stream(context.Background(), events.StreamNotify)
+	stream, err := r.bus.Stream(context.Background(), events.StreamNotify)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -292,7 +292,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func (h *harness) outcomes() []outcome {
 	h.t.Helper()
 	ctx := context.Background()
-	stream, err := h.pub.JS.Stream(ctx, events.StreamNotify)
+	stream, err := h.pub.Stream(ctx, events.StreamNotify)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -392,10 +392,6 @@ func handled(ps ...*process) int {
 // drained reports whether a consumer has nothing left to deliver or to be
 // acknowledged.
 func (h *harness) drained(stream, durable string) bool {
-	c, err := h.pub.JS.PushConsumer(context.Background(), stream, durable)
-	if err != nil {
-		return false
-	}
-	info, err := c.Info(context.Background())
+	info, err := h.pub.ConsumerInfo(context.Background(), stream, durable)
 	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 }

@@ -616,7 +616,7 @@ func TestUndecodableEventsGoToTheDeadLetterSubject(t *testing.T) {
 	ev, id := h.created("o-1", wang)
 	h.publish(ev, id)
 	waitFor(t, "the dead letters", func() bool {
-		s, err := h.pub.JS.Stream(context.Background(), events.StreamDLQ)
+		s, err := h.pub.Stream(context.Background(), events.StreamDLQ)
 		if err != nil {
 			return false
 		}
@@ -624,7 +624,7 @@ func TestUndecodableEventsGoToTheDeadLetterSubject(t *testing.T) {
 		return err == nil && info.State.Msgs == uint64(len(poison))
 	})
 	waitFor(t, "the good event", func() bool { return len(h.sent()["o-1"]) == 1 })
-	s, _ := h.pub.JS.Stream(context.Background(), events.StreamDLQ)
+	s, _ := h.pub.Stream(context.Background(), events.StreamDLQ)
 	m, err := s.GetLastMsgForSubject(context.Background(), events.DLQSubject(notifier.Role))
 	if err != nil || m.Header.Get("Kefu-Dlq-Consumer") == "" {
 		t.Errorf("dead letter %v: %v", m, err)

@@ -250,11 +250,7 @@ func (h *harness) drain() {
 	h.t.Helper()
 	waitFor(h.t, "consumers drained", func() bool {
 		for _, c := range []struct{ stream, durable string }{{events.StreamWeChat, "queuecare-wechat"}, {events.StreamKF, "queuecare-kf"}} {
-			pc, err := h.pub.JS.PushConsumer(h.ctx, c.stream, c.durable)
-			if err != nil {
-				return false
-			}
-			info, err := pc.Info(h.ctx)
+			info, err := h.pub.ConsumerInfo(h.ctx, c.stream, c.durable)
 			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
 				return false
 			}
@@ -282,7 +278,7 @@ type stored struct {
 // stream returns the messages of a stream on subject.
 func (h *harness) stream(name, subject string) []stored {
 	h.t.Helper()
-	s, err := h.pub.JS.Stream(h.ctx, name)
+	s, err := h.pub.Stream(h.ctx, name)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/estimator"
@@ -125,7 +126,8 @@ func TestFirstEstimateWithinASecondOfTheJoinCallback(t *testing.T) {
 	h := newHarness(t, queuecare.Config{}, withTransfer())
 	h.say("busy", "你好")
 	h.agentTakes(1) // wang serves "busy"; everyone else waits
-	snaps, err := h.pub.NC.SubscribeSync(events.SubjectQueueSnapshot)
+	nc, _ := natstest.ConnectURL(t, h.pub.ClientURL())
+	snaps, err := nc.SubscribeSync(events.SubjectQueueSnapshot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +136,12 @@ func TestFirstEstimateWithinASecondOfTheJoinCallback(t *testing.T) {
 	if _, err := snaps.NextMsg(10 * time.Second); err != nil {
 		t.Fatalf("no first poll: %v", err)
 	}
-	sub, err := h.pub.NC.SubscribeSync(events.SubjectWaitEstimated)
+	sub, err := nc.SubscribeSync(events.SubjectWaitEstimated)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	h.pub.NC.Flush()
+	nc.Flush()
 	before := h.wx.CallCounts()
 	for i, c := range []string{"w1", "w2", "w3"} {
 		sent := time.Now()

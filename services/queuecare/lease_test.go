@@ -130,7 +130,7 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 
 func revision(t *testing.T, h *harness, key string) uint64 {
 	t.Helper()
-	kv, err := h.pub.JS.KeyValue(h.ctx, customers.Bucket)
+	kv, err := h.pub.OpenKeyValue(h.ctx, customers.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func (s *Service) sweepHeld(ctx context.Context) (*StaleReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode stale report: %w", err)
 	}
-	if _, err := bus.NewFencedKV(s.bus.JS, s.states.KV(), s.lease).Put(ctx, reportKey, data); err != nil {
+	if _, err := s.bus.FencedKV(s.states.KV(), s.lease).Put(ctx, reportKey, data); err != nil {
 		return nil, fmt.Errorf("store stale report: %w", err)
 	}
 	return rep, nil
