@@ -8,18 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 )
 
 func openTestStore(t *testing.T) *Store {
 	t.Helper()
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, _ := bustest.Open(t)
 	m, err := Ensure(context.Background(), b, Options{Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
