@@ -81,50 +81,28 @@ func DefaultConfig() Config {
 
 // SetDefaults fills zero fields with their defaults.
 func (c *Config) SetDefaults() {
-	if c.HalfLife == 0 {
-		c.HalfLife = 72 * time.Hour
-	}
-	if c.ShortHalfLife == 0 {
-		c.ShortHalfLife = time.Hour
-	}
-	if c.ChangeZ == 0 {
-		c.ChangeZ = 3
-	}
-	if c.PriorServiceTime == 0 {
-		c.PriorServiceTime = 5 * time.Minute
-	}
-	if c.AbandonGrace == 0 {
-		c.AbandonGrace = 30 * time.Second
-	}
-	if c.ShapeSamples == 0 {
-		c.ShapeSamples = 2048
-	}
-	if c.MinShapeSamples == 0 {
-		c.MinShapeSamples = 200
-	}
-	if c.CalibrationSamples == 0 {
-		c.CalibrationSamples = 2000
-	}
-	if c.MinCalibration == 0 {
-		c.MinCalibration = 50
-	}
-	if c.Quantile == 0 {
-		c.Quantile = 0.9
-	}
-	if c.QLEmpWindow == 0 {
-		c.QLEmpWindow = 100
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = 8 * time.Hour
-	}
-	if c.ScheduleHalfLife == 0 {
-		c.ScheduleHalfLife = 7 * 24 * time.Hour
-	}
-	if c.ScheduleMinDays == 0 {
-		c.ScheduleMinDays = 2
-	}
-	if c.ScheduleForget == 0 {
-		c.ScheduleForget = 14 * 24 * time.Hour
+	orDefault(&c.HalfLife, 72*time.Hour)
+	orDefault(&c.ShortHalfLife, time.Hour)
+	orDefault(&c.ChangeZ, 3)
+	orDefault(&c.PriorServiceTime, 5*time.Minute)
+	orDefault(&c.AbandonGrace, 30*time.Second)
+	orDefault(&c.ShapeSamples, 2048)
+	orDefault(&c.MinShapeSamples, 200)
+	orDefault(&c.CalibrationSamples, 2000)
+	orDefault(&c.MinCalibration, 50)
+	orDefault(&c.Quantile, 0.9)
+	orDefault(&c.QLEmpWindow, 100)
+	orDefault(&c.MaxWait, 8*time.Hour)
+	orDefault(&c.ScheduleHalfLife, 7*24*time.Hour)
+	orDefault(&c.ScheduleMinDays, 2)
+	orDefault(&c.ScheduleForget, 14*24*time.Hour)
+}
+
+// orDefault sets *p to def when it is zero.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
 }
 
