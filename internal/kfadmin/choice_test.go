@@ -15,6 +15,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -35,15 +36,7 @@ func newChoiceEnv(t *testing.T) *choiceEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := newEnv(t, false)
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamWeChat, events.StreamKF); err != nil {
-		t.Fatal(err)
-	}
+	b, srv := bustest.Open(t, bustest.Streams(events.StreamWeChat, events.StreamKF))
 	gkv, err := b.KeyValue(ctx, bus.BucketGroups)
 	if err != nil {
 		t.Fatal(err)

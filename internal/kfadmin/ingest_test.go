@@ -9,7 +9,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/kfadmin"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -27,15 +27,7 @@ func TestIngestTransfersToTheRoutedAgent(t *testing.T) {
 	e.serve("alice@test", "o1", "o2")
 	e.serve("bob@test", "o3")
 
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamWeChat); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, bustest.Streams(events.StreamWeChat))
 	kv, err := b.KeyValue(ctx, bus.BucketGroups)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -19,13 +20,8 @@ import (
 // old connection and the router starts a new one on the bucket handle,
 // which follows the bus to its new connection.)
 func TestRouterFollowsTheGroupsAfterTheBusRedialled(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, _ := bustest.Open(t)
 	kv, err := b.KeyValue(ctx, bus.BucketGroups)
 	if err != nil {
 		t.Fatal(err)

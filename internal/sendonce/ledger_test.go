@@ -17,6 +17,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/sendonce"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -74,15 +75,7 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) open() *bus.Bus {
 	r.t.Helper()
-	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{r.srv.ClientURL()}})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamNotify); err != nil {
-		r.t.Fatal(err)
-	}
+	b, _ := bustest.Open(r.t, bustest.Server(r.srv), bustest.Streams(events.StreamNotify))
 	return b
 }
 

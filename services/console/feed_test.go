@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -16,16 +16,8 @@ import (
 // estimator's queue view and estimates, a customer joining, sessions,
 // abandonment, posts and groups, and a kind of event it has no column for.
 func TestFeedFollowsTheBus(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamKF, events.StreamWeChat, events.StreamTucao); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, bustest.Streams(events.StreamKF, events.StreamWeChat, events.StreamTucao))
 	now := time.Now().UTC().Truncate(time.Second)
 	meta := events.Meta{AppID: "wx1", OccurredAt: now, ReceivedAt: now}
 	publish := func(ev events.Event, id string) {
