@@ -14,7 +14,6 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/tucao"
 
-	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/httpedge"
@@ -27,55 +26,6 @@ import (
 	"github.com/kefu-io/kefu/services/notifier"
 	"github.com/kefu-io/kefu/services/queuecare"
 )
-
-// moduleNeeds are the settings without which a module cannot run.
-var moduleNeeds = map[string]config.Need{
-	"ingest":    config.NeedCallback,
-	"tucao":     config.NeedTucao,
-	"admin":     config.NeedWeChatAPI,
-	"estimator": config.NeedWeChatAPI,
-	"notifier":  config.NeedWeChatAPI,
-	"queuecare": config.NeedWeChatAPI,
-}
-
-// optionalModules run only when configured: with none of their settings
-// they are skipped (logged), with some but not all the role refuses to
-// start, naming the missing one.
-var optionalModules = map[string]bool{"tucao": true, "admin": true}
-
-// skipModule reports whether an optional module is entirely unconfigured.
-func skipModule(cfg config.Config, name string) bool {
-	need, ok := moduleNeeds[name]
-	return ok && optionalModules[name] && cfg.NoneSet(need)
-}
-
-// buildModule constructs one module of a role and registers its routes.
-func buildModule(ctx context.Context, rt *runtime, name string) (module, error) {
-	if need, ok := moduleNeeds[name]; ok {
-		if err := rt.cfg.Check(rt.role.name, need); err != nil {
-			return nil, err
-		}
-	}
-	switch name {
-	case "ingest":
-		return buildIngest(ctx, rt)
-	case "tucao":
-		return buildTucao(ctx, rt)
-	case "admin":
-		return buildAdmin(ctx, rt)
-	case "estimator":
-		return buildEstimator(ctx, rt)
-	case "feedback":
-		return buildFeedback(ctx, rt)
-	case "notifier":
-		return buildNotifier(ctx, rt)
-	case "queuecare":
-		return buildQueuecare(ctx, rt)
-	case "console":
-		return buildConsole(ctx, rt)
-	}
-	return nil, fmt.Errorf("unknown module %q", name)
-}
 
 // noopModule is a module whose work is all in its HTTP handlers.
 type noopModule struct{}
@@ -365,14 +315,12 @@ func (rt *runtime) customerStates(ctx context.Context) (*customers.Store, error)
 	return st, nil
 }
 
-func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
-	client, err := rt.wechatClient(ctx)
-	if err != nil {
-		return nil, err
-	}
+// notifierConfig is the notifier's configuration: its own settings, the
+// account's, and in the demo the demo's public URL and simulated Tucao.
+func (rt *runtime) notifierConfig() (notifier.Config, error) {
 	ncfg, err := notifier.LoadEnv(rt.getenv)
 	if err != nil {
-		return nil, err
+		return ncfg, err
 	}
 	ncfg.TucaoProductID = rt.cfg.TucaoProductID
 	ncfg.WeChatSecret = rt.cfg.WeChatSecret.Value()
@@ -388,17 +336,51 @@ func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
 			ncfg.FeedbackAvatarURL = "https://txc.qq.com/static/desktop/img/products/def-product-logo.png"
 		}
 	}
+	return ncfg, nil
+}
+
+// feedbackLinks makes the feedback links, once: the notifier's closed
+// session messages and queue care's stale goodbyes carry the same links,
+// which the notifier's page serves.
+func (rt *runtime) feedbackLinks() (*feedbacklink.Links, error) {
+	if rt.links != nil {
+		return rt.links, nil
+	}
+	ncfg, err := rt.notifierConfig()
+	if err != nil {
+		return nil, err
+	}
+	links, err := feedbacklink.NewLinks(notifier.LinksConfig(ncfg, time.Now))
+	if err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	rt.links = links
+	return links, nil
+}
+
+func buildNotifier(ctx context.Context, rt *runtime) (module, error) {
+	client, err := rt.wechatClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ncfg, err := rt.notifierConfig()
+	if err != nil {
+		return nil, err
+	}
+	links, err := rt.feedbackLinks()
+	if err != nil {
+		return nil, err
+	}
 	states, err := rt.customerStates(ctx)
 	if err != nil {
 		return nil, err
 	}
 	svc, err := notifier.New(ncfg, notifier.Deps{Bus: rt.bus, Sender: client, Logger: rt.log.Named("notifier"), Registerer: rt.registry,
-		Suppress: states.SuppressNotice})
+		Suppress: states.SuppressNotice, Links: links})
 	if err != nil {
 		return nil, err
 	}
 	svc.Routes(rt.mux)
-	rt.notifier = svc
 	return svc, nil
 }
 
@@ -407,10 +389,11 @@ func buildQueuecare(ctx context.Context, rt *runtime) (module, error) {
 	if err != nil {
 		return nil, err
 	}
-	deps := queuecare.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("queuecare"), Registerer: rt.registry}
-	if rt.notifier != nil {
-		deps.FeedbackLink = rt.notifier.FeedbackURL
+	links, err := rt.feedbackLinks()
+	if err != nil {
+		return nil, err
 	}
+	deps := queuecare.Deps{Bus: rt.bus, API: client, Logger: rt.log.Named("queuecare"), Registerer: rt.registry, FeedbackLink: links.Link}
 	svc, err := queuecare.New(queuecare.Config{
 		AppID: rt.cfg.WeChatAppID, Holder: holderName("queuecare"), LeavePhrases: rt.cfg.LeavePhrases,
 		StaleAfter: rt.cfg.StaleAfter, StaleDryRun: rt.cfg.StaleDryRun, ReconcileCallsPerMinute: rt.cfg.ReconcileCallsPerMinute,

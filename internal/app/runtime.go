@@ -22,13 +22,13 @@ import (
 	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/services/console"
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/ingest"
-	"github.com/kefu-io/kefu/services/notifier"
 )
 
 // module is one service inside a role.
@@ -71,8 +71,8 @@ type runtime struct {
 	wechat *wechat.Client
 	// states is the customer read model, opened on first use.
 	states *customers.Store
-	// notifier is set when the role runs it (queuecare links its feedback page).
-	notifier *notifier.Service
+	// links are the feedback links, made on first use (feedbackLinks).
+	links *feedbacklink.Links
 	// httpURL is where this process serves HTTP.
 	httpURL string
 	// feedbackStore is the feedback module's store, which the console
@@ -206,47 +206,15 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	}
 
 	grace := shutdownGrace(cfg)
-	var started []module
-	// stopAll stops the modules in reverse order: each drains its
-	// consumers and releases its leases within ctx.
-	stopAll := func(ctx context.Context) {
-		for i := len(started) - 1; i >= 0; i-- {
-			if err := started[i].Stop(ctx); err != nil {
-				log.Error("stop module", zap.Error(err))
-			}
-		}
-	}
+	started := &startedModules{log: log}
 	stopWithin := func(d time.Duration) {
 		sctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		stopAll(sctx)
+		started.stop(sctx)
 	}
-	for _, name := range r.modules {
-		if skipModule(cfg, name) {
-			log.Info("optional integration not configured", zap.String("module", name))
-			continue
-		}
-		m, err := buildModule(ctx, rt, name)
-		if err != nil {
-			var missing *config.MissingError
-			if r.lenient && errors.As(err, &missing) {
-				log.Warn("integration disabled: setting missing", zap.String("module", name), zap.String("missing", missing.Var))
-				continue
-			}
-			stopWithin(grace)
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if err := m.Start(ctx); err != nil {
-			stopWithin(grace)
-			return fmt.Errorf("start %s: %w", name, err)
-		}
-		if rc, ok := m.(readyChecker); ok {
-			rt.checks = append(rt.checks, rc)
-		}
-		if wm, ok := m.(warner); ok {
-			rt.warners = append(rt.warners, wm)
-		}
-		started = append(started, m)
+	if err := rt.startModules(ctx, started); err != nil {
+		stopWithin(grace)
+		return err
 	}
 
 	rt.mux.HandleFunc("/healthz", rt.healthz)
@@ -297,7 +265,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 		if demo != nil {
 			demo.stop()
 		}
-		stopAll(ctx)
+		started.stop(ctx)
 	})
 	return nil
 }
