@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/services/feedback/store"
@@ -56,7 +57,7 @@ func TestFeedbackLinkEndToEnd(t *testing.T) {
 
 		// The customer gets the link in WeChat and opens it.
 		var link string
-		waitFor(t, "the closed-session message", func() bool {
+		natstest.Eventually(t, 20*time.Second, func() bool {
 			for _, m := range weixin.Sent() {
 				if m.OpenID == openid {
 					link = feedbackLinkRE.FindString(m.Content)
@@ -64,7 +65,7 @@ func TestFeedbackLinkEndToEnd(t *testing.T) {
 				}
 			}
 			return false
-		})
+		}, "the closed-session message")
 		if link == "" || strings.Contains(link, openid) {
 			t.Fatalf("the message carries link %q; want a feedback link without the openid", link)
 		}

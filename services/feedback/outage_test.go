@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback"
 	"github.com/kefu-io/kefu/services/feedback/store"
@@ -81,11 +82,11 @@ func TestStoreOutageLosesNothingAndDeadLettersNothing(t *testing.T) {
 	}
 
 	// Readiness says so, and both consumers stop taking messages.
-	waitFor(t, "readiness to fail", func() bool { return svc.Ready(ctx) != nil })
-	waitFor(t, "both consumers to pause", func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool { return svc.Ready(ctx) != nil }, "readiness to fail")
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		return metric(t, h.reg, "kefu_consumer_paused", map[string]string{"consumer": feedback.DurablePosts}) == 1 &&
 			metric(t, h.reg, "kefu_consumer_paused", map[string]string{"consumer": feedback.DurableSessions}) == 1
-	})
+	}, "both consumers to pause")
 	wg.Wait()
 	if err := svc.Ready(ctx); err == nil || !strings.Contains(err.Error(), "feedback") {
 		t.Errorf("ready during the outage: %v", err)
@@ -94,13 +95,13 @@ func TestStoreOutageLosesNothingAndDeadLettersNothing(t *testing.T) {
 	proxy.Restore()
 	restoredAt := time.Now()
 
-	waitFor(t, "every post and session fact stored", func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		return metric(t, h.reg, "kefu_feedback_items_total", map[string]string{"kind": "post"}) >= posts+1 &&
 			metric(t, h.reg, "kefu_feedback_items_total", map[string]string{"kind": "session"}) >= 2*sessions
-	})
+	}, "every post and session fact stored")
 	h.drainedAll()
 	t.Logf("outage %s (old budget %s); caught up %s after the restore", outage, oldBudget, time.Since(restoredAt).Round(time.Millisecond))
-	waitFor(t, "readiness back", func() bool { return svc.Ready(ctx) == nil })
+	natstest.Eventually(t, 20*time.Second, func() bool { return svc.Ready(ctx) == nil }, "readiness back")
 
 	if got := allPosts(t, svc); len(got) != posts+1 {
 		t.Errorf("%d posts stored, want %d", len(got), posts+1)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/services/feedback"
 	"github.com/kefu-io/kefu/services/feedback/store"
 	"github.com/kefu-io/kefu/services/feedback/store/storetest"
@@ -85,9 +86,9 @@ func TestPostsUnderThePseudonymLinkToTheSession(t *testing.T) {
 		h.publishPost(post(4, keys.Pseudonym("o-none"), t0.Add(time.Hour), "no session of ours"))
 		h.drainedAll()
 
-		waitFor(t, "the old session's pseudonym to be filled", func() bool {
+		natstest.Eventually(t, 20*time.Second, func() bool {
 			return slices.Equal(sessionPosts(t, svc)["o-old"], []string{"3", "2"})
-		})
+		}, "the old session's pseudonym to be filled")
 		if got := sessionPosts(t, svc)["o-new"]; !slices.Equal(got, []string{"1"}) {
 			t.Errorf("o-new's session lists posts %v, want [1]", got)
 		}

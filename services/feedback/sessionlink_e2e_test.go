@@ -12,6 +12,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -52,7 +53,7 @@ func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 		h.publishCreated(openid, second, closedFirst.Add(time.Minute))
 		h.publishClosed(openid, second, closedSecond)
 		var links []string
-		waitFor(t, "both closed-session messages", func() bool {
+		natstest.Eventually(t, 20*time.Second, func() bool {
 			links = links[:0]
 			for _, m := range weixin.Sent() {
 				if m.OpenID == openid {
@@ -62,7 +63,7 @@ func TestPostThroughTheLinkIsLinkedToItsExactSession(t *testing.T) {
 				}
 			}
 			return len(links) == 2
-		})
+		}, "both closed-session messages")
 
 		// The customer opens the link of the session with li — the one
 		// that names li's close — and writes.
