@@ -11,7 +11,7 @@
 // binary against a three-node NATS cluster on loopback, PostgreSQL and the
 // fakes of WeChat and Tucao.
 //
-//	go run ./bench/soak                                  # every scenario, the durations
+//	go run ./bench/soak                                  # every scenario, at full length
 //	go run ./bench/soak -scenarios store-outage,nats-stopped
 //	go run ./bench/soak -short                           # the CI length of go test ./internal/faulttest
 //	go run ./bench/soak -scale 0.2                       # outages and backlogs at a fifth

@@ -40,7 +40,7 @@
 //     "success" is stored exactly once after it is back.
 //
 // The scenarios live in a non-test package so that `go run ./bench/soak`
-// runs them at the issue's durations; the package's test runs the short
+// runs them at full length (FullSuite); the package's test runs the short
 // version ([ShortSuite]) and fails on any loss or duplicate.
 //
 // The notifier is at most once by design: a message whose send was in

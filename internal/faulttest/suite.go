@@ -50,7 +50,7 @@ func AllScenarios() []string {
 }
 
 // SuiteConfig configures RunSuite. Zero durations and counts take the
-// issue's real values (FullSuite); ShortSuite is the test's version.
+// full-length values (FullSuite); ShortSuite is the test's version.
 type SuiteConfig struct {
 	// Scenarios to run, by name (nil: AllScenarios).
 	Scenarios []string

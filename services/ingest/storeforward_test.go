@@ -26,7 +26,7 @@ import (
 // outage is how long the hub is stopped: longer than WeChat's three tries
 // (about 15 s in all) by default would cost the test time, so tests use
 // 10 s, which is already far beyond ingest's 4 s publish timeout; the
-// issue's 60 s: KEFU_TEST_HUB_OUTAGE=60s.
+// full 60 s: KEFU_TEST_HUB_OUTAGE=60s.
 func outage(t *testing.T) time.Duration {
 	if v := os.Getenv("KEFU_TEST_HUB_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -693,7 +693,7 @@ func maxPerMinute(times []time.Time) int {
 	return most
 }
 
-// The operator test: kefu stopped, 2,600 posts arrive, kefu
+// The operator's test of a restart after downtime: kefu stopped, 2,600 posts arrive, kefu
 // restarted. Each poll reads at most 20 pages, so the restarted poller
 // needs several polls; every one of them first publishes what arrived
 // since the last, then reads on where the walk stopped, until it meets
