@@ -93,7 +93,7 @@ func TestReplayWithoutFollowEndsWhilePublishersKeepPublishing(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-publisherDone }()
-	waitFor(t, "the publisher to be running", func() bool { return len(storedMessages(t, b, events.StreamWeChat)) > len(wechatFixtures) })
+	natstest.Eventually(t, 10*time.Second, func() bool { return len(storedMessages(t, b, events.StreamWeChat)) > len(wechatFixtures) }, "the publisher to be running")
 
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -332,9 +332,9 @@ func TestReplayFollowPrintsEventsPublishedAfterItStarted(t *testing.T) {
 	go func() {
 		done <- replay.Replay(ctx, []string{"--stream", "KEFU_WECHAT", "--follow"}, &stdout, &stderr, b)
 	}()
-	waitFor(t, "the stored events", func() bool { return strings.Count(stdout.String(), "\n") == 2 })
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Count(stdout.String(), "\n") == 2 }, "the stored events")
 	publishFixtures(t, b, wechatFixtures[2:3])
-	waitFor(t, "the new event", func() bool { return strings.Count(stdout.String(), "\n") == 3 })
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Count(stdout.String(), "\n") == 3 }, "the new event")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("--follow ended by an interrupt returned %v; want success", err)
