@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/services/estimator"
 )
@@ -55,7 +54,7 @@ func TestPausedLeaderCannotOverwriteItsSuccessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 15*time.Second, func() bool { _, err := state.Get(ctx, "queue."+appID); return err == nil }, "A's first poll")
+	waitFor(t, func() bool { _, err := state.Get(ctx, "queue."+appID); return err == nil }) // A's first poll is done
 	aFence := a.Lease().Fence()
 
 	freeze := make(chan struct{})
