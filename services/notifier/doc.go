@@ -17,7 +17,8 @@
 //
 // # Exactly-once effect
 //
-// The cause event's ce-id is the idempotency key. For each message:
+// The cause event's ce-id is the idempotency key; the protocol is package
+// sendonce's ledger, which queue care sends through too. For each message:
 //
 //  1. claim: create cause.<hash> in the kefu_notified bucket with state
 //     "sending", the process name and the time (kv.Create: compare-and-set,
