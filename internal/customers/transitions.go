@@ -90,12 +90,19 @@ func (c *State) ApplyCreated(kf string, at time.Time, seq uint64, within time.Du
 			return changed || ch, eff
 		}
 	}
+	return c.servedBy(kf, at, seq, changed), Effect{}
+}
+
+// servedBy makes kf serve the customer from a session event at (at, seq),
+// unless a newer fact stands; changed says whether the caller changed
+// anything already.
+func (c *State) servedBy(kf string, at time.Time, seq uint64, changed bool) bool {
 	if !c.newerEvent(at, seq) {
-		return changed, Effect{}
+		return changed
 	}
 	c.become(StatusServed, at, seq, false)
 	c.KfAccount, c.Since = kf, at
-	return true, Effect{}
+	return true
 }
 
 // ApplySwitched: kf_switch_session at (at, seq).
@@ -112,12 +119,7 @@ func (c *State) ApplySwitched(from, to string, at time.Time, seq uint64, within 
 			return changed || ch, eff
 		}
 	}
-	if !c.newerEvent(at, seq) {
-		return changed, Effect{}
-	}
-	c.become(StatusServed, at, seq, false)
-	c.KfAccount, c.Since = to, at
-	return true, Effect{}
+	return c.servedBy(to, at, seq, changed), Effect{}
 }
 
 // ApplyClosed: kf_close_session at (at, seq).
