@@ -102,7 +102,7 @@ func TestWaitingCustomersGetEstimatesAndTheQueueIsServed(t *testing.T) {
 	api := httptest.NewServer(mux)
 	defer api.Close()
 
-	waitFor(t, func() bool { return len(estimates()) == 3 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(estimates()) == 3 }, "three estimates")
 	positions := map[string]int{}
 	for _, m := range estimates() {
 		ev, err := events.Decode[events.WaitEstimated](m.Data)
@@ -160,7 +160,7 @@ func TestPollingSurvivesAPIErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop(context.Background())
-	waitFor(t, func() bool { return len(snapshots()) == 1 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(snapshots()) == 1 }, "the snapshot of the first poll")
 	h.fake.InjectErrors(wechattest.MethodWaitCase, -1, 1)
 	if err := s.PollOnce(context.Background()); err == nil {
 		t.Fatal("a failed getwaitcase must fail the poll")
@@ -168,7 +168,7 @@ func TestPollingSurvivesAPIErrors(t *testing.T) {
 	if err := s.PollOnce(context.Background()); err != nil {
 		t.Fatalf("the next poll must work: %v", err)
 	}
-	waitFor(t, func() bool { return len(snapshots()) >= 2 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(snapshots()) >= 2 }, "a second snapshot")
 	time.Sleep(100 * time.Millisecond) // a third snapshot, if any, would show now
 	if n := len(snapshots()); n != 2 {
 		t.Fatalf("%d snapshots after the first poll, one failed and one good poll, want 2", n)
@@ -183,7 +183,7 @@ func TestOnlyOneReplicaPolls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return h.fake.CallCount(wechattest.MethodWaitCase) >= 1 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return h.fake.CallCount(wechattest.MethodWaitCase) >= 1 }, "a first getwaitcase")
 	time.Sleep(200 * time.Millisecond)
 	before := h.fake.CallCount(wechattest.MethodWaitCase)
 	a.PollOnce(context.Background())
@@ -193,17 +193,6 @@ func TestOnlyOneReplicaPolls(t *testing.T) {
 	}
 	a.Stop(context.Background())
 	b.Stop(context.Background())
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestCustomersWhoLeftAreNotEstimated(t *testing.T) {
@@ -224,7 +213,7 @@ func TestCustomersWhoLeftAreNotEstimated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop(context.Background())
-	waitFor(t, func() bool { return len(estimates()) == 2 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(estimates()) == 2 }, "two estimates")
 	positions := map[string]int{}
 	for _, m := range estimates() {
 		ev, _ := events.Decode[events.WaitEstimated](m.Data)

@@ -112,7 +112,7 @@ func TestEveryJoiningCustomerIsEstimatedAndToldAtOnce(t *testing.T) {
 		joined[i] = h.join(fmt.Sprintf("o-%03d", i))
 	}
 	first := map[string]events.WaitEstimated{}
-	waitFor(t, func() bool {
+	natstest.Eventually(t, 15*time.Second, func() bool {
 		for _, m := range estimates.all() {
 			ev, err := events.Decode[events.WaitEstimated](m.msg.Data)
 			if err != nil {
@@ -129,7 +129,7 @@ func TestEveryJoiningCustomerIsEstimatedAndToldAtOnce(t *testing.T) {
 			}
 		}
 		return len(first) == customers
-	})
+	}, "a first estimate for every customer")
 	for i := range customers {
 		ev := first[fmt.Sprintf("o-%03d", i)]
 		if ev.Position != i+1 || !ev.PositionInferred || ev.WaitSeconds <= 0 || ev.WaitP90Seconds < ev.WaitSeconds {
@@ -143,7 +143,7 @@ func TestEveryJoiningCustomerIsEstimatedAndToldAtOnce(t *testing.T) {
 	// Every customer is told their place: 150 messages, each stating the
 	// number of customers ahead in queue order.
 	var sent []wechattest.SentMessage
-	waitFor(t, func() bool {
+	natstest.Eventually(t, 15*time.Second, func() bool {
 		sent = sent[:0]
 		for _, m := range h.fake.Sent() {
 			if strings.HasPrefix(m.OpenID, "o-") {
@@ -151,7 +151,7 @@ func TestEveryJoiningCustomerIsEstimatedAndToldAtOnce(t *testing.T) {
 			}
 		}
 		return len(sent) >= customers
-	})
+	}, "a message to every customer")
 	told := map[string]string{}
 	for _, m := range sent {
 		if _, dup := told[m.OpenID]; dup {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/services/estimator"
 )
@@ -54,7 +55,7 @@ func TestPausedLeaderCannotOverwriteItsSuccessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, err := state.Get(ctx, "queue."+appID); return err == nil }) // A's first poll is done
+	natstest.Eventually(t, 15*time.Second, func() bool { _, err := state.Get(ctx, "queue."+appID); return err == nil }, "A's first poll")
 	aFence := a.Lease().Fence()
 
 	freeze := make(chan struct{})
