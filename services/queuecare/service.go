@@ -129,8 +129,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// LeaveDetector is the detector of the configured leave phrases, for
-// ingest.
+// LeaveDetector is the detector of the configured leave phrases.
 func (s *Service) LeaveDetector() *customers.LeaveDetector { return s.leave }
 
 // States is the customer read model (nil before Start).
