@@ -163,9 +163,9 @@ func (h *harness) publishClosed(openid, kf string, at time.Time) {
 // message published so far.
 func (h *harness) drained(stream, durable, filter string) {
 	h.t.Helper()
-	waitFor(h.t, durable+" drained", func() bool {
+	natstest.Eventually(h.t, 20*time.Second, func() bool {
 		return isDrained(h.bus, stream, durable, filter)
-	})
+	}, "%s", durable+" drained")
 }
 
 // isDrained reports whether the consumer has acknowledged the last message
@@ -191,17 +191,6 @@ func isDrained(b *bus.Bus, stream, durable, filter string) bool {
 func (h *harness) drainedAll() {
 	h.drained(events.StreamTucao, feedback.DurablePosts, feedback.FilterPosts)
 	h.drained(events.StreamWeChat, feedback.DurableSessions, feedback.FilterSessions)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // get queries the service's HTTP API.
@@ -542,9 +531,9 @@ func TestStopInTheMiddleLosesNothing(t *testing.T) {
 	cfg.BatchSize = 16 // many small batches, so the stop lands among them
 	cfg.AckWait, cfg.WriteTimeout = time.Second, 400*time.Millisecond
 	first := h.start(cfg, h.reg)
-	waitFor(t, "some posts stored", func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		return metric(t, h.reg, "kefu_feedback_items_total", map[string]string{"kind": "post"}) > 0
-	})
+	}, "some posts stored")
 	if err := first.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -597,10 +586,10 @@ func TestStoreFailuresAreRedeliveredUntilStored(t *testing.T) {
 		h.publishCreated("o-f", "kf1@test", t0.Add(-time.Hour))
 		h.publishClosed("o-f", "kf1@test", t0.Add(-30*time.Minute))
 
-		waitFor(t, "every post stored", func() bool {
+		natstest.Eventually(t, 20*time.Second, func() bool {
 			return metric(t, h.reg, "kefu_feedback_items_total", map[string]string{"kind": "post"}) == 20 &&
 				metric(t, h.reg, "kefu_feedback_items_total", map[string]string{"kind": "session"}) == 2
-		})
+		}, "every post stored")
 		if got := allPosts(t, svc); len(got) != 20 {
 			t.Fatalf("%d posts stored, want 20", len(got))
 		}
