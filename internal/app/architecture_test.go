@@ -60,6 +60,8 @@ func TestArchitectureDocFindsDrift(t *testing.T) {
 		{"a stream invented", "| `KEFU_DLQ` | `kefu.dlq.>` |", "| `KEFU_DLQ` | `kefu.dlq.>` | `notifier` |\n| `KEFU_AUDIT` | `kefu.audit.>` |", "streams: docs/architecture.md names KEFU_AUDIT"},
 		{"a subject missing", "| `kefu.notify.failed` | `KEFU_NOTIFY` | `notifier`, `queuecare` | other teams |\n", "", "misses kefu.notify.failed"},
 		{"a consumer of a subject missing", "| `kefu.kf.wait.estimated` | `KEFU_KF` | `estimator` | `notifier`, `queuecare`, `console` |", "| `kefu.kf.wait.estimated` | `KEFU_KF` | `estimator` | `queuecare`, `console` |", "modules consuming kefu.kf.wait.estimated: docs/architecture.md misses notifier"},
+		{"a dependency missing", "| `queuecare` | `wechat`, `links` |", "| `queuecare` | `wechat` |", "dependencies of queuecare: docs/architecture.md misses links"},
+		{"a hidden module missing", "| `links` (hidden: the feedback links, `internal/feedbacklink`) | — |\n", "", "modules and hidden modules: docs/architecture.md misses links"},
 		{"a bucket invented", "| `kefu_token` | any", "| `kefu_tokens` | any", "names kefu_tokens"},
 		{"a path missing", "| `/api/kf/stale` | `queuecare` |\n", "", "HTTP paths: docs/architecture.md misses /api/kf/stale"},
 		{"an unknown module", "| `/api/kf/queue` | `estimator` |", "| `/api/kf/queue` | `waiter` |", "waiter is not a module"},
@@ -108,6 +110,7 @@ func architectureProblems(t *testing.T, doc string) []string {
 			c.errorf("the picture does not show %s", name)
 		}
 	}
+	c.dependencies(t)
 	c.streams()
 	c.subjects(subjectConstants(t))
 	c.modules(modules)
@@ -222,6 +225,38 @@ func (c *archCheck) roles() []string {
 	}
 	c.sameSet("roles", c.column("Roles", 0), want)
 	return modules
+}
+
+// dependencies compares the module dependencies with ModuleGraph.
+func (c *archCheck) dependencies(t *testing.T) {
+	t.Helper()
+	graph, err := ModuleGraph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{}
+	for _, r := range graph {
+		for _, m := range r.Modules {
+			want[m.Name] = m.Deps
+		}
+	}
+	for _, row := range c.table("Module dependencies") {
+		module := names(row[0])
+		if len(module) == 0 {
+			c.errorf("module dependencies: row %q names no module", row[0])
+			continue
+		}
+		if deps, ok := want[module[0]]; ok {
+			c.sameSet("dependencies of "+module[0], names(row[1]), deps)
+		}
+	}
+	var got []string
+	for _, row := range c.table("Module dependencies") {
+		if n := names(row[0]); len(n) > 0 {
+			got = append(got, n[0]) // the rest of the cell says what a hidden module is
+		}
+	}
+	c.sameSet("modules and hidden modules", got, slices.Collect(maps.Keys(want)))
 }
 
 func (c *archCheck) streams() {
