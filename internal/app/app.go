@@ -21,7 +21,9 @@ import (
 type role struct {
 	name    string
 	summary string
-	// modules are started in this order and stopped in reverse.
+	// modules are the role's user-visible modules; the module table
+	// (moduletable.go) adds what they depend on, starts them in its
+	// dependency order and stops them in reverse.
 	modules []string
 	// lenient roles start without the integrations whose settings are
 	// missing, with a warning each; strict ones refuse to start.
