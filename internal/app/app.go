@@ -164,11 +164,5 @@ func usage(w io.Writer) {
 		"nats CLI's current context, else nats://KEFU_NATS_LISTEN (127.0.0.1:4222, where `kefu all` listens).\n"+
 		"--help and usage mistakes connect nowhere.\n")
 	fmt.Fprintf(w, "\nConfiguration comes from the environment (flags override, e.g. --http-addr :9090):\n")
-	for _, v := range config.Vars {
-		def := v.Default
-		if def == "" {
-			def = "unset"
-		}
-		fmt.Fprintf(w, "  %-26s %s (default %s)\n", v.Name, v.Help, def)
-	}
+	config.WriteHelp(w)
 }

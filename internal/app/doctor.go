@@ -100,8 +100,10 @@ func parseDoctorFlags(args []string, cfg *config.Config, apply bool, stdout io.W
 	fs.BoolVar(&opts.json, "json", false, "print the results as JSON")
 	fs.DurationVar(&opts.timeout, "timeout", doctor.DefaultCheckTimeout, "how long each check may take")
 	for _, v := range config.Vars {
-		v := v
-		fs.Func(flagName(v.Name), v.Help+" ("+v.Name+")", func(s string) error {
+		if !v.Flag() {
+			continue
+		}
+		fs.Func(flagName(v.Name), v.Usage(), func(s string) error {
 			if !apply {
 				return nil // the configuration does not load; the report says why
 			}

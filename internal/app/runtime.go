@@ -109,8 +109,10 @@ func loadConfig(name string, args []string, stdout io.Writer) (config.Config, ro
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() { roleUsage(fs.Output(), name, fs) }
 	for _, v := range config.Vars {
-		v := v
-		fs.Func(flagName(v.Name), v.Help+" ("+v.Name+")", func(s string) error { return cfg.Set(v.Name, s) })
+		if !v.Flag() {
+			continue
+		}
+		fs.Func(flagName(v.Name), v.Usage(), func(s string) error { return cfg.Set(v.Name, s) })
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

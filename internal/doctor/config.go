@@ -44,7 +44,7 @@ func ConfigCheck(cfg config.Config, loadErr error, needs []Need) Check {
 		}
 		var rs []Result
 		rs = append(rs, needResults(cfg, needs)...)
-		rs = append(rs, publicURLResult(cfg.Getenv("KEFU_PUBLIC_URL")))
+		rs = append(rs, publicURLResult(cfg.PublicURL))
 		return append(rs, tokenResults(cfg)...)
 	}}
 }

@@ -164,7 +164,7 @@ func CallbackCheck(cfg config.Config, hc *http.Client, now func() time.Time) Che
 		now = time.Now
 	}
 	return Check{Name: "callback URL", Run: func(ctx context.Context) []Result {
-		base := strings.TrimRight(cfg.Getenv("KEFU_PUBLIC_URL"), "/")
+		base := strings.TrimRight(cfg.PublicURL, "/")
 		switch {
 		case base == "":
 			return []Result{{Status: Skip, Found: "KEFU_PUBLIC_URL is not set", Fix: "set KEFU_PUBLIC_URL to the public base URL to have the callback tested"}}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -388,93 +389,51 @@ func defaultInstance() string {
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + randomHex(4)
 }
 
-// Environment variables read by LoadEnv, besides the shared ones
-// (KEFU_TUCAO_PRODUCT_ID, KEFU_WECHAT_SECRET).
-const (
-	EnvPublicURL          = "KEFU_PUBLIC_URL"
-	EnvFeedbackLinkSecret = "KEFU_FEEDBACK_LINK_SECRET"
-	EnvFeedbackLinkTTL    = "KEFU_FEEDBACK_LINK_TTL"
-	EnvFeedbackNickname   = "KEFU_FEEDBACK_NICKNAME"
-	EnvFeedbackAvatarURL  = "KEFU_FEEDBACK_AVATAR_URL"
-	EnvRateLimit          = "KEFU_NOTIFY_RATE_LIMIT"
-	EnvWaitMinInterval    = "KEFU_NOTIFY_WAIT_MIN_INTERVAL"
-	EnvDisable            = "KEFU_NOTIFY_DISABLE"
-	EnvTemplates          = "KEFU_NOTIFY_TEMPLATES"
-	EnvTemplatePrefix     = "KEFU_NOTIFY_TEMPLATE_" // + kind in upper case, e.g. KEFU_NOTIFY_TEMPLATE_SESSION_CREATED
-	EnvSendAsAgent        = "KEFU_NOTIFY_SEND_AS_AGENT"
-)
-
-// LoadEnv reads the notifier's settings through getenv (os.Getenv in
-// production) into a Config; an invalid value is an error naming the
-// variable. Templates come from the JSON file KEFU_NOTIFY_TEMPLATES
-// ({"session_created": "…", …}) and then from KEFU_NOTIFY_TEMPLATE_<KIND>,
-// which wins. KEFU_NOTIFY_RATE_LIMIT is messages per second or "off".
-func LoadEnv(getenv func(string) string) (Config, error) {
+// FromConfig is the notifier's view of kefu's configuration (the table in
+// internal/config, where every variable, its default and its form are
+// declared): the typed settings it reads, and the message templates from
+// the file KEFU_NOTIFY_TEMPLATES ({"session_created": "…", …}) under those
+// of KEFU_NOTIFY_TEMPLATE_<KIND>, which win.
+func FromConfig(kc config.Config) (Config, error) {
 	c := Config{
-		PublicURL:          getenv(EnvPublicURL),
-		TucaoProductID:     getenv("KEFU_TUCAO_PRODUCT_ID"),
-		FeedbackLinkSecret: getenv(EnvFeedbackLinkSecret),
-		WeChatSecret:       getenv("KEFU_WECHAT_SECRET"),
-		FeedbackNickname:   getenv(EnvFeedbackNickname),
-		FeedbackAvatarURL:  getenv(EnvFeedbackAvatarURL),
+		PublicURL:          kc.PublicURL,
+		TucaoProductID:     kc.TucaoProductID,
+		FeedbackLinkSecret: kc.FeedbackLinkSecret.Value(),
+		WeChatSecret:       kc.WeChatSecret.Value(),
+		FeedbackLinkTTL:    kc.FeedbackLinkTTL,
+		FeedbackNickname:   kc.FeedbackNickname,
+		FeedbackAvatarURL:  kc.FeedbackAvatarURL,
+		RateLimit:          kc.NotifyRateLimit,
+		SendAsAgent:        kc.NotifySendAsAgent,
+		Disabled:           kc.NotifyDisable,
 	}
-	var err error
-	if c.FeedbackLinkTTL, err = envDuration(getenv, EnvFeedbackLinkTTL); err != nil {
-		return Config{}, err
-	}
-	if c.Wait.MinInterval, err = envDuration(getenv, EnvWaitMinInterval); err != nil {
-		return Config{}, err
-	}
-	switch v := strings.TrimSpace(getenv(EnvRateLimit)); v {
-	case "":
-	case "off", "0":
-		c.RateLimit = -1
-	default:
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
-			return Config{}, fmt.Errorf("%s: want messages per second or off, got %q", EnvRateLimit, v)
-		}
-		c.RateLimit = f
-	}
-	if v := getenv(EnvSendAsAgent); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("%s: want true or false, got %q", EnvSendAsAgent, v)
-		}
-		c.SendAsAgent = b
-	}
-	for _, k := range strings.Split(getenv(EnvDisable), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			c.Disabled = append(c.Disabled, k)
-		}
-	}
-	if path := getenv(EnvTemplates); path != "" {
+	c.Wait.MinInterval = kc.NotifyWaitMinInterval
+	if path := kc.NotifyTemplates; path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return Config{}, fmt.Errorf("%s: %w", EnvTemplates, err)
+			return Config{}, fmt.Errorf("KEFU_NOTIFY_TEMPLATES: %w", err)
 		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&c.Templates); err != nil {
-			return Config{}, fmt.Errorf("%s: %s: %w", EnvTemplates, path, err)
+			return Config{}, fmt.Errorf("KEFU_NOTIFY_TEMPLATES: %s: %w", path, err)
 		}
 	}
 	for _, kind := range Kinds {
-		if v := getenv(EnvTemplatePrefix + strings.ToUpper(kind)); v != "" {
+		if v := kc.NotifyTemplate[kind]; v != "" {
 			c.Templates.set(kind, v)
 		}
 	}
 	return c, nil
 }
 
-func envDuration(getenv func(string) string, name string) (time.Duration, error) {
-	v := getenv(name)
-	if v == "" {
-		return 0, nil
+// LoadEnv reads kefu's configuration through getenv (os.Getenv in
+// production) and returns the notifier's view of it; an invalid value is
+// an error naming the variable.
+func LoadEnv(getenv func(string) string) (Config, error) {
+	kc, err := config.Load(getenv)
+	if err != nil {
+		return Config{}, err
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s: want a positive duration such as 3m, got %q", name, v)
-	}
-	return d, nil
+	return FromConfig(kc)
 }
