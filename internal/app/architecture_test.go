@@ -186,7 +186,7 @@ func awaitDurableConsumersOfAll(t *testing.T, problems func(live []string) []str
 		last = problems(got)
 		return len(last) == 0
 	}
-	natstest.Eventually(t, 20*time.Second, list, "kefu all's durable consumers as docs/architecture.md names them: %v", lazy(func() string { return strings.Join(last, "; ") }))
+	natstest.Eventually(t, 90*time.Second, list, "kefu all's durable consumers as docs/architecture.md names them: %v", lazy(func() string { return strings.Join(last, "; ") }))
 }
 
 // lazy is formatted when printed, not when passed.
