@@ -1,7 +1,11 @@
-// Package config reads kefu's configuration from the environment (every
-// variable is listed in README.md, "Configuration", and by `kefu help`),
-// fills defaults and says, in one line naming the variable, what a
-// role lacks. Secrets are kept in a type that never prints its value.
+// Package config reads kefu's configuration. Every KEFU_* variable any
+// part of kefu reads is one row of the table in vars.go — its type, the
+// part that reads it, its default and its help — so that Load (one parser
+// for the environment and the roles' flags), `kefu help` and the deploy
+// tests cannot disagree on a name or a default. Services get typed fields,
+// never the raw environment; a bad value is one line naming the variable
+// and the form wanted; secrets are kept in a type that never prints its
+// value. README.md, "Configuration", describes the variables for people.
 package config
 
 import (
