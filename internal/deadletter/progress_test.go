@@ -12,22 +12,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // deadLetters stores n dead letters of role feedback, each of a Tucao post.
 func deadLetters(t *testing.T, n int) *bus.Bus {
 	t.Helper()
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), events.StreamDLQ, events.StreamTucao); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, bustest.Streams(events.StreamDLQ, events.StreamTucao))
 	for i := range n {
 		msg := &nats.Msg{Subject: events.DLQSubject("feedback"), Data: []byte(`{"post_id":"1"}`), Header: nats.Header{}}
 		msg.Header.Set(bus.HeaderDLQSubject, "kefu.tucao.post.created")

@@ -17,23 +17,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // openBus starts a real server with kefu's WeChat and KF streams.
 func openBus(t testing.TB) (*bus.Bus, *server.Server) {
 	t.Helper()
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamKF); err != nil {
-		t.Fatal(err)
-	}
-	return b, srv
+	return bustest.Open(t, bustest.Streams(events.StreamWeChat, events.StreamKF))
 }
 
 // fixture is one message the tests publish on KEFU_WECHAT.

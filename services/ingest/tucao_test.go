@@ -250,12 +250,12 @@ func TestTucaoWebhookTriggersAPoll(t *testing.T) {
 	defer p.Stop(context.Background())
 	hook := httptest.NewServer(p.WebhookHandler())
 	defer hook.Close()
-	waitFor(t, func() bool { return h.fake.RequestCount() >= 1 }) // the start-up poll
+	natstest.Eventually(t, 15*time.Second, func() bool { return h.fake.RequestCount() >= 1 }, "condition") // the start-up poll
 	post := h.fake.AddPost(tucaotest.PostInput{Content: "webhook 来的", OpenID: "o-hook"})
 	if err := h.fake.PushWebhook(hook.URL, "post.created", post.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(h.published()[events.SubjectPostCreated]) == 1 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(h.published()[events.SubjectPostCreated]) == 1 }, "condition")
 
 	for _, bad := range []struct {
 		method, body string
@@ -278,17 +278,6 @@ func TestTucaoWebhookTriggersAPoll(t *testing.T) {
 			continue
 		}
 		httpapitest.CheckProblem(t, resp.StatusCode, resp.Header, body)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -337,7 +326,7 @@ func newWebhookRig(t *testing.T, secret string) *webhookRig {
 	}
 	t.Cleanup(func() { p.Stop(context.Background()) })
 	gate.allow(1)
-	waitFor(t, func() bool { return r.polls() == 1 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 1 }, "condition")
 	if n := len(h.published()[events.SubjectPostCreated]); n != 5 || h.fake.RequestCount() != 1 {
 		t.Fatalf("start-up poll: %d posts published, %d requests; want 5, 1", n, h.fake.RequestCount())
 	}
@@ -481,7 +470,7 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 	if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
 		t.Fatalf("first webhook: %d", code)
 	}
-	waitFor(t, func() bool { return r.gate.arrived() == 2 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 2 }, "condition")
 	for i := 1; i < 300; i++ {
 		r.clock.Advance(3 * time.Millisecond) // 300 webhooks inside one second
 		if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
@@ -495,7 +484,7 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 		t.Fatalf("kicks: %d polled, %d throttled; want 1, 299", polled, throttled)
 	}
 	r.gate.allow(1)
-	waitFor(t, func() bool { return r.polls() == 2 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
 	if n := r.fake.RequestCount(); n != 2 {
 		t.Fatalf("the fake Tucao saw %d requests after the flood, want 2 (start-up and one poll)", n)
 	}
@@ -511,9 +500,9 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 	if polled := r.kicks("polled"); polled != 2 {
 		t.Fatalf("the webhook 10 s later did not ask for a poll (%d polled)", polled)
 	}
-	waitFor(t, func() bool { return r.gate.arrived() == 3 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 3 }, "condition")
 	r.gate.allow(1)
-	waitFor(t, func() bool { return r.polls() == 3 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 3 }, "condition")
 	created := r.published()[events.SubjectPostCreated]
 	if len(created) != 6 || created[5].ID != post.ID {
 		t.Fatalf("%d posts published, want the 5 of the start-up poll and then %s", len(created), post.ID)
@@ -575,7 +564,7 @@ func TestTucaoWebhookTypesCreateNoMetricSeries(t *testing.T) {
 	}
 	// The webhooks themselves publish nothing: only the start-up poll's posts.
 	r.gate.allow(1) // the one poll the first webhook asked for
-	waitFor(t, func() bool { return r.polls() == 2 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
 	if n := len(r.published()[events.SubjectPostCreated]); n != 5 {
 		t.Fatalf("%d posts in the stream, want the 5 of the start-up poll", n)
 	}
@@ -638,7 +627,7 @@ func TestTucaoWebhookRefusalsTriggerNothing(t *testing.T) {
 				t.Fatalf("kicks: %d polled, %d throttled; want 1, 0", polled, throttled)
 			}
 			r.gate.allow(1)
-			waitFor(t, func() bool { return r.polls() == 2 })
+			natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
 			created := r.published()[events.SubjectPostCreated]
 			if len(created) != 6 || created[5].ID != post.ID {
 				t.Fatalf("%d posts published, want the start-up poll's 5 and then the sentinel", len(created))
