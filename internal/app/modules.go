@@ -273,7 +273,7 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 	deps := feedback.Deps{Bus: rt.bus, Store: st, Logger: rt.log.Named("feedback"), Registerer: rt.registry}
 	// The notifier's key: posts made through its feedback link carry the
 	// customer's pseudonym, not the openid.
-	keys, err := feedbacklink.NewKeys(rt.getenv(notifier.EnvFeedbackLinkSecret), rt.cfg.WeChatSecret.Value())
+	keys, err := feedbacklink.NewKeys(rt.cfg.FeedbackLinkSecret.Value(), rt.cfg.WeChatSecret.Value())
 	switch {
 	case err == nil:
 		deps.Pseudonym = keys.Pseudonym
@@ -293,15 +293,6 @@ func buildFeedback(ctx context.Context, rt *runtime) (module, error) {
 	return feedbackModule{Service: svc, store: st}, nil
 }
 
-// getenv is how services that read their own settings see the flags
-// and the environment.
-func (rt *runtime) getenv(name string) string {
-	if v := rt.cfg.Getenv(name); v != "" {
-		return v
-	}
-	return os.Getenv(name)
-}
-
 // customerStates opens the customer read model, once.
 func (rt *runtime) customerStates(ctx context.Context) (*customers.Store, error) {
 	if rt.states != nil {
@@ -318,12 +309,10 @@ func (rt *runtime) customerStates(ctx context.Context) (*customers.Store, error)
 // notifierConfig is the notifier's configuration: its own settings, the
 // account's, and in the demo the demo's public URL and simulated Tucao.
 func (rt *runtime) notifierConfig() (notifier.Config, error) {
-	ncfg, err := notifier.LoadEnv(rt.getenv)
+	ncfg, err := notifier.FromConfig(rt.cfg)
 	if err != nil {
 		return ncfg, err
 	}
-	ncfg.TucaoProductID = rt.cfg.TucaoProductID
-	ncfg.WeChatSecret = rt.cfg.WeChatSecret.Value()
 	if ncfg.PublicURL == "" && rt.demo != nil {
 		ncfg.PublicURL = rt.httpURL
 	}
