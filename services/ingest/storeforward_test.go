@@ -80,7 +80,7 @@ func newStoreForward(t *testing.T, maxBytes int64) *storeForward {
 // leaf connection.
 func (sf *storeForward) waitSourced(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := sf.leaf.State(context.Background())
 		if err == nil && st.Connected {
@@ -266,7 +266,7 @@ func TestStoreAndForwardKeepsEveryAnsweredCallbackThroughAHubOutage(t *testing.T
 	t.Logf("hub holds %d events for %d answered callbacks, all there %s after the hub restarted", len(ids), len(want), time.Since(restarted).Round(100*time.Millisecond))
 
 	// The spool gives back what the hub has stored.
-	deadline = time.Now().Add(15 * time.Second)
+	deadline = time.Now().Add(60 * time.Second)
 	for {
 		st, err := sf.leaf.State(context.Background())
 		if err == nil && st.Msgs == 0 {
