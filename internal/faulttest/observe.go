@@ -103,14 +103,27 @@ func (o *observer) consumerInfo(ctx context.Context, r consumerRef) (*jetstream.
 // through an ordered consumer of its own (it never touches the services'
 // durable consumers).
 func (o *observer) readStream(ctx context.Context, stream, filter string, each func(jetstream.Msg)) error {
-	s, err := o.js.Stream(ctx, stream)
+	var (
+		s    jetstream.Stream
+		info *jetstream.StreamInfo
+		cons jetstream.Consumer
+	)
+	// Nothing is handed to each before the consumer exists, so the set-up
+	// can be tried again while a cluster that another scenario just
+	// disrupted elects its leaders.
+	err := untilJetStreamAnswers(ctx, func() error {
+		var err error
+		if s, err = o.js.Stream(ctx, stream); err != nil {
+			return err
+		}
+		if info, err = s.Info(ctx, jetstream.WithSubjectFilter(filter)); err != nil {
+			return err
+		}
+		return nil
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -121,7 +134,11 @@ func (o *observer) readStream(ctx context.Context, stream, filter string, each f
 	if want == 0 {
 		return nil
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	err = untilJetStreamAnswers(ctx, func() error {
+		var err error
+		cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -273,4 +290,25 @@ func (o *observer) sentMessages() map[string]map[string]int {
 		out[m.OpenID][kind]++
 	}
 	return out
+}
+
+// untilJetStreamAnswers runs request until JetStream answers it, for at
+// most 30 s: right after a node of the cluster went down and came back,
+// requests can find no responder or time out while leaders are elected.
+// Any other error, or an answer, ends it at once.
+func untilJetStreamAnswers(ctx context.Context, request func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := request()
+		transient := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if err == nil || !transient || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -214,7 +214,7 @@ func (sc *scenario) backfill(ctx context.Context) Row {
 	if err != nil {
 		return Row{Err: err}
 	}
-	date := day.Format("20060102")
+	date := day.Format("2006-01-02")
 	cmd := exec.CommandContext(ctx, sc.bin, "ingest", "--tucao-backfill", "--from", date, "--to", date)
 	cmd.Env = roleEnv(env)
 	var out bytes.Buffer
