@@ -95,8 +95,8 @@ type Bus struct {
 	draining atomic.Bool
 	metrics  *metrics
 	lag      *lagCollector
-	// url and opts let subscribers open connections of their own, so that
-	// draining one consumer's connection on close leaves the others be.
+	// url and opts dial a new connection when the server closed the
+	// current one for good (redial).
 	url  string
 	opts []nats.Option
 
@@ -106,7 +106,7 @@ type Bus struct {
 	closing   bool
 	downSince time.Time // zero while the bus is usable
 	onRedial  []func()
-	tracked   map[*nats.Conn]struct{}
+	stalled   map[string]error // durable → why its Consume is down
 	redials   atomic.Int64
 	stop      chan struct{} // closed by Drain and Close: ends a redial loop
 }
@@ -221,10 +221,10 @@ func (b *Bus) Ready(ctx context.Context) error {
 		return fmt.Errorf("nats %s", g.nc.Status())
 	}
 	b.mu.Lock()
-	down := b.trackedDown()
+	down := b.stalledDown()
 	b.mu.Unlock()
 	if down != "" {
-		return errors.New("nats " + down)
+		return errors.New(down)
 	}
 	if _, err := g.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("jetstream: %w", err)

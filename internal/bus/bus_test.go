@@ -131,6 +131,12 @@ func (r *recorder) add(openid string) {
 	r.ch <- openid
 }
 
+func (r *recorder) count(openid string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[openid]
+}
+
 func (r *recorder) wait(t *testing.T, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
@@ -299,7 +305,7 @@ func TestSubscribeLiftsTheServersDeliveryLimit(t *testing.T) {
 	b := openBus(t)
 	cfg := bus.ConsumerConfig(spec("limited"))
 	cfg.MaxDeliver = 5
-	if _, err := bus.JetStream(b).CreateOrUpdatePushConsumer(context.Background(), events.StreamWeChat, cfg); err != nil {
+	if _, err := bus.JetStream(b).CreateOrUpdateConsumer(context.Background(), events.StreamWeChat, cfg); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := b.Subscribe(context.Background(), spec("limited"), func(context.Context, *bus.Delivery) error { return nil })
@@ -307,11 +313,11 @@ func TestSubscribeLiftsTheServersDeliveryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	c, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "limited")
+	info, err := b.ConsumerInfo(context.Background(), events.StreamWeChat, "limited")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.CachedInfo().Config.MaxDeliver; got != -1 {
+	if got := info.Config.MaxDeliver; got != -1 {
 		t.Errorf("server MaxDeliver %d, want -1 (unlimited)", got)
 	}
 }
@@ -368,11 +374,7 @@ func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
 	}
 	// Not even fetched: the server still holds every message published
 	// during the pause as not yet delivered.
-	c, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "paused")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info, err := c.Info(context.Background()); err != nil || info.NumPending < 20 {
+	if info, err := b.ConsumerInfo(context.Background(), events.StreamWeChat, "paused"); err != nil || info.NumPending < 20 {
 		t.Errorf("paused consumer fetched messages: info %+v, %v", info, err)
 	}
 	down.Store(false)
@@ -443,11 +445,11 @@ func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
 	if perInstance[0].Load() == 0 || perInstance[1].Load() == 0 {
 		t.Errorf("work not shared: %d / %d", perInstance[0].Load(), perInstance[1].Load())
 	}
-	info, err := bus.JetStream(b).PushConsumer(context.Background(), events.StreamWeChat, "shared")
+	info, err := b.ConsumerInfo(context.Background(), events.StreamWeChat, "shared")
 	if err != nil {
 		t.Fatalf("durable consumer gone after close: %v", err)
 	}
-	if c := info.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxAckPending != 16 {
+	if c := info.Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxAckPending != 16 {
 		t.Errorf("consumer config %+v", c)
 	}
 }

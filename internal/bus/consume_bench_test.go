@@ -16,17 +16,17 @@ import (
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
-// The consumer benchmarks compare the two ways a durable consumer can take
-// its messages from the server, with 1 KB payloads and a handler that does
+// The consumer benchmarks measure Subscribe against the plainest use of
+// the same JetStream API, with 1 KB payloads and a handler that does
 // nothing, against an embedded server:
 //
-//   - push: Subscribe as kefu runs it (a push consumer whose deliver
-//     subject the subscription's own connection subscribes to in the
-//     consumer's deliver group, Concurrency times);
+//   - subscribe: Subscribe as kefu runs it (one pull Consume on the bus's
+//     connection, messages handed to up to Concurrency handlers, with the
+//     pause, dead-letter and metrics bookkeeping);
 //   - pull: jetstream's Consumer.Consume on the bus's connection, with the
 //     same consumer settings (explicit ack, MaxAckPending, AckWait) and
 //     Concurrency Consume loops, each message turned into a Delivery and
-//     acknowledged as Subscribe's deliver does.
+//     acknowledged as Subscribe's deliver does, and nothing else.
 //
 // Throughput: b.N messages stored first, then consumed and acknowledged
 // (the clock stops when the server counts every ack). Latency: messages
@@ -85,7 +85,7 @@ func benchPublish(b *testing.B, bus *Bus, n int) {
 // consumer starts one way of consuming; stop ends it.
 type benchConsumer func(b *testing.B, bus *Bus, spec ConsumerSpec, handle Handler) (stop func())
 
-func pushConsumer(b *testing.B, bus *Bus, spec ConsumerSpec, handle Handler) func() {
+func subscribeConsumer(b *testing.B, bus *Bus, spec ConsumerSpec, handle Handler) func() {
 	sub, err := bus.Subscribe(context.Background(), spec, handle)
 	if err != nil {
 		b.Fatal(err)
@@ -95,9 +95,7 @@ func pushConsumer(b *testing.B, bus *Bus, spec ConsumerSpec, handle Handler) fun
 
 func pullConsumer(b *testing.B, bus *Bus, spec ConsumerSpec, handle Handler) func() {
 	ctx := context.Background()
-	cfg := ConsumerConfig(spec)
-	cfg.DeliverSubject, cfg.DeliverGroup = "", ""
-	c, err := bus.js().CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+	c, err := bus.js().CreateOrUpdateConsumer(ctx, spec.Stream, ConsumerConfig(spec))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -142,7 +140,7 @@ func waitAcked(b *testing.B, bus *Bus, spec ConsumerSpec, n int) {
 	deadline := time.Now().Add(20 * time.Second)
 	var last *jetstream.ConsumerInfo
 	for {
-		info, err := consumerInfo(bus, spec)
+		info, err := bus.ConsumerInfo(context.Background(), spec.Stream, spec.Durable)
 		if err == nil {
 			last = info
 			if info.AckFloor.Stream >= uint64(n) && info.NumAckPending == 0 {
@@ -154,18 +152,6 @@ func waitAcked(b *testing.B, bus *Bus, spec ConsumerSpec, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func consumerInfo(bus *Bus, spec ConsumerSpec) (*jetstream.ConsumerInfo, error) {
-	ctx := context.Background()
-	if c, err := bus.js().Consumer(ctx, spec.Stream, spec.Durable); err == nil {
-		return c.CachedInfo(), nil
-	}
-	c, err := bus.js().PushConsumer(ctx, spec.Stream, spec.Durable)
-	if err != nil {
-		return nil, err
-	}
-	return c.CachedInfo(), nil
 }
 
 func benchThroughput(b *testing.B, consume benchConsumer) {
@@ -229,7 +215,7 @@ func benchLatency(b *testing.B, consume benchConsumer) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
-func BenchmarkConsumeThroughputPush(b *testing.B) { benchThroughput(b, pushConsumer) }
-func BenchmarkConsumeThroughputPull(b *testing.B) { benchThroughput(b, pullConsumer) }
-func BenchmarkConsumeLatencyPush(b *testing.B)    { benchLatency(b, pushConsumer) }
-func BenchmarkConsumeLatencyPull(b *testing.B)    { benchLatency(b, pullConsumer) }
+func BenchmarkConsumeThroughputSubscribe(b *testing.B) { benchThroughput(b, subscribeConsumer) }
+func BenchmarkConsumeThroughputPull(b *testing.B)      { benchThroughput(b, pullConsumer) }
+func BenchmarkConsumeLatencySubscribe(b *testing.B)    { benchLatency(b, subscribeConsumer) }
+func BenchmarkConsumeLatencyPull(b *testing.B)         { benchLatency(b, pullConsumer) }

@@ -181,9 +181,9 @@ const (
 	HeaderRedriveConsumer = "Kefu-Redrive-Consumer"
 )
 
-// ConsumerConfig is the JetStream configuration of spec's durable push
-// consumer. Its deliver group is the durable name, so every process bound
-// to it shares the work.
+// ConsumerConfig is the JetStream configuration of spec's durable pull
+// consumer. Every process bound to it pulls from it, so they share the
+// work.
 func ConsumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
 	spec.setDefaults()
 	policy := jetstream.DeliverAllPolicy
@@ -200,17 +200,11 @@ func ConsumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
 		// without a trace. A transient failure is retried until it
 		// heals; a permanent one goes to the dead-letter subject, where
 		// `kefu dlq` finds it.
-		MaxDeliver:     -1,
-		FilterSubject:  spec.FilterSubject,
-		MaxAckPending:  spec.MaxAckPending,
-		DeliverSubject: deliverSubject(spec),
-		DeliverGroup:   spec.Durable,
-		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+		MaxDeliver:    -1,
+		FilterSubject: spec.FilterSubject,
+		MaxAckPending: spec.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 	}
-}
-
-func deliverSubject(spec ConsumerSpec) string {
-	return "_kefu.deliver." + spec.Stream + "." + spec.Durable
 }
 
 // safeHandle turns a handler panic into a permanent error, so one poison

@@ -20,46 +20,44 @@ func (b *Bus) OnRedial(f func()) {
 	b.onRedial = append(b.onRedial, f)
 }
 
-// Track counts nc — a connection of its own, such as a consumer's — in
-// the bus's health: while it is not connected, Ready fails and
-// UnusableSince runs, so that a consumer that cannot replace a connection
-// the server closed for good ends in a restart instead of silence. untrack
-// removes it (call it before closing nc on purpose, or once it has been
-// replaced).
-func (b *Bus) Track(nc *nats.Conn) (untrack func()) {
+// stall records that durable's Consume has ended and cannot be started
+// again yet (why: cause): until unstall, Ready fails naming it and
+// UnusableSince runs, so that a consumer that cannot come back ends in a
+// restart instead of silence.
+func (b *Bus) stall(durable string, cause error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tracked == nil {
-		b.tracked = map[*nats.Conn]struct{}{}
+	if b.stalled == nil {
+		b.stalled = map[string]error{}
 	}
-	b.tracked[nc] = struct{}{}
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.tracked, nc)
-	}
+	b.stalled[durable] = cause
 }
 
-// trackedDown returns the status of a tracked connection that is not
-// connected, or "". b.mu must be held.
-func (b *Bus) trackedDown() string {
-	for nc := range b.tracked {
-		if !nc.IsConnected() {
-			return fmt.Sprintf("connection %s %s", nc.Opts.Name, nc.Status())
-		}
+// unstall records that durable consumes again (or has closed).
+func (b *Bus) unstall(durable string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.stalled, durable)
+}
+
+// stalledDown names a consumer that does not consume, or returns "".
+// b.mu must be held.
+func (b *Bus) stalledDown() string {
+	for durable, cause := range b.stalled {
+		return fmt.Sprintf("consumer %s not consuming: %v", durable, cause)
 	}
 	return ""
 }
 
 // UnusableSince is when the bus stopped being usable — disconnected,
-// closed, or between a close and the new connection; or a tracked
-// connection down — or zero while it is connected. /healthz fails once
+// closed, or between a close and the new connection; or a consumer
+// that cannot consume — or zero while it is connected. /healthz fails once
 // this is older than KEFU_NATS_DOWN_LIMIT.
 func (b *Bus) UnusableSince() time.Time {
 	g := b.gen.Load()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if g != nil && g.nc.IsConnected() && !b.closing && b.trackedDown() == "" {
+	if g != nil && g.nc.IsConnected() && !b.closing && b.stalledDown() == "" {
 		b.downSince = time.Time{}
 	} else if b.downSince.IsZero() {
 		b.downSince = time.Now()
@@ -68,8 +66,7 @@ func (b *Bus) UnusableSince() time.Time {
 }
 
 // current reports whether nc is the bus's connection of the moment (the
-// handlers are shared with subscribers' own connections and outlive a
-// redial).
+// handlers outlive a redial).
 func (b *Bus) current(nc *nats.Conn) bool {
 	g := b.gen.Load()
 	return g != nil && g.nc == nc

@@ -52,7 +52,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, k := range keys {
-		cons, err := c.js.PushConsumer(ctx, k[0], k[1])
+		cons, err := c.js.Consumer(ctx, k[0], k[1])
 		if err != nil {
 			continue // not reachable now: no sample rather than a wrong one
 		}

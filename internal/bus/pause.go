@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -13,38 +14,63 @@ func (s *Subscription) probeTimeout() time.Duration {
 	return max(s.spec.ProbeInterval, 5*time.Second)
 }
 
-// pause drops the interest in the deliver subject, so the server stops
-// pushing messages to this process, and probes Ready until it answers.
+// pause stops the Consume, so the server stops handing messages to this
+// process, and probes Ready until it answers. It does not wait: it runs
+// in a handler, and the Consume's last messages may wait for that
+// handler's slot.
 func (s *Subscription) pause(cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pauseErr = cause
-	if s.paused.Load() || s.closing {
+	if s.closing {
 		return
 	}
-	s.paused.Store(true)
-	for _, sub := range s.subs {
-		// Drain, not Unsubscribe: the messages nats.go already holds are
-		// handed back by deliver rather than left to their AckWait.
-		sub.Drain() //nolint:errcheck // a closed subscription has no interest left to drop
+	if s.halted.Load() {
+		if s.pauseErr != nil {
+			s.pauseErr = cause
+		}
+		return
 	}
-	s.subs = nil
-	// Once the server has processed the unsubscribes it pushes nothing
-	// more here: a round trip before Paused reports the pause (it waits
-	// for s.mu), so what is published after it stays with the server.
-	if err := s.conn.FlushTimeout(s.probeTimeout()); err != nil {
+	s.halted.Store(true)
+	cc := s.cc
+	s.cc = nil
+	if cc != nil {
+		// Drain, not Stop: what the client already holds is handed back
+		// by receive rather than left to its AckWait.
+		cc.Drain()
+	}
+	s.wg.Add(1)
+	go s.probe(cc, cause)
+}
+
+// probe reports the pause once the Consume is drained, then asks Ready
+// every ProbeInterval and resumes once it answers.
+func (s *Subscription) probe(cc jetstream.ConsumeContext, cause error) {
+	defer s.wg.Done()
+	since := time.Now()
+	if cc != nil {
+		select {
+		case <-cc.Closed():
+		case <-s.ctx.Done():
+			return
+		}
+	}
+	// The drained Consume has dropped its interest; a round trip makes
+	// sure the server knows before Paused reports the pause, so what is
+	// published after it stays with the server.
+	if err := s.b.gen.Load().nc.FlushTimeout(s.probeTimeout()); err != nil {
 		s.log.Debug("flush after pausing", zap.Error(err))
 	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.pauseErr = cause
+	s.mu.Unlock()
 	s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(1)
 	s.log.Warn("dependency unavailable; consumer paused until it answers", zap.Error(cause),
 		zap.Duration("probe_interval", s.spec.ProbeInterval))
-	s.wg.Add(1)
-	go s.probe(time.Now())
-}
 
-// probe asks Ready every ProbeInterval and resumes once it answers.
-func (s *Subscription) probe(since time.Time) {
-	defer s.wg.Done()
 	t := time.NewTicker(s.spec.ProbeInterval)
 	defer t.Stop()
 	for {
@@ -68,18 +94,19 @@ func (s *Subscription) probe(since time.Time) {
 	}
 }
 
-// resume subscribes again; it fails only when NATS does, and is then
-// tried again at the next probe.
+// resume consumes again; it fails only when NATS does, and is then tried
+// again at the next probe.
 func (s *Subscription) resume(since time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil
 	}
-	if err := s.subscribeLocked(); err != nil {
-		return fmt.Errorf("resubscribe: %w", err)
+	s.halted.Store(false)
+	if err := s.consumeLocked(nil); err != nil {
+		s.halted.Store(true)
+		return fmt.Errorf("consume again: %w", err)
 	}
-	s.paused.Store(false)
 	s.pauseErr = nil
 	s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(0)
 	s.log.Info("dependency answers again; consumer resumed", zap.Duration("paused_for", time.Since(since)))

@@ -118,35 +118,3 @@ func TestBusUnusableSinceFollowsTheServer(t *testing.T) {
 	natstest.Run(t, &o2)
 	eventually(t, 10*time.Second, "usable again", func() bool { return b.UnusableSince().IsZero() && b.Ready(ctx) == nil })
 }
-
-// A consumer's own connection, tracked, counts in the bus's health: when
-// the server closes it for good, readiness fails and UnusableSince runs
-// (so /healthz ends in a restart); untracked, it no longer counts.
-func TestTrackedConnectionCountsInHealth(t *testing.T) {
-	srv := natstest.Run(t, nil)
-	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	other, _ := natstest.Connect(t, srv)
-	untrack := b.Track(other)
-	if err := b.Ready(ctx); err != nil || !b.UnusableSince().IsZero() {
-		t.Fatalf("tracked connection up: Ready %v, UnusableSince %v", err, b.UnusableSince())
-	}
-	if err := other.Publish(strings.Repeat("x", 5000), nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "tracked connection closed", other.IsClosed)
-	if err := b.Ready(ctx); err == nil || !strings.Contains(err.Error(), "CLOSED") {
-		t.Fatalf("Ready with a tracked connection closed: %v", err)
-	}
-	if b.UnusableSince().IsZero() {
-		t.Fatal("UnusableSince zero with a tracked connection closed")
-	}
-	untrack()
-	if err := b.Ready(ctx); err != nil || !b.UnusableSince().IsZero() {
-		t.Fatalf("untracked: Ready %v, UnusableSince %v", err, b.UnusableSince())
-	}
-}

@@ -8,10 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
-
-	"github.com/kefu-io/kefu/pkg/events"
 )
 
 // Subscription is a running consumer.
@@ -22,48 +20,58 @@ type Subscription struct {
 	log    *zap.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg counts the subscription's goroutines (the context watcher, a
+	// probe, a restart); handlers counts the handlers running.
+	wg       sync.WaitGroup
+	handlers sync.WaitGroup
+	// slots holds one token per handler running: Concurrency at most.
+	slots chan struct{}
+	// halted is set while the subscription takes no messages (pausing
+	// or paused): what arrives then is handed back unhandled.
+	halted atomic.Bool
 
 	mu sync.Mutex
-	// conn is the subscriber's own connection; a new one replaces it when
-	// the server closes it for good (redial).
-	conn *nats.Conn
-	// closed is closed when conn is.
-	closed chan struct{}
-	// untrack stops counting conn in the bus's readiness and liveness.
-	untrack  func()
-	subs     []*nats.Subscription // none while paused
+	// cc is the running Consume, on the bus's connection; nil while
+	// paused or closed.
+	cc       jetstream.ConsumeContext
 	closing  bool
 	pauseErr error // why the subscription is paused; nil when it is not
-	paused   atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Close stops taking messages, lets the handlers finish the messages
-// already received, and closes the subscriber's connection.
+// already received — they ack as usual — and returns once they have.
 // Unacknowledged messages are redelivered to the next subscriber of the
 // durable consumer; the consumer itself stays.
 //
-// The connection is drained: nats.go unsubscribes, waits for the handlers
-// of the messages it already holds, which still ack on the open
-// connection, and then closes it.
+// A handler still running AckWait+5s after Close began is asked to stop
+// (its context ends): its message is handed back and comes again.
 func (s *Subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
-		conn, closed, untrack := s.conn, s.closed, s.untrack
+		cc := s.cc
+		s.cc = nil
 		s.mu.Unlock()
-		// A subscriber closing its own connection is not the bus failing.
-		untrack()
-		if err := conn.Drain(); err == nil {
-			<-closed
-		} else if !errors.Is(err, nats.ErrConnectionClosed) {
-			s.closeErr = err
-			conn.Close()
+		s.b.unstall(s.spec.Durable)
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			if cc != nil {
+				cc.Drain()
+				<-cc.Closed()
+			}
+			s.handlers.Wait()
+		}()
+		select {
+		case <-drained:
+		case <-time.After(s.spec.AckWait + 5*time.Second):
+			s.closeErr = fmt.Errorf("consumer %s: handlers still running %s after close; their messages come again", s.spec.Durable, s.spec.AckWait+5*time.Second)
 		}
 		s.cancel()
+		<-drained
 		s.wg.Wait()
 		s.b.metrics.paused.WithLabelValues(s.spec.Durable).Set(0)
 	})
@@ -73,9 +81,6 @@ func (s *Subscription) Close() error {
 // Paused returns why the subscription takes no messages right now (its
 // dependency's Ready error), or nil while it consumes.
 func (s *Subscription) Paused() error {
-	if !s.paused.Load() {
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pauseErr == nil {
@@ -84,13 +89,14 @@ func (s *Subscription) Paused() error {
 	return fmt.Errorf("consumer %s paused: %w", s.spec.Durable, s.pauseErr)
 }
 
-// Subscribe creates (or updates) spec's durable consumer and handles its
-// messages until ctx ends or the subscription is closed.
+// Subscribe creates (or updates) spec's durable pull consumer and handles
+// its messages until ctx ends or the subscription is closed.
 //
-// It subscribes to the push consumer's deliver subject in the consumer's
-// deliver group Concurrency times over: each subscription handles one
-// message at a time, and the server spreads messages over them. Pausing
-// drops that interest, so the server stops pushing until it resumes.
+// It consumes on the bus's own connection with the jetstream API's pull
+// Consume, asking for at most MaxAckPending messages at a time, and
+// handles up to Concurrency of them at once. Pausing stops the Consume, so
+// the server keeps what is published meanwhile; a redial of the bus's
+// connection starts it again on the new one.
 func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) (*Subscription, error) {
 	if spec.MaxBackoff <= 0 {
 		spec.MaxBackoff = b.cfg.RetryMaxBackoff // KEFU_RETRY_MAX_BACKOFF for every consumer
@@ -99,8 +105,9 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if err := retryStartup(ctx, func(ctx context.Context) error {
-		_, err := b.js().CreateOrUpdatePushConsumer(ctx, spec.Stream, ConsumerConfig(spec))
+	var cons jetstream.Consumer
+	if err := retryStartup(ctx, func(ctx context.Context) (err error) {
+		cons, err = b.ensureConsumer(ctx, spec)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("create consumer %s/%s: %w", spec.Stream, spec.Durable, err)
@@ -110,26 +117,20 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{
 		b: b, spec: spec, handle: handle, log: b.log.With(zap.String("consumer", spec.Durable)),
-		ctx: ctx, cancel: cancel,
-	}
-	conn, closed, err := s.dial()
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("connect subscriber %s: %w", spec.Durable, err)
+		ctx: ctx, cancel: cancel, slots: make(chan struct{}, spec.Concurrency),
 	}
 	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
 	b.metrics.initConsumer(spec.Durable)
 	s.mu.Lock()
-	s.useLocked(conn, closed)
-	err = s.subscribeLocked()
-	untrack := s.untrack
+	err := s.consumeLocked(cons)
 	s.mu.Unlock()
 	if err != nil {
 		cancel()
-		untrack()
-		conn.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", spec.Durable, err)
 	}
+	// A redial of the bus's connection ends the Consume bound to the old
+	// one; start it again on the new one.
+	b.OnRedial(func() { s.restart(nil, errors.New("nats connection replaced")) })
 	// The caller's context ending closes the subscription, as Close does.
 	s.wg.Add(1)
 	go func() {
@@ -140,82 +141,82 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	return s, nil
 }
 
-// dial opens a connection of the subscriber's own, with the bus's options.
-// closed is closed when the connection is; if that was not Close's doing,
-// connClosed dials a new one.
-func (s *Subscription) dial() (conn *nats.Conn, closed chan struct{}, err error) {
-	b := s.b
-	closed = make(chan struct{})
-	var once sync.Once
-	conn, err = nats.Connect(b.url, append(b.opts[:len(b.opts):len(b.opts)],
-		nats.Name(b.cfg.Name+"/"+s.spec.Durable),
-		nats.DrainTimeout(s.spec.AckWait+5*time.Second),
-		nats.ClosedHandler(func(nc *nats.Conn) {
-			once.Do(func() { close(closed) })
-			s.connClosed(nc)
-		}))...)
-	return conn, closed, err
-}
-
-// useLocked makes conn the subscriber's connection; s.mu is held. The
-// connection counts in readiness and liveness: while it is down, /readyz
-// fails at once and /healthz after KEFU_NATS_DOWN_LIMIT.
-func (s *Subscription) useLocked(conn *nats.Conn, closed chan struct{}) {
-	if s.untrack != nil {
-		s.untrack()
+// consumeLocked starts consuming cons (the consumer looked up anew when
+// nil); s.mu is held.
+func (s *Subscription) consumeLocked(cons jetstream.Consumer) error {
+	if cons == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+		defer cancel()
+		var err error
+		if cons, err = s.b.ensureConsumer(ctx, s.spec); err != nil {
+			return err
+		}
 	}
-	s.conn, s.closed, s.untrack = conn, closed, s.b.Track(conn)
+	var cc jetstream.ConsumeContext
+	cc, err := cons.Consume(s.receive,
+		jetstream.PullMaxMessages(s.spec.MaxAckPending),
+		jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) { s.consumeError(c, err) }))
+	if err != nil {
+		return err
+	}
+	s.cc = cc
+	return nil
 }
 
-// connClosed runs when a connection of the subscriber is closed for good.
-// Unless the subscription is closing, a new one replaces it: nats.go does
-// not reconnect a connection the server closed (say, for a bad request),
-// and the durable consumer would otherwise get no subscriber here until
-// the process restarts.
-func (s *Subscription) connClosed(nc *nats.Conn) {
+// consumeError is told of what goes wrong while consuming. Most of it
+// heals by itself (a missed heartbeat, a leader change: Consume pulls
+// again); a consumer deleted under it ends the Consume, so it is created
+// and started again.
+func (s *Subscription) consumeError(cc jetstream.ConsumeContext, err error) {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrBadRequest):
+		s.log.Error("consumer gone from the server; creating it again", zap.Error(err))
+		s.restart(cc, err)
+	case errors.Is(err, jetstream.ErrConnectionClosed):
+		// The bus redials and OnRedial restarts.
+	default:
+		s.log.Debug("consume", zap.Error(err))
+	}
+}
+
+// restart starts consuming again once the Consume old ended (any, when
+// old is nil), retrying until it works, the subscription is paused (resume
+// starts it then) or it closes. Until it works the bus is not ready.
+func (s *Subscription) restart(old jetstream.ConsumeContext, cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if nc != s.conn || s.closing {
+	if s.closing || s.halted.Load() || (old != nil && s.cc != old) {
 		return
 	}
-	s.log.Error("consumer connection closed by the server for good; dialing a new one", zap.Error(nc.LastError()))
+	if s.cc != nil {
+		s.cc.Stop()
+		s.cc = nil
+	}
+	s.b.stall(s.spec.Durable, cause)
 	s.wg.Add(1) // under s.mu, before Close can set closing and wait
-	go s.redial()
+	go s.restartLoop()
 }
 
-// redial dials until a new connection is up and, unless the consumer is
-// paused (resume subscribes then), subscribes on it.
-func (s *Subscription) redial() {
+func (s *Subscription) restartLoop() {
 	defer s.wg.Done()
 	wait := 250 * time.Millisecond
 	for {
-		conn, closed, err := s.dial()
-		if err == nil {
-			err = waitConnected(s.ctx, conn)
-		}
-		if err == nil {
-			s.mu.Lock()
-			if s.closing {
-				s.mu.Unlock()
-				conn.Close()
-				return
-			}
-			s.useLocked(conn, closed)
-			s.subs = nil // they were on the closed connection
-			if !s.paused.Load() {
-				err = s.subscribeLocked()
-			}
+		s.mu.Lock()
+		if s.closing || s.halted.Load() || s.cc != nil {
 			s.mu.Unlock()
-			if err == nil {
-				s.b.metrics.resubscribed.WithLabelValues(s.spec.Durable).Inc()
-				s.log.Info("consumer connection replaced")
-				return
-			}
+			s.b.unstall(s.spec.Durable)
+			return
 		}
-		if conn != nil {
-			conn.Close()
+		err := s.consumeLocked(nil)
+		s.mu.Unlock()
+		if err == nil {
+			s.b.unstall(s.spec.Durable)
+			s.b.metrics.resubscribed.WithLabelValues(s.spec.Durable).Inc()
+			s.log.Info("consuming again")
+			return
 		}
-		s.log.Warn("consumer redial failed; retrying", zap.Error(err), zap.Duration("in", wait))
+		s.b.stall(s.spec.Durable, err)
+		s.log.Warn("consumer restart failed; retrying", zap.Error(err), zap.Duration("in", wait))
 		select {
 		case <-s.ctx.Done():
 			return
@@ -225,111 +226,28 @@ func (s *Subscription) redial() {
 	}
 }
 
-// subscribeLocked registers interest in the deliver subject; s.mu is held.
-func (s *Subscription) subscribeLocked() error {
-	subj := deliverSubject(s.spec)
-	for range s.spec.Concurrency {
-		sub, err := s.conn.QueueSubscribe(subj, s.spec.Durable, s.deliver)
-		if err != nil {
-			for _, sub := range s.subs {
-				sub.Unsubscribe() //nolint:errcheck // undoing a failed subscribe
-			}
-			s.subs = nil
-			return err
-		}
-		// A paused or slow consumer must not lose the messages nats.go
-		// holds for it: the server never pushes more than MaxAckPending,
-		// redeliveries included, well below these limits.
-		sub.SetPendingLimits(-1, -1) //nolint:errcheck // only fails on a closed subscription
-		s.subs = append(s.subs, sub)
-	}
-	// Make sure the server knows of the interest before Subscribe returns.
-	return s.conn.FlushTimeout(10 * time.Second)
-}
-
-func delivery(m *nats.Msg) *Delivery {
-	d := &Delivery{Subject: m.Subject, Data: m.Data, Header: make(map[string]string, len(m.Header))}
-	for k, v := range m.Header {
-		if len(v) > 0 {
-			d.Header[k] = v[0]
-		}
-	}
-	if meta, err := m.Metadata(); err == nil {
-		d.NumDelivered = meta.NumDelivered
-		d.StreamSeq = meta.Sequence.Stream
-		d.Published = meta.Timestamp
-	}
-	return d
-}
-
-// deliver handles one message pushed by the server.
-func (s *Subscription) deliver(m *nats.Msg) {
-	durable := s.spec.Durable
-	if s.paused.Load() {
-		// Received just before the pause: handed back untouched, to
-		// come back once the dependency answers (or to another replica).
-		m.NakWithDelay(s.spec.ProbeInterval) //nolint:errcheck // unacked, it comes back after AckWait anyway
-		s.b.metrics.handled.WithLabelValues(durable, "paused").Inc()
+// receive takes one message from the Consume and hands it to a handler,
+// waiting while Concurrency handlers are busy (so the client never holds
+// more than the MaxAckPending it asked for).
+func (s *Subscription) receive(m jetstream.Msg) {
+	if s.halted.Load() {
+		s.handBack(m)
 		return
 	}
-	if c := m.Header.Get(HeaderRedriveConsumer); c != "" && c != durable {
-		m.Ack() //nolint:errcheck // a lost ack redelivers it, and it is skipped again
-		s.b.metrics.handled.WithLabelValues(durable, "skipped").Inc()
-		return
-	}
-	d := delivery(m)
-	if d.NumDelivered > 1 {
-		s.b.metrics.redeliver.WithLabelValues(durable).Inc()
-	}
-	start := time.Now()
-	err := safeHandle(s.ctx, s.handle, d)
-	s.b.metrics.duration.WithLabelValues(durable).Observe(time.Since(start).Seconds())
-	log := s.log
-	switch {
-	case err == nil:
-		m.Ack() //nolint:errcheck // a lost ack redelivers; handlers are idempotent
-		s.b.metrics.handled.WithLabelValues(durable, "ack").Inc()
-		if ce := log.Check(zap.DebugLevel, "event handled"); ce != nil {
-			// event_id is the ce-id ingest logged when it stored the
-			// event: grep it to follow one event through every role.
-			ce.Write(zap.String("event_id", d.ID()), zap.String("subject", d.Subject), zap.Uint64("stream_seq", d.StreamSeq))
-		}
-	case IsPermanent(err):
-		if dlqErr := s.b.deadLetter(s.spec, d, err); dlqErr != nil {
-			// Not acked: it comes back and the dead-letter publish is retried.
-			log.Error("dead-letter publish failed", zap.Error(dlqErr), zap.String("event_id", d.ID()), zap.Uint64("stream_seq", d.StreamSeq))
-			m.NakWithDelay(s.spec.RetryDelay(d.NumDelivered)) //nolint:errcheck // unacked, it comes back after AckWait anyway
-			return
-		}
-		log.Error("message moved to dead-letter subject", zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
-			zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.String("dlq", events.DLQSubject(s.spec.Role)))
-		m.Ack() //nolint:errcheck // a lost ack redelivers; the dead letter's id de-duplicates it
-		s.b.metrics.handled.WithLabelValues(durable, "dead_letter").Inc()
-		s.b.metrics.deadLet.WithLabelValues(durable).Inc()
-	case s.ctx.Err() != nil:
-		// Shutting down: the message comes back to another subscriber,
-		// whatever its delivery count; it is not a poison message.
-		m.Nak() //nolint:errcheck // unacked, it comes back after AckWait anyway
-	default:
-		delay := s.spec.RetryDelay(d.NumDelivered)
-		if s.spec.Ready != nil {
-			rctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
-			rerr := s.spec.Ready(rctx)
-			cancel()
-			if rerr != nil {
-				s.pause(rerr)
-				delay = s.spec.ProbeInterval
-			}
-		}
-		level := zap.WarnLevel
-		if d.NumDelivered >= uint64(s.spec.MaxDeliver) {
-			level = zap.ErrorLevel
-		}
-		if ce := log.Check(level, "handler failed; will retry"); ce != nil {
-			ce.Write(zap.Error(err), zap.String("event_id", d.ID()), zap.String("subject", d.Subject),
-				zap.Uint64("stream_seq", d.StreamSeq), zap.Uint64("delivered", d.NumDelivered), zap.Duration("retry_in", delay))
-		}
-		m.NakWithDelay(delay) //nolint:errcheck // unacked, it comes back after AckWait anyway
-		s.b.metrics.handled.WithLabelValues(durable, "retry").Inc()
-	}
+	s.slots <- struct{}{}
+	s.handlers.Add(1)
+	go func() {
+		defer func() {
+			<-s.slots
+			s.handlers.Done()
+		}()
+		s.deliver(m)
+	}()
+}
+
+// handBack returns a message received while pausing, untouched, to come
+// back once the dependency answers (or to another replica).
+func (s *Subscription) handBack(m jetstream.Msg) {
+	m.NakWithDelay(s.spec.ProbeInterval) //nolint:errcheck // unacked, it comes back after AckWait anyway
+	s.b.metrics.handled.WithLabelValues(s.spec.Durable, "paused").Inc()
 }
