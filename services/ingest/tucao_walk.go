@@ -245,33 +245,18 @@ func (p *TucaoPoller) readGaps(ctx context.Context, w *walk, budget *int, res *P
 		start := w.state
 		gap := start.Gaps[0]
 		floor := idInt(gap.Floor)
-		resume := gap.MaxID
-		closed := false
-		position := func() walkState {
+		done, err := p.readDown(ctx, w, gap.MaxID, budget, res, func(post tucao.Post) bool {
+			return floor > 0 && post.IDInt() <= floor
+		}, func(resume string, done bool) walkState {
 			st := cloneWalk(start)
-			if closed {
+			if done {
 				st.Gaps = st.Gaps[1:]
 			} else {
 				st.Gaps[0].MaxID = resume
 			}
 			return st
-		}
-		more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount, MaxID: gap.MaxID}, budget, func(post tucao.Post) (bool, error) {
-			if floor > 0 && post.IDInt() <= floor {
-				closed = true
-				return false, nil
-			}
-			if err := p.handlePost(ctx, post, res); err != nil {
-				return false, err
-			}
-			resume = post.ID
-			return true, nil
-		}, position)
-		if err != nil || more {
-			return err
-		}
-		closed = true // met the floor, or the oldest post was reached
-		if err := p.saveWalk(ctx, w, position()); err != nil {
+		})
+		if err != nil || !done {
 			return err
 		}
 	}
@@ -288,15 +273,32 @@ func (p *TucaoPoller) rescan(ctx context.Context, w *walk, budget *int, res *Pol
 	}
 	boundary := p.now().Add(-p.cfg.RescanWindow)
 	start := w.state
-	resume := start.Rescan
-	position := func() walkState {
+	_, err := p.readDown(ctx, w, start.Rescan, budget, res, func(post tucao.Post) bool {
+		created, err := post.CreatedTime()
+		return err == nil && created.Before(boundary)
+	}, func(resume string, done bool) walkState {
 		st := cloneWalk(start)
 		st.Rescan = resume
+		if done {
+			st.Rescan = "" // the pass is complete
+		}
 		return st
-	}
-	more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount, MaxID: start.Rescan}, budget, func(post tucao.Post) (bool, error) {
-		if created, err := post.CreatedTime(); err == nil && created.Before(boundary) {
-			resume = "" // the pass is complete
+	})
+	return err
+}
+
+// readDown handles the posts from maxID down, newest first, until end says
+// a post lies past the stretch or the oldest post is reached. position
+// gives the walk's state for the stretch resumed at resume (the last post
+// handled, at first maxID), or finished when done. When the stretch is
+// read to its end it saves the finished state and reports done; otherwise
+// (budget spent, a failure) walkFrom has saved where it got.
+func (p *TucaoPoller) readDown(ctx context.Context, w *walk, maxID string, budget *int, res *PollResult, end func(tucao.Post) bool, position func(resume string, done bool) walkState) (done bool, err error) {
+	resume := maxID
+	at := func() walkState { return position(resume, done) }
+	more, err := p.walkFrom(ctx, w, tucao.ListOptions{Count: tucao.MaxCount, MaxID: maxID}, budget, func(post tucao.Post) (bool, error) {
+		if end(post) {
+			done = true
 			return false, nil
 		}
 		if err := p.handlePost(ctx, post, res); err != nil {
@@ -304,12 +306,12 @@ func (p *TucaoPoller) rescan(ctx context.Context, w *walk, budget *int, res *Pol
 		}
 		resume = post.ID
 		return true, nil
-	}, position)
+	}, at)
 	if err != nil || more {
-		return err
+		return false, err
 	}
-	resume = ""
-	return p.saveWalk(ctx, w, position())
+	done = true // met the end, or the oldest post was reached
+	return true, p.saveWalk(ctx, w, at())
 }
 
 func cloneWalk(st walkState) walkState {
