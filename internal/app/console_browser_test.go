@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/kefu-io/kefu/internal/demo"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 )
@@ -53,18 +54,18 @@ func newBrowser(t testing.TB, path string) (context.Context, context.CancelFunc)
 // actions; the screenshot the README shows is taken on the way.
 func TestConsoleInABrowser(t *testing.T) {
 	browserPath := chromiumPath(t)
-	desk := make(chan *demoEnv, 1)
+	desk := make(chan *demo.Env, 1)
 	saved := demoTraffic
-	demoTraffic = func(d *demoEnv, ctx context.Context) error {
+	demoTraffic = func(d *demo.Env, ctx context.Context) error {
 		// Three agents, one chat each, busy: whoever comes next waits.
 		for i, a := range []struct{ account, nick string }{{"xiaowang", "小王"}, {"xiaoli", "小李"}, {"xiaozhang", "小张"}} {
-			account := a.account + "@" + demoWeChatID
-			if err := d.wechat.AddAgent(account, a.nick); err != nil {
+			account := a.account + "@" + demo.WeChatID
+			if err := d.WeChat().AddAgent(account, a.nick); err != nil {
 				return err
 			}
-			d.wechat.SetAutoAccept(account, 1)
-			d.wechat.SetAgentStatus(account, wechattest.StatusPC)
-			if err := d.wechat.TransferToQueue(fmt.Sprintf("o-served-%d", i+1), ""); err != nil {
+			d.WeChat().SetAutoAccept(account, 1)
+			d.WeChat().SetAgentStatus(account, wechattest.StatusPC)
+			if err := d.WeChat().TransferToQueue(fmt.Sprintf("o-served-%d", i+1), ""); err != nil {
 				return err
 			}
 		}
@@ -90,7 +91,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Error("demo did not stop")
 		}
 	})
-	var d *demoEnv
+	var d *demo.Env
 	select {
 	case d = <-desk:
 	case err := <-done:
@@ -151,7 +152,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	evalInt("mark the page", `window.notReloaded = 1`)
 
 	// A customer joins: they appear with an estimate, pushed live.
-	if err := d.wechat.TransferToQueue("o-browser-join", ""); err != nil {
+	if err := d.WeChat().TransferToQueue("o-browser-join", ""); err != nil {
 		t.Fatal(err)
 	}
 	poll("the customer appears with an estimate", row("o-browser-join")+` && `+row("o-browser-join")+`.querySelector('.est') !== null`)
@@ -161,20 +162,20 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// An agent accepts them: they move to served.
-	if err := d.wechat.CloseSession("o-served-1"); err != nil {
+	if err := d.WeChat().CloseSession("o-served-1"); err != nil {
 		t.Fatal(err)
 	}
 	poll("the customer moves to served", row("o-browser-join")+` === null && document.querySelector('#served-list li[data-openid="o-browser-join"]') !== null`)
 
 	// A Tucao post appears.
-	d.tucao.AddPost(tucaotest.PostInput{Content: "排队时间比预计的短，客服很耐心", OpenID: "o-browser-join", NickName: "测试用户"})
+	d.Tucao().AddPost(tucaotest.PostInput{Content: "排队时间比预计的短，客服很耐心", OpenID: "o-browser-join", NickName: "测试用户"})
 	poll("the post appears", `Array.from(document.querySelectorAll('#posts .post')).some(p => p.textContent.includes('排队时间比预计的短'))`)
 
 	// Fill the queue for the screenshot: more customers wait.
 	for i := 1; i <= 6; i++ {
-		d.wechat.TransferToQueue(fmt.Sprintf("o-waiting-%02d", i), "")
+		d.WeChat().TransferToQueue(fmt.Sprintf("o-waiting-%02d", i), "")
 	}
-	d.tucao.AddPost(tucaotest.PostInput{Content: "退款流程能不能简化一下", OpenID: "o-served-2", NickName: "访客"})
+	d.Tucao().AddPost(tucaotest.PostInput{Content: "退款流程能不能简化一下", OpenID: "o-served-2", NickName: "访客"})
 	poll("the queue fills", `document.querySelectorAll('#queue-body .tr .est').length === 6 && document.querySelectorAll('#posts .post').length === 2`)
 	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -185,14 +186,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// The admin closes the session: the simulated WeChat records the close.
-	closes := d.wechat.CallCount(wechattest.MethodSessionClose)
+	closes := d.WeChat().CallCount(wechattest.MethodSessionClose)
 	button := `#agents button.close-session[data-openid="o-browser-join"]`
 	run("press close twice (ask, then close)", chromedp.Click(chromedp.CSS(button)), chromedp.Click(chromedp.CSS(button)))
 	poll("the console says it is done", `document.querySelector('#action-result').classList.contains('ok')`)
-	if got := d.wechat.CallCount(wechattest.MethodSessionClose); got != closes+1 {
+	if got := d.WeChat().CallCount(wechattest.MethodSessionClose); got != closes+1 {
 		t.Fatalf("kfsession/close calls: %d, want %d", got, closes+1)
 	}
-	for _, s := range d.wechat.Snapshot().Sessions {
+	for _, s := range d.WeChat().Snapshot().Sessions {
 		if s.OpenID == "o-browser-join" {
 			t.Fatalf("the simulated WeChat still has the session: %+v", s)
 		}

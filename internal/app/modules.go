@@ -316,11 +316,11 @@ func (rt *runtime) notifierConfig() (notifier.Config, error) {
 	if ncfg.PublicURL == "" && rt.demo != nil {
 		ncfg.PublicURL = rt.httpURL
 	}
-	if rt.demo != nil && rt.demo.tucao != nil {
+	if tucaoURL := rt.demo.TucaoURL(); tucaoURL != "" {
 		// The simulated Tucao serves the feedback page and its login;
 		// it takes only an https avatar, which the demo's own http page
 		// cannot give.
-		ncfg.TucaoURL = rt.demo.tucao.URL() + "/product/"
+		ncfg.TucaoURL = tucaoURL + "/product/"
 		if ncfg.FeedbackAvatarURL == "" {
 			ncfg.FeedbackAvatarURL = "https://txc.qq.com/static/desktop/img/products/def-product-logo.png"
 		}

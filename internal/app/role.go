@@ -15,6 +15,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
+	"github.com/kefu-io/kefu/internal/demo"
 	"github.com/kefu-io/kefu/internal/httpedge"
 )
 
@@ -51,7 +52,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	rt.log.Info("kefu started", zap.String("role", r.name), zap.String("version", version()),
 		zap.String("http", rt.httpURL), zap.String("nats", rt.bus.ClientURL()))
 	if rt.demo != nil {
-		if err := rt.demo.start(ctx, rt, rt.httpURL); err != nil {
+		if err := rt.startDemo(ctx); err != nil {
 			stopWithin(grace)
 			return err
 		}
@@ -67,7 +68,7 @@ func runRole(ctx context.Context, r role, args []string, stdout, stderr io.Write
 	}
 	rt.shutdown(grace, servers, func(ctx context.Context) {
 		if rt.demo != nil {
-			rt.demo.stop()
+			rt.demo.Stop()
 		}
 		started.stop(ctx)
 	})
@@ -100,12 +101,12 @@ func prepareRole(ctx context.Context, r role, cfg config.Config, stdout, stderr 
 			p.close()
 		}
 	}()
-	var demo *demoEnv
+	var demoEnv *demo.Env
 	if r.name == "demo" {
-		if demo, err = prepareDemo(&cfg); err != nil {
+		if demoEnv, err = demo.Prepare(&cfg); err != nil {
 			return nil, err
 		}
-		p.closers = append(p.closers, demo.Close)
+		p.closers = append(p.closers, demoEnv.Close)
 	}
 	if err := checkRoleSettings(r, cfg); err != nil {
 		return nil, err
@@ -115,7 +116,7 @@ func prepareRole(ctx context.Context, r role, cfg config.Config, stdout, stderr 
 		return nil, err
 	}
 	p.closers = append(p.closers, func() { log.Sync() })
-	rt := &runtime{role: r, cfg: cfg, log: log, registry: prometheus.NewRegistry(), mux: http.NewServeMux(), stdout: stdout, demo: demo}
+	rt := &runtime{role: r, cfg: cfg, log: log, registry: prometheus.NewRegistry(), mux: http.NewServeMux(), stdout: stdout, demo: demoEnv}
 	rt.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo().collector())
 	p.rt = rt
 	if err := p.listen(); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/kefu-io/kefu/internal/cliui"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/demo"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpedge"
@@ -64,7 +65,7 @@ type runtime struct {
 	checks    []readyChecker
 	warners   []warner
 	// demo is set by `kefu demo`.
-	demo *demoEnv
+	demo *demo.Env
 	// wechat is the shared API client, built on first use.
 	wechat *wechat.Client
 	// states is the customer read model, opened on first use.

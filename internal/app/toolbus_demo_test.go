@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/demo"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 )
 
@@ -19,12 +20,12 @@ import (
 func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 	started := make(chan struct{}, 1)
 	saved := demoTraffic
-	demoTraffic = func(d *demoEnv, ctx context.Context) error {
-		account := "xiaowang@" + demoWeChatID
-		if err := d.wechat.AddAgent(account, "小王"); err != nil {
+	demoTraffic = func(d *demo.Env, ctx context.Context) error {
+		account := "xiaowang@" + demo.WeChatID
+		if err := d.WeChat().AddAgent(account, "小王"); err != nil {
 			return err
 		}
-		d.wechat.SetAgentStatus(account, wechattest.StatusPC)
+		d.WeChat().SetAgentStatus(account, wechattest.StatusPC)
 		started <- struct{}{}
 		return nil
 	}
@@ -60,7 +61,7 @@ func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 	// Through the admin API: the token and the URL, nothing else.
 	t.Setenv("KEFU_ADMIN_TOKEN", remote[1])
 	var stdout, stderr bytes.Buffer
-	if code := Main([]string{"kf", "--server", remote[2], "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demoWeChatID) || stderr.Len() != 0 {
+	if code := Main([]string{"kf", "--server", remote[2], "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demo.WeChatID) || stderr.Len() != 0 {
 		t.Fatalf("kefu kf --server with the demo's line: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
 	}
 	t.Setenv("KEFU_ADMIN_TOKEN", "")
@@ -79,7 +80,7 @@ func TestKfAgainstTheDemoAsItSays(t *testing.T) {
 	t.Setenv("KEFU_DATA_DIR", "") // the tool needs none
 	stdout.Reset()
 	stderr.Reset()
-	if code := Main([]string{"kf", "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demoWeChatID) {
+	if code := Main([]string{"kf", "online"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "xiaowang@"+demo.WeChatID) {
 		t.Fatalf("kefu kf online with the demo's settings: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
 	}
 }
