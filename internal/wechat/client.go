@@ -49,6 +49,7 @@ package wechat
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,24 +134,12 @@ func (c ClientConfig) String() string {
 func (c ClientConfig) GoString() string { return c.String() }
 
 func (c *ClientConfig) setDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = apiDefaultHTTPClient
-	}
-	if c.RateBurst == 0 {
-		c.RateBurst = max(1, int(c.RateLimit))
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = DefaultMaxRetries
-	}
-	if c.Backoff == 0 {
-		c.Backoff = DefaultBackoff
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	c.HTTPClient = cmp.Or(c.HTTPClient, apiDefaultHTTPClient)
+	c.RateBurst = cmp.Or(c.RateBurst, max(1, int(c.RateLimit)))
+	c.MaxRetries = cmp.Or(c.MaxRetries, DefaultMaxRetries)
+	c.Backoff = cmp.Or(c.Backoff, DefaultBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
 	if c.Sleep == nil {
 		c.Sleep = apiSleep
 	}

@@ -1,6 +1,7 @@
 package wechat
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -165,24 +166,12 @@ type TokenOptions struct {
 }
 
 func (o *TokenOptions) setDefaults() {
-	if o.RefreshMargin == 0 {
-		o.RefreshMargin = DefaultRefreshMargin
-	}
-	if o.MinForceRefresh == 0 {
-		o.MinForceRefresh = DefaultMinForceRefresh
-	}
-	if o.MaxForcePerDay == 0 {
-		o.MaxForcePerDay = DefaultMaxForcePerDay
-	}
-	if o.LeaseTTL == 0 {
-		o.LeaseTTL = DefaultTokenLeaseTTL
-	}
-	if o.PollInterval == 0 {
-		o.PollInterval = DefaultTokenPollInterval
-	}
-	if o.LocalCacheTTL == 0 {
-		o.LocalCacheTTL = DefaultTokenLocalCacheTTL
-	}
+	o.RefreshMargin = cmp.Or(o.RefreshMargin, DefaultRefreshMargin)
+	o.MinForceRefresh = cmp.Or(o.MinForceRefresh, DefaultMinForceRefresh)
+	o.MaxForcePerDay = cmp.Or(o.MaxForcePerDay, DefaultMaxForcePerDay)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, DefaultTokenLeaseTTL)
+	o.PollInterval = cmp.Or(o.PollInterval, DefaultTokenPollInterval)
+	o.LocalCacheTTL = cmp.Or(o.LocalCacheTTL, DefaultTokenLocalCacheTTL)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

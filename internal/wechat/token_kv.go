@@ -258,15 +258,7 @@ func (s *KVTokenSource) releaseLease(rev uint64) {
 // pause waits about one poll interval (jittered so that waiting processes
 // do not read in lockstep).
 func (s *KVTokenSource) pause(ctx context.Context) error {
-	d := s.opts.PollInterval/2 + rand.N(s.opts.PollInterval/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return apiSleep(ctx, s.opts.PollInterval/2+rand.N(s.opts.PollInterval/2+1))
 }
 
 func (s *KVTokenSource) cached() (string, bool) {

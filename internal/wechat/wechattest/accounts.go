@@ -65,29 +65,17 @@ func (s *Server) addAgentLocked(account, nickname, password string) (*agent, *AP
 	return a, nil
 }
 
-func (s *Server) handleKFAdd(_ *http.Request, body []byte) (any, *APIError) {
-	var req kfAccountRequest
-	if e := decodeJSONBody(body, &req); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Server) handleKFAdd(req kfAccountRequest) (any, *APIError) {
 	if _, e := s.addAgentLocked(req.KfAccount, req.Nickname, req.Password); e != nil {
 		return nil, e
 	}
 	return okResponse, nil
 }
 
-func (s *Server) handleKFUpdate(_ *http.Request, body []byte) (any, *APIError) {
-	var req kfAccountRequest
-	if e := decodeJSONBody(body, &req); e != nil {
+func (s *Server) handleKFUpdate(req kfAccountRequest) (any, *APIError) {
+	a, e := s.agentLocked(req.KfAccount)
+	if e != nil {
 		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.agents[req.KfAccount]
-	if !ok {
-		return nil, apiErr(CodeInvalidKFAccount, "")
 	}
 	if e := validNickname(req.Nickname); e != nil {
 		return nil, e
@@ -125,9 +113,9 @@ func (s *Server) handleKFUploadHeadImg(r *http.Request, body []byte) (any, *APIE
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.agents[account]
-	if !ok { // deleted meanwhile
-		return nil, apiErr(CodeInvalidKFAccount, "")
+	a, e := s.agentLocked(account) // deleted meanwhile?
+	if e != nil {
+		return nil, e
 	}
 	a.headImg, a.headImgType = img, ctype
 	return okResponse, nil
@@ -175,9 +163,9 @@ func (s *Server) handleKFDel(r *http.Request, body []byte) (any, *APIError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.agents[account]
-	if !ok {
-		return nil, apiErr(CodeInvalidKFAccount, "")
+	a, e := s.agentLocked(account)
+	if e != nil {
+		return nil, e
 	}
 	s.deleteAgentLocked(a)
 	return okResponse, nil

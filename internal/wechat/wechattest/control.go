@@ -26,15 +26,7 @@ func (s *Server) SetAgentStatus(account string, status int) error {
 	if status < StatusOffline || status > StatusBoth {
 		return fmt.Errorf("set agent status: status %d is not 0..3", status)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.agents[account]
-	if !ok {
-		return apiErr(CodeInvalidKFAccount, "")
-	}
-	a.status = status
-	s.assignLocked()
-	return nil
+	return s.setAgent(account, func(a *agent) { a.status = status })
 }
 
 // SetAutoAccept sets how many sessions auto-assignment may give the agent.
@@ -42,13 +34,19 @@ func (s *Server) SetAutoAccept(account string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("set auto accept: %d is negative", n)
 	}
+	return s.setAgent(account, func(a *agent) { a.autoAccept = n })
+}
+
+// setAgent changes the agent named account with set, then assigns waiting
+// customers to whoever has a free slot now.
+func (s *Server) setAgent(account string, set func(*agent)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.agents[account]
-	if !ok {
-		return apiErr(CodeInvalidKFAccount, "")
+	a, e := s.agentLocked(account)
+	if e != nil {
+		return e
 	}
-	a.autoAccept = n
+	set(a)
 	s.assignLocked()
 	return nil
 }
@@ -94,9 +92,9 @@ func (s *Server) SwitchSession(openid, toAccount string) error {
 	if !ok {
 		return apiErr(CodeNoSession, "")
 	}
-	to, ok := s.agents[toAccount]
-	if !ok {
-		return apiErr(CodeInvalidKFAccount, "")
+	to, e := s.agentLocked(toAccount)
+	if e != nil {
+		return e
 	}
 	if sess.account == toAccount {
 		return nil

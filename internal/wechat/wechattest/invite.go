@@ -69,16 +69,10 @@ type inviteRequest struct {
 	InviteWx  string `json:"invite_wx"`
 }
 
-func (s *Server) handleKFInviteWorker(_ *http.Request, body []byte) (any, *APIError) {
-	var req inviteRequest
-	if e := decodeJSONBody(body, &req); e != nil {
+func (s *Server) handleKFInviteWorker(req inviteRequest) (any, *APIError) {
+	a, e := s.agentLocked(req.KfAccount)
+	if e != nil {
 		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.agents[req.KfAccount]
-	if !ok {
-		return nil, apiErr(CodeInvalidKFAccount, "")
 	}
 	if !wechatIDRE.MatchString(req.InviteWx) {
 		return nil, inviteErr(CodeInviteInvalidWx)
@@ -134,9 +128,9 @@ func (s *Server) RejectInvitation(account string) error {
 func (s *Server) answerInvitation(account, answer string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.agents[account]
-	if !ok {
-		return apiErr(CodeInvalidKFAccount, "")
+	a, e := s.agentLocked(account)
+	if e != nil {
+		return e
 	}
 	if a.invite == nil {
 		return apiErr(CodeInvalidKFAccount, "no invitation for "+account)

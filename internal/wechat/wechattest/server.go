@@ -272,15 +272,15 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	s.api(MethodToken, apiOpts{}, s.handleToken)
 	s.api(MethodStableToken, apiOpts{post: true}, s.handleStableToken)
-	s.api(MethodKFAdd, apiOpts{post: true, token: true, kf: true}, s.handleKFAdd)
-	s.api(MethodKFUpdate, apiOpts{post: true, token: true, kf: true}, s.handleKFUpdate)
+	s.api(MethodKFAdd, apiOpts{post: true, token: true, kf: true}, lockedJSON(s, s.handleKFAdd))
+	s.api(MethodKFUpdate, apiOpts{post: true, token: true, kf: true}, lockedJSON(s, s.handleKFUpdate))
 	s.api(MethodKFUploadHeadImg, apiOpts{post: true, token: true, kf: true}, s.handleKFUploadHeadImg)
 	s.api(MethodKFDel, apiOpts{token: true, kf: true}, s.handleKFDel)
-	s.api(MethodKFInviteWorker, apiOpts{post: true, token: true, kf: true}, s.handleKFInviteWorker)
+	s.api(MethodKFInviteWorker, apiOpts{post: true, token: true, kf: true}, lockedJSON(s, s.handleKFInviteWorker))
 	s.api(MethodKFList, apiOpts{token: true, kf: true}, s.handleKFList)
 	s.api(MethodKFOnlineList, apiOpts{token: true, kf: true}, s.handleKFOnlineList)
-	s.api(MethodSessionCreate, apiOpts{post: true, token: true, kf: true}, s.handleSessionCreate)
-	s.api(MethodSessionClose, apiOpts{post: true, token: true, kf: true}, s.handleSessionClose)
+	s.api(MethodSessionCreate, apiOpts{post: true, token: true, kf: true}, lockedJSON(s, s.handleSessionCreate))
+	s.api(MethodSessionClose, apiOpts{post: true, token: true, kf: true}, lockedJSON(s, s.handleSessionClose))
 	s.api(MethodSessionGet, apiOpts{token: true, kf: true}, s.handleSessionGet)
 	s.api(MethodWaitCase, apiOpts{token: true, kf: true}, s.handleWaitCase)
 	s.api(MethodSessionList, apiOpts{token: true, kf: true}, s.handleSessionList)
@@ -464,6 +464,30 @@ func decodeJSONBody(body []byte, v any) *APIError {
 		return apiErr(CodeDataFormatError, "")
 	}
 	return nil
+}
+
+// lockedJSON is an API handler that decodes the POST body into a T (see
+// decodeJSONBody) and runs h with it under the server's lock.
+func lockedJSON[T any](s *Server, h func(req T) (any, *APIError)) apiHandler {
+	return func(_ *http.Request, body []byte) (any, *APIError) {
+		var req T
+		if e := decodeJSONBody(body, &req); e != nil {
+			return nil, e
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return h(req)
+	}
+}
+
+// agentLocked returns the agent named account, or 65400 (invalid kf
+// account) when there is none. The caller holds s.mu.
+func (s *Server) agentLocked(account string) (*agent, *APIError) {
+	a, ok := s.agents[account]
+	if !ok {
+		return nil, apiErr(CodeInvalidKFAccount, "")
+	}
+	return a, nil
 }
 
 // okResponse is the body of a successful call that returns nothing else.

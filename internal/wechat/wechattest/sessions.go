@@ -16,26 +16,14 @@ type sessionRequest struct {
 	Text      string `json:"text"`
 }
 
-func (s *Server) handleSessionCreate(_ *http.Request, body []byte) (any, *APIError) {
-	var req sessionRequest
-	if e := decodeJSONBody(body, &req); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Server) handleSessionCreate(req sessionRequest) (any, *APIError) {
 	if e := s.createSessionLocked(req.KfAccount, req.OpenID); e != nil {
 		return nil, e
 	}
 	return okResponse, nil
 }
 
-func (s *Server) handleSessionClose(_ *http.Request, body []byte) (any, *APIError) {
-	var req sessionRequest
-	if e := decodeJSONBody(body, &req); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Server) handleSessionClose(req sessionRequest) (any, *APIError) {
 	if e := s.closeSessionLocked(req.KfAccount, req.OpenID); e != nil {
 		return nil, e
 	}

@@ -211,9 +211,9 @@ func (s *Server) switchLocked(sess *session, to *agent) {
 
 // createSessionLocked implements kfsession/create.
 func (s *Server) createSessionLocked(account, openid string) *APIError {
-	a, ok := s.agents[account]
-	if !ok {
-		return apiErr(CodeInvalidKFAccount, "")
+	a, e := s.agentLocked(account)
+	if e != nil {
+		return e
 	}
 	if openid == "" {
 		return apiErr(CodeInvalidOpenID, "")
