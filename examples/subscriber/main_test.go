@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -125,13 +126,10 @@ func start(t *testing.T, js jetstream.JetStream, opts options) *running {
 // a hang into a failure.
 func (r *running) waitForLines(t *testing.T, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(r.out.lines()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d lines, want %d:\n%s\nstderr:\n%s", len(r.out.lines()), n, r.out, r.errOut)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return len(r.out.lines()) >= n },
+		"%d lines, got %s", n, later(func() string {
+			return fmt.Sprintf("%d:\n%s\nstderr:\n%s", len(r.out.lines()), r.out, r.errOut)
+		}))
 	return r.out.lines()
 }
 
@@ -166,18 +164,21 @@ func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.
 // waitSettled waits until the server has every delivered message settled.
 func waitSettled(t *testing.T, js jetstream.JetStream, name string, seq uint64) *jetstream.ConsumerInfo {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info := consumerInfo(t, js, name)
-		if info.NumAckPending == 0 && info.AckFloor.Stream >= seq {
-			return info
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("messages not settled: ack pending %d, ack floor %d, want %d", info.NumAckPending, info.AckFloor.Stream, seq)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var info *jetstream.ConsumerInfo
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		info = consumerInfo(t, js, name)
+		return info.NumAckPending == 0 && info.AckFloor.Stream >= seq
+	}, "messages settled up to %d; last seen %s", seq, later(func() string {
+		return fmt.Sprintf("ack pending %d, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
+	}))
+	return info
 }
+
+// later formats as what its function returns when the message is written:
+// a failure shows what was seen last, not what was there at the start.
+type later func() string
+
+func (f later) String() string { return f() }
 
 func TestConsumePrintsOneLinePerSessionEvent(t *testing.T) {
 	js := kefuBus(t)
