@@ -105,13 +105,8 @@ type badParam struct {
 
 func (h *handler) posts(w http.ResponseWriter, r *http.Request) {
 	serveList(h, w, r, "list feedback posts", func(p *params) store.PostQuery {
-		q := store.PostQuery{
-			OpenID: p.text("openid", maxIDLen),
-			Q:      p.text("q", maxQueryLen),
-			Limit:  p.limit(),
-			Cursor: p.text("cursor", 512),
-		}
-		q.From, q.To = p.timeRange()
+		q := store.PostQuery{OpenID: p.text("openid", maxIDLen), Q: p.text("q", maxQueryLen)}
+		q.Limit, q.Cursor, q.From, q.To = p.page()
 		if q.OpenID != "" && h.pseudonym != nil {
 			q.Pseudonym = h.pseudonym(q.OpenID)
 		}
@@ -121,13 +116,8 @@ func (h *handler) posts(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 	serveList(h, w, r, "list feedback sessions", func(p *params) store.SessionQuery {
-		q := store.SessionQuery{
-			OpenID:    p.text("openid", maxIDLen),
-			KfAccount: p.text("kf_account", maxIDLen),
-			Limit:     p.limit(),
-			Cursor:    p.text("cursor", 512),
-		}
-		q.From, q.To = p.timeRange()
+		q := store.SessionQuery{OpenID: p.text("openid", maxIDLen), KfAccount: p.text("kf_account", maxIDLen)}
+		q.Limit, q.Cursor, q.From, q.To = p.page()
 		return q
 	}, h.store.ListSessions, viewSessionPage)
 }
@@ -228,6 +218,15 @@ func (p *params) limit() int {
 		return 0
 	}
 	return n
+}
+
+// page reads the parameters every list takes after its own filters, in
+// this order: limit, cursor, from and to.
+func (p *params) page() (limit int, cursor string, from, to time.Time) {
+	limit = p.limit()
+	cursor = p.text("cursor", 512)
+	from, to = p.timeRange()
+	return limit, cursor, from, to
 }
 
 // timeRange reads from and to, see the package documentation.
