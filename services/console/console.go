@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/services/feedback/store"
 )
@@ -55,24 +56,12 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.History <= 0 {
-		c.History = 2 * time.Hour
-	}
-	if c.PostHistory <= 0 {
-		c.PostHistory = 7 * 24 * time.Hour
-	}
-	if c.SessionTTL <= 0 {
-		c.SessionTTL = 12 * time.Hour
-	}
-	if c.MaxStreams <= 0 {
-		c.MaxStreams = 1000
-	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = 15 * time.Second
-	}
-	if c.StaleAfter <= 0 {
-		c.StaleAfter = 30 * time.Minute
-	}
+	c.History = config.PositiveOr(c.History, 2*time.Hour)
+	c.PostHistory = config.PositiveOr(c.PostHistory, 7*24*time.Hour)
+	c.SessionTTL = config.PositiveOr(c.SessionTTL, 12*time.Hour)
+	c.MaxStreams = config.PositiveOr(c.MaxStreams, 1000)
+	c.Heartbeat = config.PositiveOr(c.Heartbeat, 15*time.Second)
+	c.StaleAfter = config.PositiveOr(c.StaleAfter, 30*time.Minute)
 }
 
 // Deps are the console's sources and the admin operations.

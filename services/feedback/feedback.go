@@ -62,6 +62,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback/api"
 	"github.com/kefu-io/kefu/services/feedback/store"
@@ -140,36 +141,20 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.BatchSize <= 0 {
-		c.BatchSize = 200
-	}
-	if c.Linger <= 0 {
-		c.Linger = 20 * time.Millisecond
-	}
+	c.BatchSize = config.PositiveOr(c.BatchSize, 200)
+	c.Linger = config.PositiveOr(c.Linger, 20*time.Millisecond)
 	switch {
 	case c.Idle == 0:
 		c.Idle = 2 * time.Millisecond
 	case c.Idle < 0:
 		c.Idle = 0
 	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 64
-	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 2 * c.Concurrency
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 5
-	}
-	if c.FillInterval <= 0 {
-		c.FillInterval = 10 * time.Minute
-	}
+	c.WriteTimeout = config.PositiveOr(c.WriteTimeout, 10*time.Second)
+	c.Concurrency = config.PositiveOr(c.Concurrency, 64)
+	c.MaxAckPending = config.PositiveOr(c.MaxAckPending, 2*c.Concurrency)
+	c.AckWait = config.PositiveOr(c.AckWait, 30*time.Second)
+	c.MaxDeliver = config.PositiveOr(c.MaxDeliver, 5)
+	c.FillInterval = config.PositiveOr(c.FillInterval, 10*time.Minute)
 }
 
 // Validate reports a configuration that would lose acks or stall.

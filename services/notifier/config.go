@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -197,80 +198,40 @@ func (c *Config) setDefaults() {
 	if c.Instance == "" {
 		c.Instance = defaultInstance()
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 16
-	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 4 * c.Concurrency
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 60 * time.Second
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 6
-	}
+	c.Concurrency = config.PositiveOr(c.Concurrency, 16)
+	c.MaxAckPending = config.PositiveOr(c.MaxAckPending, 4*c.Concurrency)
+	c.AckWait = config.PositiveOr(c.AckWait, 60*time.Second)
+	c.MaxDeliver = config.PositiveOr(c.MaxDeliver, 6)
 	if len(c.Backoff) == 0 {
 		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
 	}
-	if c.SendTimeout <= 0 {
-		c.SendTimeout = 30 * time.Second
-	}
-	if c.RecordTimeout <= 0 {
-		c.RecordTimeout = 10 * time.Second
-	}
-	if c.RateLimit == 0 {
-		c.RateLimit = 100
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = max(1, int(c.RateLimit))
-	}
-	if c.MaxEventAge <= 0 {
-		c.MaxEventAge = 30 * time.Minute
-	}
-	if c.Wait.MinInterval <= 0 {
-		c.Wait.MinInterval = 3 * time.Minute
-	}
-	if c.Wait.MinChange <= 0 {
-		c.Wait.MinChange = 2 * time.Minute
-	}
-	if c.Wait.MinChangeRatio <= 0 {
-		c.Wait.MinChangeRatio = 0.3
-	}
-	if c.Wait.MaxAge <= 0 {
-		c.Wait.MaxAge = 2 * time.Minute
-	}
-	if c.NicknameTTL <= 0 {
-		c.NicknameTTL = 10 * time.Minute
-	}
-	if c.TucaoURL == "" {
-		c.TucaoURL = DefaultTucaoURL
-	}
-	if c.FeedbackLinkTTL <= 0 {
-		c.FeedbackLinkTTL = 7 * 24 * time.Hour
-	}
-	if c.FeedbackNickname == "" {
-		c.FeedbackNickname = DefaultFeedbackNickname
-	}
+	c.SendTimeout = config.PositiveOr(c.SendTimeout, 30*time.Second)
+	c.RecordTimeout = config.PositiveOr(c.RecordTimeout, 10*time.Second)
+	c.RateLimit = cmp.Or(c.RateLimit, 100)
+	c.RateBurst = config.PositiveOr(c.RateBurst, max(1, int(c.RateLimit)))
+	c.MaxEventAge = config.PositiveOr(c.MaxEventAge, 30*time.Minute)
+	c.Wait.MinInterval = config.PositiveOr(c.Wait.MinInterval, 3*time.Minute)
+	c.Wait.MinChange = config.PositiveOr(c.Wait.MinChange, 2*time.Minute)
+	c.Wait.MinChangeRatio = config.PositiveOr(c.Wait.MinChangeRatio, 0.3)
+	c.Wait.MaxAge = config.PositiveOr(c.Wait.MaxAge, 2*time.Minute)
+	c.NicknameTTL = config.PositiveOr(c.NicknameTTL, 10*time.Minute)
+	c.TucaoURL = cmp.Or(c.TucaoURL, DefaultTucaoURL)
+	c.FeedbackLinkTTL = config.PositiveOr(c.FeedbackLinkTTL, 7*24*time.Hour)
+	c.FeedbackNickname = cmp.Or(c.FeedbackNickname, DefaultFeedbackNickname)
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.FeedbackAvatarURL == "" && c.PublicURL != "" {
 		c.FeedbackAvatarURL = c.PublicURL + avatarPath
 	}
 	t := &c.Templates
-	if t.SessionCreated == "" {
-		t.SessionCreated = DefaultSessionCreated
-	}
-	if t.SessionSwitched == "" {
-		t.SessionSwitched = DefaultSessionSwitched
-	}
+	t.SessionCreated = cmp.Or(t.SessionCreated, DefaultSessionCreated)
+	t.SessionSwitched = cmp.Or(t.SessionSwitched, DefaultSessionSwitched)
 	if t.SessionClosed == "" {
 		t.SessionClosed = DefaultSessionClosed
 		if c.TucaoProductID == "" {
 			t.SessionClosed = DefaultSessionClosedNoLink
 		}
 	}
-	if t.WaitEstimated == "" {
-		t.WaitEstimated = DefaultWaitEstimated
-	}
+	t.WaitEstimated = cmp.Or(t.WaitEstimated, DefaultWaitEstimated)
 }
 
 // Validate names the first missing or bad setting (by its environment

@@ -1,12 +1,14 @@
 package queuecare
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/customers"
 )
 
@@ -104,63 +106,25 @@ func (c *Config) setDefaults() {
 	if len(c.LeavePhrases) == 0 {
 		c.LeavePhrases = customers.DefaultLeavePhrases
 	}
-	if c.LeaveConfirmation == "" {
-		c.LeaveConfirmation = DefaultLeaveConfirmation
-	}
-	if c.LeaveMaxAge <= 0 {
-		c.LeaveMaxAge = 10 * time.Minute
-	}
-	if c.AgentLeftNote == "" {
-		c.AgentLeftNote = DefaultAgentLeftNote
-	}
-	if c.DeferredCloseWithin <= 0 {
-		c.DeferredCloseWithin = 24 * time.Hour
-	}
-	if c.StaleAfter == 0 {
-		c.StaleAfter = 30 * time.Minute
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = time.Minute
-	}
-	if c.StaleMessage == "" {
-		c.StaleMessage = DefaultStaleMessage
-	}
-	if c.StaleFeedbackLine == "" {
-		c.StaleFeedbackLine = DefaultStaleFeedbackLine
-	}
-	if c.AgentStaleNote == "" {
-		c.AgentStaleNote = DefaultAgentStaleNote
-	}
-	if c.ReconcileWindow <= 0 {
-		c.ReconcileWindow = time.Hour
-	}
-	if c.ReconcileEvery <= 0 {
-		c.ReconcileEvery = 5 * time.Minute
-	}
-	if c.ReconcileCallsPerMinute == 0 {
-		c.ReconcileCallsPerMinute = 60
-	}
-	if c.Tick <= 0 {
-		c.Tick = 10 * time.Second
-	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = max(3*c.Tick, 15*time.Second)
-	}
-	if c.StateRetention <= 0 {
-		c.StateRetention = customers.DefaultRetention
-	}
-	if c.SendTimeout <= 0 {
-		c.SendTimeout = 10 * time.Second
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 4
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 60 * time.Second
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 5
-	}
+	c.LeaveConfirmation = cmp.Or(c.LeaveConfirmation, DefaultLeaveConfirmation)
+	c.LeaveMaxAge = config.PositiveOr(c.LeaveMaxAge, 10*time.Minute)
+	c.AgentLeftNote = cmp.Or(c.AgentLeftNote, DefaultAgentLeftNote)
+	c.DeferredCloseWithin = config.PositiveOr(c.DeferredCloseWithin, 24*time.Hour)
+	c.StaleAfter = cmp.Or(c.StaleAfter, 30*time.Minute)
+	c.SweepInterval = config.PositiveOr(c.SweepInterval, time.Minute)
+	c.StaleMessage = cmp.Or(c.StaleMessage, DefaultStaleMessage)
+	c.StaleFeedbackLine = cmp.Or(c.StaleFeedbackLine, DefaultStaleFeedbackLine)
+	c.AgentStaleNote = cmp.Or(c.AgentStaleNote, DefaultAgentStaleNote)
+	c.ReconcileWindow = config.PositiveOr(c.ReconcileWindow, time.Hour)
+	c.ReconcileEvery = config.PositiveOr(c.ReconcileEvery, 5*time.Minute)
+	c.ReconcileCallsPerMinute = cmp.Or(c.ReconcileCallsPerMinute, 60)
+	c.Tick = config.PositiveOr(c.Tick, 10*time.Second)
+	c.LeaseTTL = config.PositiveOr(c.LeaseTTL, max(3*c.Tick, 15*time.Second))
+	c.StateRetention = config.PositiveOr(c.StateRetention, customers.DefaultRetention)
+	c.SendTimeout = config.PositiveOr(c.SendTimeout, 10*time.Second)
+	c.Concurrency = config.PositiveOr(c.Concurrency, 4)
+	c.AckWait = config.PositiveOr(c.AckWait, 60*time.Second)
+	c.MaxDeliver = config.PositiveOr(c.MaxDeliver, 5)
 }
 
 // Validate names the first setting that is missing or wrong. Zero values
