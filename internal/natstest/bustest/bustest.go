@@ -18,7 +18,7 @@ type Option func(*setup)
 
 type setup struct {
 	srv     *server.Server
-	cfg     bus.Config
+	edits   []func(*bus.Config)
 	streams []string
 }
 
@@ -27,8 +27,11 @@ type setup struct {
 func Server(s *server.Server) Option { return func(o *setup) { o.srv = s } }
 
 // Config edits the bus configuration before the bus is opened; URLs is
-// already set to the server's client URL.
-func Config(edit func(*bus.Config)) Option { return func(o *setup) { edit(&o.cfg) } }
+// already set to the server's client URL, whether Server comes before or
+// after. Several edits apply in their order.
+func Config(edit func(*bus.Config)) Option {
+	return func(o *setup) { o.edits = append(o.edits, edit) }
+}
 
 // Streams are created (bus.EnsureStreams) once the bus is open, as the
 // publishers of those streams would at start-up.
@@ -48,9 +51,12 @@ func Open(t testing.TB, opts ...Option) (*bus.Bus, *server.Server) {
 	if o.srv == nil {
 		o.srv = natstest.Run(t, nil)
 	}
-	o.cfg.URLs = []string{o.srv.ClientURL()}
+	cfg := bus.Config{URLs: []string{o.srv.ClientURL()}}
+	for _, edit := range o.edits {
+		edit(&cfg)
+	}
 	ctx := context.Background()
-	b, err := bus.Open(ctx, o.cfg)
+	b, err := bus.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open bus: %v", err)
 	}
