@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -77,34 +78,37 @@ func withPseudonym(f store.SessionFact) store.SessionFact {
 
 func listPosts(t *testing.T, s store.Store, q store.PostQuery) store.PostPage {
 	t.Helper()
-	page, err := s.ListPosts(ctx(t), q)
-	if err != nil {
-		t.Fatalf("ListPosts(%+v): %v", q, err)
-	}
-	return page
+	return listPage(t, "ListPosts", s.ListPosts, q)
 }
 
 func listSessions(t *testing.T, s store.Store, q store.SessionQuery) store.SessionPage {
 	t.Helper()
-	page, err := s.ListSessions(ctx(t), q)
+	return listPage(t, "ListSessions", s.ListSessions, q)
+}
+
+// listPage returns the page list answers for q, named what in a failure.
+func listPage[Q, P any](t *testing.T, what string, list func(context.Context, Q) (P, error), q Q) P {
+	t.Helper()
+	page, err := list(ctx(t), q)
 	if err != nil {
-		t.Fatalf("ListSessions(%+v): %v", q, err)
+		t.Fatalf("%s(%+v): %v", what, q, err)
 	}
 	return page
 }
 
 func ids(posts []store.Post) []string {
-	out := []string{}
-	for _, p := range posts {
-		out = append(out, p.ID)
-	}
-	return out
+	return idsOf(posts, func(p store.Post) string { return p.ID })
 }
 
 func rawIDs(posts []events.FeedbackPost) []string {
+	return idsOf(posts, func(p events.FeedbackPost) string { return p.ID })
+}
+
+// idsOf lists the ids of posts in their order; none is an empty list.
+func idsOf[P any](posts []P, id func(P) string) []string {
 	out := []string{}
 	for _, p := range posts {
-		out = append(out, p.ID)
+		out = append(out, id(p))
 	}
 	return out
 }
@@ -165,5 +169,63 @@ func assertNotLinked(t *testing.T, p store.Post) {
 	t.Helper()
 	if p.Session != nil {
 		t.Errorf("post %s linked to %+v, want no link", p.ID, *p.Session)
+	}
+}
+
+// postQuery is a case of a table of post queries: q lists the posts of
+// ids want, in that order.
+type postQuery struct {
+	name string
+	q    store.PostQuery
+	want []string
+}
+
+// checkPostQueries runs each case against s as a subtest.
+func checkPostQueries(t *testing.T, s store.Store, cases []postQuery) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			assertIDs(t, "posts", ids(listPosts(t, s, c.q).Items), c.want)
+		})
+	}
+}
+
+// sessionCount is a case of a table of session queries: q lists want
+// sessions.
+type sessionCount struct {
+	name string
+	q    store.SessionQuery
+	want int
+}
+
+// checkSessionCounts runs each case against s as a subtest.
+func checkSessionCounts(t *testing.T, s store.Store, cases []sessionCount) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := len(listSessions(t, s, c.q).Items); got != c.want {
+				t.Errorf("%d sessions, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+// walkPages lists every page from the first: page answers the items after
+// cursor ("" for the first page) and the cursor of the next page, "" after
+// the last. The test fails when the walk takes more than maxPages+1 pages.
+func walkPages[T any](t *testing.T, maxPages int, page func(cursor string) ([]T, string)) []T {
+	t.Helper()
+	var walked []T
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > maxPages {
+			t.Fatal("pagination does not end")
+		}
+		items, next := page(cursor)
+		walked = append(walked, items...)
+		if next == "" {
+			return walked
+		}
+		cursor = next
 	}
 }

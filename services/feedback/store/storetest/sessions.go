@@ -156,39 +156,19 @@ func testSessionFiltersAndPagination(t *testing.T, backend Backend) {
 		facts = append(facts, closed(openid, agent, t0.Add(time.Duration(i/2)*time.Hour)))
 	}
 	record(t, s, facts...)
-	count := func(q store.SessionQuery) int { return len(listSessions(t, s, q).Items) }
-	for _, c := range []struct {
-		name string
-		q    store.SessionQuery
-		want int
-	}{
+	checkSessionCounts(t, s, []sessionCount{
 		{"no filter", store.SessionQuery{}, 9},
 		{"openid", store.SessionQuery{OpenID: "o-a"}, 5},
 		{"kf_account", store.SessionQuery{KfAccount: "kf2"}, 3},
 		{"openid and kf_account", store.SessionQuery{OpenID: "o-b", KfAccount: "kf2"}, 2},
 		{"from is inclusive", store.SessionQuery{From: t0.Add(3 * time.Hour)}, 3},
 		{"to is exclusive", store.SessionQuery{To: t0.Add(time.Hour)}, 2},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			if got := count(c.q); got != c.want {
-				t.Errorf("%d sessions, want %d", got, c.want)
-			}
-		})
-	}
+	})
 	t.Run("pagination visits every session once, newest first", func(t *testing.T) {
-		var walked []store.Session
-		cursor := ""
-		for pages := 0; ; pages++ {
-			if pages > 10 {
-				t.Fatal("pagination does not end")
-			}
+		walked := walkPages(t, 10, func(cursor string) ([]store.Session, string) {
 			page := listSessions(t, s, store.SessionQuery{Limit: 2, Cursor: cursor})
-			walked = append(walked, page.Items...)
-			if page.NextCursor == "" {
-				break
-			}
-			cursor = page.NextCursor
-		}
+			return page.Items, page.NextCursor
+		})
 		if len(walked) != 9 {
 			t.Fatalf("walked %d sessions, want 9", len(walked))
 		}
