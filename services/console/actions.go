@@ -3,7 +3,6 @@ package console
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -64,14 +63,7 @@ func (s *Service) action(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, kfadmin.MaxRequestBody))
-	if err := dec.Decode(&fields); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body over 1 MiB")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad JSON body: want an object")
+	if !decodeBody(w, r, &fields, kfadmin.MaxRequestBody, "request body over 1 MiB", "bad JSON body: want an object") {
 		return
 	}
 	var group, account string

@@ -279,15 +279,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		Token string `json:"token"`
 		Code  string `json:"code"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			writeError(w, http.StatusRequestEntityTooLarge, "sign-in body over 4 KiB")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad JSON body: want {\"token\": \"...\"} or {\"code\": \"...\"}")
+	if !decodeBody(w, r, &body, maxLoginBody, "sign-in body over 4 KiB", `bad JSON body: want {"token": "..."} or {"code": "..."}`) {
 		return
 	}
 	var role string
@@ -434,6 +426,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, 
 
 // writeError answers a problem (docs/http-api.md). A 401 is typed
 // unauthorized, a 400 (a bad body or field) invalid-parameter.
+// decodeBody decodes r's JSON body, at most limit bytes and with no
+// fields v does not have, into v. When it cannot, it answers 413 tooLarge
+// for a body over the limit (400 bad when tooLarge is "") or 400 bad, and
+// reports false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64, tooLarge, bad string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var maxErr *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &maxErr) && tooLarge != "":
+		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
+	default:
+		writeError(w, http.StatusBadRequest, bad)
+	}
+	return false
+}
+
 func writeError(w http.ResponseWriter, status int, msg string, opts ...httpapi.Option) {
 	switch status {
 	case http.StatusUnauthorized:

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -33,10 +32,8 @@ func (s *Service) feedback(w http.ResponseWriter, r *http.Request) {
 		OpenID string `json:"openid"`
 		Q      string `json:"q"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, `bad JSON body: want {"openid": "...", "q": "..."}`)
+	// A body over the limit is a bad body here: no 413.
+	if !decodeBody(w, r, &body, maxLoginBody, "", `bad JSON body: want {"openid": "...", "q": "..."}`) {
 		return
 	}
 	body.OpenID, body.Q = strings.TrimSpace(body.OpenID), strings.TrimSpace(body.Q)
