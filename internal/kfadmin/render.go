@@ -26,13 +26,22 @@ func row(tw *tabwriter.Writer, cols ...string) {
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
 }
 
-func writeAccounts(w io.Writer, list AccountList) error {
-	if len(list.Accounts) == 0 {
-		_, err := fmt.Fprintln(w, "no kf accounts")
+// writeTable writes one row of cols per item under header, or the line
+// none when there is no item.
+func writeTable[T any](w io.Writer, items []T, none string, header []string, cols func(T) []string) error {
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, none)
 		return err
 	}
-	tw := newTable(w, "ACCOUNT", "NICKNAME", "ID", "WECHAT", "INVITATION")
-	for _, a := range list.Accounts {
+	tw := newTable(w, header...)
+	for _, it := range items {
+		row(tw, cols(it)...)
+	}
+	return tw.Flush()
+}
+
+func writeAccounts(w io.Writer, list AccountList) error {
+	return writeTable(w, list.Accounts, "no kf accounts", []string{"ACCOUNT", "NICKNAME", "ID", "WECHAT", "INVITATION"}, func(a Account) []string {
 		invite := ""
 		if a.InviteWx != "" {
 			invite = a.InviteWx + " (" + a.InviteStatus
@@ -41,9 +50,8 @@ func writeAccounts(w io.Writer, list AccountList) error {
 			}
 			invite += ")"
 		}
-		row(tw, a.KfAccount, a.KfNick, a.KfID, a.KfWx, invite)
-	}
-	return tw.Flush()
+		return []string{a.KfAccount, a.KfNick, a.KfID, a.KfWx, invite}
+	})
 }
 
 // statusText names getonlinekflist's status bits.
@@ -62,15 +70,9 @@ func statusText(s int) string {
 }
 
 func writeOnline(w io.Writer, list OnlineList) error {
-	if len(list.Online) == 0 {
-		_, err := fmt.Fprintln(w, "no agent is online")
-		return err
-	}
-	tw := newTable(w, "ACCOUNT", "ID", "STATUS", "SESSIONS", "AUTO_ACCEPT")
-	for _, a := range list.Online {
-		row(tw, a.KfAccount, a.KfID, statusText(a.Status), fmt.Sprint(a.AcceptedCase), fmt.Sprint(a.AutoAccept))
-	}
-	return tw.Flush()
+	return writeTable(w, list.Online, "no agent is online", []string{"ACCOUNT", "ID", "STATUS", "SESSIONS", "AUTO_ACCEPT"}, func(a OnlineAgent) []string {
+		return []string{a.KfAccount, a.KfID, statusText(a.Status), fmt.Sprint(a.AcceptedCase), fmt.Sprint(a.AutoAccept)}
+	})
 }
 
 // clock formats a Unix time as RFC 3339 in now's location, with its
@@ -129,31 +131,19 @@ func writeSession(w io.Writer, s SessionState, now time.Time) error {
 }
 
 func writeSessions(w io.Writer, list SessionList, now time.Time) error {
-	if len(list.Sessions) == 0 {
-		_, err := fmt.Fprintf(w, "%s serves no session\n", list.KfAccount)
-		return err
-	}
-	tw := newTable(w, "OPENID", "SINCE", "DURATION")
-	for _, s := range list.Sessions {
-		row(tw, s.OpenID, clock(s.CreateTime, now), since(s.CreateTime, now))
-	}
-	return tw.Flush()
+	return writeTable(w, list.Sessions, list.KfAccount+" serves no session", []string{"OPENID", "SINCE", "DURATION"}, func(s SessionItem) []string {
+		return []string{s.OpenID, clock(s.CreateTime, now), since(s.CreateTime, now)}
+	})
 }
 
 func writeGroups(w io.Writer, groups []Group) error {
-	if len(groups) == 0 {
-		_, err := fmt.Fprintln(w, "no groups")
-		return err
-	}
-	tw := newTable(w, "GROUP", "MEMBERS", "KEYWORDS", "UPDATED")
-	for _, g := range groups {
+	return writeTable(w, groups, "no groups", []string{"GROUP", "MEMBERS", "KEYWORDS", "UPDATED"}, func(g Group) []string {
 		updated := ""
 		if !g.UpdatedAt.IsZero() {
 			updated = g.UpdatedAt.Format(time.RFC3339)
 		}
-		row(tw, g.Name, strings.Join(g.Members, ","), strings.Join(g.Keywords, ","), updated)
-	}
-	return tw.Flush()
+		return []string{g.Name, strings.Join(g.Members, ","), strings.Join(g.Keywords, ","), updated}
+	})
 }
 
 func writeOutcome(w io.Writer, o Outcome) error {
