@@ -176,11 +176,17 @@ func (c *State) ApplyJoined(at time.Time, seq uint64) bool {
 	case StatusWaiting, StatusServed, StatusLeft:
 		return false
 	}
+	return c.queueEvent(StatusWaiting, at, seq, at)
+}
+
+// queueEvent applies the event (at, seq) that makes the customer waiting
+// or left, in the queue since queued, unless a newer fact stands.
+func (c *State) queueEvent(st Status, at time.Time, seq uint64, queued time.Time) bool {
 	if !c.newerEvent(at, seq) {
 		return false
 	}
-	c.become(StatusWaiting, at, seq, false)
-	c.Since, c.QueuedAt = at, at
+	c.become(st, at, seq, false)
+	c.Since, c.QueuedAt = at, queued
 	return true
 }
 
@@ -199,11 +205,9 @@ func (c *State) ApplyLeft(at time.Time, seq uint64, queued time.Time) LeaveResul
 	if c.Status == StatusLeft {
 		return LeaveAlready
 	}
-	if !c.newerEvent(at, seq) {
+	if !c.queueEvent(StatusLeft, at, seq, queued) {
 		return LeaveSuperseded
 	}
-	c.become(StatusLeft, at, seq, false)
-	c.Since, c.QueuedAt = at, queued
 	return LeaveApplied
 }
 
