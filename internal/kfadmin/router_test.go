@@ -2,12 +2,16 @@ package kfadmin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/internal/natstest"
@@ -276,31 +280,100 @@ func TestRouterFollowsGroupChanges(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, func() bool { return f.route("o4", "found a bug") == "" }, "the deleted group to stop routing")
 }
 
+// The Router spends no WeChat call while no group can route. It runs in a
+// synctest bubble, so that "twenty intervals without a call" is twenty
+// ticks the poll loop really took (synctest.Wait: every goroutine of the
+// Router is blocked again) rather than a sleep that may end before the
+// loop ran; the groups come from groupFeed, since a NATS watch cannot run
+// in a bubble (TestRouterFollowsGroupChanges watches a real bucket).
 func TestRouterPollsOnlyWhileAGroupCanRoute(t *testing.T) {
-	ctx := context.Background()
-	g, _ := newGroups(t)
-	if _, err := g.Create(ctx, "nokeywords", nil); err != nil {
-		t.Fatal(err)
-	}
-	g.AddMembers(ctx, "nokeywords", "alice@test")
-	agents := &stubAgents{}
-	r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: g, Agents: agents, RefreshInterval: time.Millisecond})
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		feed := newGroupFeed()
+		feed.put(t, kfadmin.Group{Name: "nokeywords", Members: []string{"alice@test"}})
+		feed.updates <- nil // the end of the current values
+		agents := &stubAgents{}
+		const interval = time.Second
+		r, err := kfadmin.NewRouter(kfadmin.RouterConfig{Groups: kfadmin.NewGroups(feed), Agents: agents, RefreshInterval: interval})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer r.Stop(ctx)
+		time.Sleep(20 * interval)
+		synctest.Wait()
+		if n := agents.calls.Load(); n != 0 {
+			t.Fatalf("%d WeChat calls in twenty intervals with no group that can route", n)
+		}
+		feed.put(t, kfadmin.Group{Name: "nokeywords", Members: []string{"alice@test"}, Keywords: []string{"refund"}})
+		synctest.Wait() // the Router has the new table
+		time.Sleep(interval)
+		synctest.Wait()
+		if !agents.polled() {
+			t.Fatal("no poll in the interval after a group could route")
+		}
+	})
+}
+
+// groupFeed is a groups bucket that can only be watched: the test hands
+// the Router its entries, as a NATS watcher would, without a server.
+type groupFeed struct {
+	jetstream.KeyValue // any other method panics: the Router must not call it
+	updates            chan jetstream.KeyValueEntry
+}
+
+func newGroupFeed() *groupFeed {
+	return &groupFeed{updates: make(chan jetstream.KeyValueEntry, 16)}
+}
+
+// put hands the Router the group as a put of its key.
+func (f *groupFeed) put(t *testing.T, g kfadmin.Group) {
+	t.Helper()
+	data, err := json.Marshal(g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop(ctx)
-	time.Sleep(20 * time.Millisecond) // twenty intervals
-	if n := agents.calls.Load(); n != 0 {
-		t.Fatalf("%d WeChat calls with no group that can route", n)
-	}
-	if _, err := g.SetKeywords(ctx, "nokeywords", []string{"refund"}); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 10*time.Second, agents.polled, "polling to start")
+	f.updates <- groupEntry{key: g.Name, value: data}
 }
+
+// WatchAll forwards the fed entries until ctx ends, then closes the
+// updates, as a watcher does.
+func (f *groupFeed) WatchAll(ctx context.Context, _ ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	out := make(chan jetstream.KeyValueEntry)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-f.updates:
+				select {
+				case out <- e:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return feedWatcher(out), nil
+}
+
+type feedWatcher chan jetstream.KeyValueEntry
+
+func (w feedWatcher) Updates() <-chan jetstream.KeyValueEntry { return w }
+func (w feedWatcher) Stop() error                             { return nil }
+
+type groupEntry struct {
+	jetstream.KeyValueEntry
+	key   string
+	value []byte
+}
+
+func (e groupEntry) Key() string                     { return e.key }
+func (e groupEntry) Value() []byte                   { return e.value }
+func (e groupEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
 
 func TestRouterConfigIsValidated(t *testing.T) {
 	g, _ := newGroups(t)
