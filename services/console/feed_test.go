@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -111,20 +112,21 @@ func TestFeedFollowsTheBus(t *testing.T) {
 	}
 }
 
+// waitFor waits (natstest.Eventually) until ok holds of the console's
+// state, read under the hub's lock, and fails showing that state.
 func waitFor(t *testing.T, s *Service, what string, ok func(*state) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	natstest.Eventually(t, 10*time.Second, func() bool {
 		s.hub.mu.Lock()
-		done := ok(s.hub.st)
-		s.hub.mu.Unlock()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := s.hub.snapshotJSON()
-			t.Fatalf("never saw %s; state %s", what, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer s.hub.mu.Unlock()
+		return ok(s.hub.st)
+	}, "never saw %s; state %s", what, snapshot{s})
+}
+
+// snapshot formats as the console's state at the moment it is printed.
+type snapshot struct{ s *Service }
+
+func (v snapshot) String() string {
+	b, _ := v.s.hub.snapshotJSON()
+	return string(b)
 }
