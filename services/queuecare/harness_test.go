@@ -21,6 +21,7 @@ import (
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -36,6 +37,10 @@ const (
 )
 
 var start = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+// patience is how long a test waits for the pipeline to get somewhere
+// (natstest.Eventually) before it fails.
+const patience = 20 * time.Second
 
 // harness is the pipeline in one test process: an embedded NATS server,
 // the fake WeChat (fake clock) posting signed callbacks to ingest, and one
@@ -88,10 +93,7 @@ func newHarness(t *testing.T, cfg queuecare.Config, opts ...option) *harness {
 	h := &harness{t: t, ctx: context.Background(), nats: natstest.Run(t, nil),
 		clock: wechattest.NewFakeClock(start), reg: prometheus.NewRegistry(),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
-	h.pub = h.openBus()
-	if err := h.pub.EnsureStreams(h.ctx, events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	h.pub = h.openBus(bustest.Streams(events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ))
 
 	in, err := ingest.New(ingest.Config{AppID: appID, Token: cbToken, PublishTimeout: 2 * time.Second, Transfer: o.transfer},
 		ingest.Deps{Publisher: h.pub, Logger: h.log, Now: h.clock.Now, Gate: gate{h}})
@@ -146,13 +148,11 @@ func newHarness(t *testing.T, cfg queuecare.Config, opts ...option) *harness {
 	return h
 }
 
-func (h *harness) openBus() *bus.Bus {
+// openBus opens a connection of another process to the harness's server.
+func (h *harness) openBus(opts ...bustest.Option) *bus.Bus {
 	h.t.Helper()
-	b, err := bus.Open(h.ctx, bus.Config{URLs: []string{h.nats.ClientURL()}, Logger: h.log})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(b.Close)
+	opts = append(opts, bustest.Server(h.nats), bustest.Config(func(c *bus.Config) { c.Logger = h.log }))
+	b, _ := bustest.Open(h.t, opts...)
 	return b
 }
 
@@ -237,7 +237,7 @@ func (h *harness) state(openid string) customers.State {
 func (h *harness) waitState(openid, what string, cond func(customers.State) bool) customers.State {
 	h.t.Helper()
 	var st customers.State
-	waitFor(h.t, openid+" "+what, func() bool { st = h.state(openid); return cond(st) })
+	natstest.Eventually(h.t, patience, func() bool { st = h.state(openid); return cond(st) }, "%s %s", openid, what)
 	return st
 }
 
@@ -248,7 +248,7 @@ func is(s customers.Status) func(customers.State) bool {
 // drain waits until both consumers have handled everything published.
 func (h *harness) drain() {
 	h.t.Helper()
-	waitFor(h.t, "consumers drained", func() bool {
+	natstest.Eventually(h.t, patience, func() bool {
 		for _, c := range []struct{ stream, durable string }{{events.StreamWeChat, "queuecare-wechat"}, {events.StreamKF, "queuecare-kf"}} {
 			info, err := h.pub.ConsumerInfo(h.ctx, c.stream, c.durable)
 			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
@@ -256,7 +256,7 @@ func (h *harness) drain() {
 			}
 		}
 		return true
-	})
+	}, "consumers drained")
 }
 
 // sentTo returns the messages custom/send accepted for openid.
@@ -385,15 +385,3 @@ func (h *harness) get(path string, out any) int {
 
 // zonedOrFractional finds a time not written as kefu's answers write them.
 var zonedOrFractional = regexp.MustCompile(`"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+|[+-]\d\d:\d\d)"`)
-
-// waitFor polls cond until it holds or the test's patience runs out.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -79,7 +79,7 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 
 			h.say("c1", "不等了")
 			h.waitState("c1", "left", is(customers.StatusLeft))
-			waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.sentTo("c1")) == 1 }, "the confirmation")
 			if n := len(h.wx.Snapshot().Waiting); n != 3 {
 				t.Fatalf("the leave phrase changed WeChat's queue: %d waiting", n)
 			}
@@ -88,7 +88,7 @@ func TestLeaveWhicheverWayGetSessionAnswers(t *testing.T) {
 			// closed at once; c2 and c3 are served.
 			h.clock.Advance(time.Minute)
 			h.agentTakes(3)
-			waitFor(t, "c1's session closed", func() bool { return h.wx.CallCount(wechattest.MethodSessionClose) == 1 })
+			natstest.Eventually(t, patience, func() bool { return h.wx.CallCount(wechattest.MethodSessionClose) == 1 }, "c1's session closed")
 			h.callbacks()
 			h.drain()
 			for _, c := range []string{"c2", "c3"} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -83,13 +84,13 @@ func TestPausedSweeperCannotOverwriteItsSuccessor(t *testing.T) {
 	a.Lease().SetRenewHook(func() { <-apiA.resume })
 
 	b := replica("b", h.client(h.wxURL))
-	waitFor(t, "B takes the sweep over", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		r, err := b.SweepOnce(h.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r != nil
-	})
+	}, "B takes the sweep over")
 	h.callbacks()
 	closed := h.waitState("c9", "closed", is(customers.StatusClosed))
 	if b.Lease().Fence() <= marked.Closing.Fence {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -68,7 +69,7 @@ func TestLeaveConfirmationAfterARefusedConnectionIsRetriedAndSentOnce(t *testing
 
 	h.say("c1", "不等了")
 	h.waitState("c1", "left", is(customers.StatusLeft))
-	waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sentTo("c1")) == 1 }, "the confirmation")
 	h.drain()
 	if dials.n.Load() >= 0 {
 		t.Fatal("the refused connection never happened")

@@ -11,6 +11,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/customers"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/queuecare"
@@ -39,7 +40,7 @@ func TestLeavePhraseTakesAWaitingCustomerOutOfTheQueue(t *testing.T) {
 	leftAt := h.clock.Now()
 	h.say("c1", " 不等了！")
 	st := h.waitState("c1", "left", is(customers.StatusLeft))
-	waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sentTo("c1")) == 1 }, "the confirmation")
 
 	// A second phrase, and the estimator still listing the stale case
 	// (WeChat cannot remove it), change nothing.
@@ -74,10 +75,10 @@ func TestLeavePhraseTakesAWaitingCustomerOutOfTheQueue(t *testing.T) {
 	// first; kefu closes it, and the slot goes to c2.
 	h.clock.Advance(time.Minute)
 	h.agentTakes(1)
-	waitFor(t, "c2 served", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		snap := h.wx.Snapshot()
 		return len(snap.Sessions) == 1 && snap.Sessions[0].OpenID == "c2"
-	})
+	}, "c2 served")
 	h.callbacks()
 	h.drain()
 	if got := h.wx.CallCount(wechattest.MethodSessionClose); got != 1 {
@@ -108,10 +109,10 @@ func TestLeavePhraseFromACustomerWhoDoesNotWaitDoesNothing(t *testing.T) {
 	h.clock.Advance(time.Minute)
 	h.say("c3", "不等了") // never queued
 	h.say("c4", "退出排队")
-	waitFor(t, "both leave phrases handled", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		return h.metric("kefu_queuecare_leave_requests_total", map[string]string{"outcome": "not_waiting"}) == 1 &&
 			h.metric("kefu_queuecare_leave_requests_total", map[string]string{"outcome": "served"}) == 1
-	})
+	}, "both leave phrases handled")
 	h.drain()
 
 	if got := h.wx.CallCount(wechattest.MethodSessionClose); got != 0 {
@@ -341,9 +342,9 @@ func TestReconciliationStaysWithinItsCallBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every customer in the read model", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		return h.metric("kefu_queuecare_events_total", map[string]string{"kind": "message", "outcome": "applied"}) == active
-	})
+	}, "every customer in the read model")
 
 	perMinute := make([]int, 2)
 	for minute := range perMinute {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/customers"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -51,7 +52,7 @@ func TestLeaveConfirmationNeverSentIsRetriedAndSentOnce(t *testing.T) {
 	h.wx.InjectFault(wechattest.MethodCustomSend, wechattest.FaultTooManyRequests, 2*(wechat.DefaultMaxRetries+1))
 	h.say("c1", "不等了")
 	h.waitState("c1", "left", is(customers.StatusLeft))
-	waitFor(t, "the confirmation", func() bool { return len(h.sentTo("c1")) == 1 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sentTo("c1")) == 1 }, "the confirmation")
 	h.drain()
 	if got := h.wx.CallCount(wechattest.MethodCustomSend) - calls; got != 2*(wechat.DefaultMaxRetries+1)+1 {
 		t.Fatalf("custom/send called %d times, want every 429 and one success", got)
