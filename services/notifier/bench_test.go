@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -123,7 +124,7 @@ func benchSetup(b *testing.B, rateLimit int) (*harness, []string) {
 	h.customer("o-warm")
 	ev, id := h.created("o-warm", wang)
 	h.publish(ev, id)
-	waitFor(b, "the warm-up message", func() bool { return h.wx.CallCount(wechattest.MethodCustomSend) == 1 })
+	natstest.Eventually(b, patience, func() bool { return h.wx.CallCount(wechattest.MethodCustomSend) == 1 }, "the warm-up message")
 	return h, openids
 }
 
@@ -139,18 +140,18 @@ func benchWait(b *testing.B, h *harness, n int) []wechattest.SentMessage {
 		time.Sleep(time.Millisecond)
 	}
 	// A call is counted when it arrives, the message when it is accepted.
-	waitFor(b, "the last message", func() bool { return len(h.wx.Sent()) >= n+1 })
+	natstest.Eventually(b, patience, func() bool { return len(h.wx.Sent()) >= n+1 }, "the last message")
 	sent := h.wx.Sent()[1:]
 	if len(sent) != n {
 		b.Fatalf("%d messages, want %d", len(sent), n)
 	}
-	waitFor(b, "the outcome events", func() bool {
+	natstest.Eventually(b, patience, func() bool {
 		s, err := h.pub.Stream(context.Background(), events.StreamNotify)
 		if err != nil {
 			return false
 		}
 		info, err := s.Info(context.Background())
 		return err == nil && info.State.Msgs == uint64(n+1)
-	})
+	}, "the outcome events")
 	return sent
 }

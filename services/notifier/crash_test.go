@@ -11,6 +11,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -42,15 +43,7 @@ func newCrashRig(t *testing.T) *crashRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, bustest.Streams(events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ))
 	kv, err := b.KeyValue(ctx, bus.BucketNotified)
 	if err != nil {
 		t.Fatal(err)
@@ -145,17 +138,6 @@ func (r *crashRig) counted(outcome string) float64 {
 	return 0
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 	t.Run("a stale marker is recorded as failed with an unknown outcome, never resent", func(t *testing.T) {
 		r := newCrashRig(t)
@@ -163,7 +145,7 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 		r.publishCause()
 		// The outcome is published before the record is written: wait
 		// for both.
-		eventually(t, "the outcome and the record", func() bool { return len(r.outcomes()) == 1 && r.record().Final() })
+		natstest.Eventually(t, 15*time.Second, func() bool { return len(r.outcomes()) == 1 && r.record().Final() }, "the outcome and the record")
 		o := r.outcomes()[0]
 		if o.Outcome != events.OutcomeFailed || o.ErrMsg != unknownOutcome || o.CauseEventID != crashCause || o.OpenID != "o-1" {
 			t.Errorf("outcome %+v", o)
@@ -180,12 +162,12 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 		r := newCrashRig(t)
 		r.leaveMarker(0)
 		r.publishCause()
-		eventually(t, "a few retries", func() bool { return r.counted(outcomeRetry) >= 3 })
+		natstest.Eventually(t, 15*time.Second, func() bool { return r.counted(outcomeRetry) >= 3 }, "a few retries")
 		if n := len(r.outcomes()); n != 0 || r.record().State != stateSending {
 			t.Fatalf("a possibly live claim was settled: %d outcomes, record %+v", n, r.record())
 		}
 		r.clock.Advance(r.svc.cfg.staleAfter())
-		eventually(t, "the outcome", func() bool { return len(r.outcomes()) == 1 })
+		natstest.Eventually(t, 15*time.Second, func() bool { return len(r.outcomes()) == 1 }, "the outcome")
 		if o := r.outcomes()[0]; o.Outcome != events.OutcomeFailed || o.ErrMsg != unknownOutcome {
 			t.Errorf("outcome %+v", o)
 		}
@@ -205,7 +187,7 @@ func TestCrashBetweenClaimAndRecordIsSettledAtMostOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.publishCause()
-		eventually(t, "the record", func() bool { return r.record().Final() })
+		natstest.Eventually(t, 15*time.Second, func() bool { return r.record().Final() }, "the record")
 		if rec := r.record(); rec.State != stateSent || rec.Seq != 1 {
 			t.Errorf("record %+v, want sent at seq 1", rec)
 		}

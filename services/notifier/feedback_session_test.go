@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -45,12 +46,12 @@ func TestClosedSessionLinkNamesTheSession(t *testing.T) {
 	ev, id := h.closed(openid, li)
 	h.publish(ev, id)
 	var link string
-	waitFor(t, "the closed-session message", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		for _, m := range h.sent()[openid] {
 			link = regexp.MustCompile(`https://kefu\.example\.com/feedback/\S+`).FindString(m.Content)
 		}
 		return link != ""
-	})
+	}, "the closed-session message")
 	m := customInfoRE.FindStringSubmatch(page(link))
 	if m == nil {
 		t.Fatalf("the page of the closed-session link passes no customInfo")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -30,6 +31,10 @@ const (
 	wang      = "wang@gh_test"
 	li        = "li@gh_test"
 )
+
+// patience is how long a test waits for the notifier to get somewhere
+// (natstest.Eventually) before it fails.
+const patience = 20 * time.Second
 
 // harness is one embedded NATS server, one fake WeChat and any number of
 // notifier processes (each with its own bus connection, client and
@@ -94,20 +99,15 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 			t.Fatal(err)
 		}
 	}
-	h.pub = h.openBus()
-	if err := h.pub.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	h.pub = h.openBus(bustest.Streams(events.StreamWeChat, events.StreamKF, events.StreamNotify, events.StreamDLQ))
 	return h
 }
 
-func (h *harness) openBus() *bus.Bus {
+// openBus opens a connection of another process to the harness's server.
+func (h *harness) openBus(opts ...bustest.Option) *bus.Bus {
 	h.t.Helper()
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{h.nats.ClientURL()}, Logger: h.log})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(b.Close)
+	opts = append(opts, bustest.Server(h.nats), bustest.Config(func(c *bus.Config) { c.Logger = h.log }))
+	b, _ := bustest.Open(h.t, opts...)
 	return b
 }
 
@@ -274,18 +274,6 @@ func (h *harness) sent() map[string][]wechattest.SentMessage {
 		out[m.OpenID] = append(out[m.OpenID], m)
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the test's patience runs out.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // outcomes reads every event of KEFU_NOTIFY, with its ce-id.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kefu-io/kefu/internal/feedbacklink"
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -59,7 +60,7 @@ func TestEachSessionEventSendsItsMessageToTheCustomer(t *testing.T) {
 			h.customer(tt.openid)
 			ev, id := tt.event(tt.openid)
 			h.publish(ev, id)
-			waitFor(t, "the outcome event", func() bool { return len(h.outcomesByCause()[id]) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.outcomesByCause()[id]) == 1 }, "the outcome event")
 			msgs := h.sent()[tt.openid]
 			if len(msgs) != 1 {
 				t.Fatalf("%d messages to %s, want 1", len(msgs), tt.openid)
@@ -217,7 +218,7 @@ func TestClosedSessionLinkWithoutPublicURLOrProduct(t *testing.T) {
 			h.customer("o-1")
 			ev, id := h.closed("o-1", li)
 			h.publish(ev, id)
-			waitFor(t, "the message", func() bool { return len(h.sent()["o-1"]) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-1"]) == 1 }, "the message")
 			if got := h.sent()["o-1"][0].Content; got != tt.want {
 				t.Errorf("message %q, want %q", got, tt.want)
 			}
@@ -241,11 +242,11 @@ func TestDuplicatesAndReplaysSendOnce(t *testing.T) {
 	h.publish(ev, id) // JetStream drops this one (same Nats-Msg-Id)
 	h.replay(ev, id, 1)
 	h.replay(ev, id, 2)
-	waitFor(t, "three deliveries handled", func() bool { return handled(p) == 3 })
-	waitFor(t, "the consumer to drain", func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) })
+	natstest.Eventually(t, patience, func() bool { return handled(p) == 3 }, "three deliveries handled")
+	natstest.Eventually(t, patience, func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) }, "the consumer to drain")
 	// Much later, a replay of the stream.
 	h.replay(ev, id, 3)
-	waitFor(t, "the replay handled", func() bool { return handled(p) == 4 })
+	natstest.Eventually(t, patience, func() bool { return handled(p) == 4 }, "the replay handled")
 
 	if n := len(h.sent()["o-dup"]); n != 1 {
 		t.Errorf("%d messages, want 1", n)
@@ -276,7 +277,7 @@ func TestStopDuringSlowSendsThenRestartSendsEachOnce(t *testing.T) {
 		h.publish(ev, id)
 		ids = append(ids, id)
 	}
-	waitFor(t, "the first sends", func() bool { return len(h.wx.Sent()) >= 2 })
+	natstest.Eventually(t, patience, func() bool { return len(h.wx.Sent()) >= 2 }, "the first sends")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p1.svc.Stop(ctx); err != nil {
@@ -294,9 +295,9 @@ func TestStopDuringSlowSendsThenRestartSendsEachOnce(t *testing.T) {
 	h.wx.SetLatency(wechattest.MethodCustomSend, 0)
 	cfg.Instance = "p2"
 	h.start(cfg)
-	waitFor(t, "every event handled", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		return len(h.outcomes()) == n && h.drained(events.StreamWeChat, notifier.DurableSessions)
-	})
+	}, "every event handled")
 	for i := range n {
 		o := fmt.Sprintf("o-%02d", i)
 		if got := len(h.sent()[o]); got != 1 {
@@ -324,7 +325,7 @@ func TestStopCancellingSendsNeverSendsTwice(t *testing.T) {
 		ev, id := h.created(fmt.Sprintf("o-%02d", i), wang)
 		h.publish(ev, id)
 	}
-	waitFor(t, "two sends in flight", func() bool { return h.wx.CallCount(wechattest.MethodCustomSend) >= 2 })
+	natstest.Eventually(t, patience, func() bool { return h.wx.CallCount(wechattest.MethodCustomSend) >= 2 }, "two sends in flight")
 	expired, cancel := context.WithCancel(context.Background())
 	cancel() // no patience: cancel the sends in flight, as a kill would cut them
 	p1.svc.Stop(expired)
@@ -332,9 +333,9 @@ func TestStopCancellingSendsNeverSendsTwice(t *testing.T) {
 	h.wx.SetLatency(wechattest.MethodCustomSend, 0)
 	cfg.Instance = "p2"
 	h.start(cfg)
-	waitFor(t, "every event handled", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		return len(h.outcomes()) == n && h.drained(events.StreamWeChat, notifier.DurableSessions)
-	})
+	}, "every event handled")
 	unknown := 0
 	for _, outs := range h.outcomesByCause() {
 		if len(outs) != 1 {
@@ -372,7 +373,7 @@ func TestPermanentErrorsFailWithoutRetry(t *testing.T) {
 				h.customer("o-1")
 				ev, id := h.switched("o-1", wang, li)
 				h.publish(ev, id)
-				waitFor(h.t, "the first message", func() bool { return len(h.wx.Sent()) == 1 })
+				natstest.Eventually(h.t, patience, func() bool { return len(h.wx.Sent()) == 1 }, "the first message")
 			}, 45047},
 		{"65400 and the other 多客服 codes", nil, func(h *harness) {
 			h.customer("o-1")
@@ -387,8 +388,8 @@ func TestPermanentErrorsFailWithoutRetry(t *testing.T) {
 			calls := h.wx.CallCount(wechattest.MethodCustomSend)
 			ev, id := h.created("o-1", wang)
 			h.publish(ev, id)
-			waitFor(t, "the outcome", func() bool { return len(h.outcomesByCause()[id]) == 1 })
-			waitFor(t, "the consumer to drain", func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) })
+			natstest.Eventually(t, patience, func() bool { return len(h.outcomesByCause()[id]) == 1 }, "the outcome")
+			natstest.Eventually(t, patience, func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) }, "the consumer to drain")
 			o := h.outcomesByCause()[id][0]
 			if o.subject != events.SubjectNotifyFailed || o.ErrCode != tt.code || o.ErrMsg == "" || o.Text != "客服 小王 正在为您服务" {
 				t.Errorf("outcome %s %+v", o.subject, o.Notification)
@@ -431,14 +432,14 @@ func TestTransientErrorsAreRetriedAndSendOnce(t *testing.T) {
 			h.customer("o-warm", "o-1")
 			ev, id := h.created("o-warm", wang)
 			h.publish(ev, id)
-			waitFor(t, "the first message", func() bool { return len(h.sent()["o-warm"]) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-warm"]) == 1 }, "the first message")
 			calls := h.wx.CallCount(wechattest.MethodCustomSend)
 
 			tt.inject(h)
 			ev, id = h.created("o-1", wang)
 			h.publish(ev, id)
-			waitFor(t, "the outcome", func() bool { return len(h.outcomesByCause()[id]) == 1 })
-			waitFor(t, "the consumer to drain", func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) })
+			natstest.Eventually(t, patience, func() bool { return len(h.outcomesByCause()[id]) == 1 }, "the outcome")
+			natstest.Eventually(t, patience, func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) }, "the consumer to drain")
 			o := h.outcomesByCause()[id][0]
 			if o.Outcome != tt.outcome || o.ErrCode != tt.code {
 				t.Errorf("outcome %s errcode %d, want %s %d", o.Outcome, o.ErrCode, tt.outcome, tt.code)
@@ -499,7 +500,7 @@ func TestWaitMessagesAreThrottled(t *testing.T) {
 		h.clock.Advance(st.advance)
 		ev, id := st.event()
 		h.publish(ev, id)
-		waitFor(t, st.name, func() bool { return handled(p) == i+1 })
+		natstest.Eventually(t, patience, func() bool { return handled(p) == i+1 }, "%s", st.name)
 		if st.sends != "" {
 			want = append(want, st.sends)
 		}
@@ -537,7 +538,7 @@ func TestFirstInLine(t *testing.T) {
 			h.customer("o-first")
 			ev, id := h.wait("o-first", 1, 90)
 			h.publish(ev, id)
-			waitFor(t, "the message", func() bool { return len(h.sent()["o-first"]) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-first"]) == 1 }, "the message")
 			if got := h.sent()["o-first"][0].Content; got != tt.want {
 				t.Errorf("message %q, want %q", got, tt.want)
 			}
@@ -575,10 +576,10 @@ func TestTwoProcessesShareTheWorkAndSendOnce(t *testing.T) {
 		ev, id = h.wait(o, 3, 320)
 		h.publish(ev, id+"-b")
 	}
-	waitFor(t, "every event handled", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		return handled(p1, p2) == customers+2*(customers/3)+2*waiting &&
 			h.drained(events.StreamWeChat, notifier.DurableSessions) && h.drained(events.StreamKF, notifier.DurableWait)
-	})
+	}, "every event handled")
 	sent := h.sent()
 	for _, o := range openids {
 		if got := sent[o]; len(got) != 1 || got[0].Content != "客服 小王 正在为您服务" {
@@ -615,15 +616,15 @@ func TestUndecodableEventsGoToTheDeadLetterSubject(t *testing.T) {
 	}
 	ev, id := h.created("o-1", wang)
 	h.publish(ev, id)
-	waitFor(t, "the dead letters", func() bool {
+	natstest.Eventually(t, patience, func() bool {
 		s, err := h.pub.Stream(context.Background(), events.StreamDLQ)
 		if err != nil {
 			return false
 		}
 		info, err := s.Info(context.Background())
 		return err == nil && info.State.Msgs == uint64(len(poison))
-	})
-	waitFor(t, "the good event", func() bool { return len(h.sent()["o-1"]) == 1 })
+	}, "the dead letters")
+	natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-1"]) == 1 }, "the good event")
 	s, _ := h.pub.Stream(context.Background(), events.StreamDLQ)
 	m, err := s.GetLastMsgForSubject(context.Background(), events.DLQSubject(notifier.Role))
 	if err != nil || m.Header.Get("Kefu-Dlq-Consumer") == "" {
@@ -645,7 +646,7 @@ func TestDisabledKindsAndOldEventsAreNotSent(t *testing.T) {
 	h.publish(e, oldID)
 	ev, id = h.created("o-3", wang)
 	h.publish(ev, id)
-	waitFor(t, "three events handled", func() bool { return handled(p) == 3 })
+	natstest.Eventually(t, patience, func() bool { return handled(p) == 3 }, "three events handled")
 	if s := h.sent(); len(s["o-1"]) != 0 || len(s["o-2"]) != 0 || len(s["o-3"]) != 1 {
 		t.Errorf("sent %v", s)
 	}
@@ -666,7 +667,7 @@ func TestSuppressedMessagesAreNotSent(t *testing.T) {
 		ev, id := h.created(openid, wang)
 		h.publish(ev, id)
 	}
-	waitFor(t, "two events handled", func() bool { return handled(p) == 2 })
+	natstest.Eventually(t, patience, func() bool { return handled(p) == 2 }, "two events handled")
 	if s := h.sent(); len(s["o-left"]) != 0 || len(s["o-stays"]) != 1 {
 		t.Errorf("sent %v", s)
 	}
@@ -702,18 +703,18 @@ func TestSessionCallbacksThroughIngestReachTheCustomer(t *testing.T) {
 	if err := h.wx.SetAgentStatus(wang, wechattest.StatusBoth); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the session message", func() bool { return len(h.sent()[o]) == 1 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sent()[o]) == 1 }, "the session message")
 	if err := h.wx.SetAgentStatus(li, wechattest.StatusBoth); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.wx.SwitchSession(o, li); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the transfer message", func() bool { return len(h.sent()[o]) == 2 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sent()[o]) == 2 }, "the transfer message")
 	if err := h.wx.CloseSession(o); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the thank-you", func() bool { return len(h.sent()[o]) == 3 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sent()[o]) == 3 }, "the thank-you")
 	msgs := h.sent()[o]
 	if msgs[0].Content != "客服 小王 正在为您服务" || msgs[1].Content != "已为您转接至客服 小李" ||
 		!strings.HasPrefix(msgs[2].Content, "感谢您的咨询！欢迎对本次服务提出意见和建议：https://kefu.example.com/feedback/") {

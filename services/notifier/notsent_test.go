@@ -106,14 +106,14 @@ func TestEveryNotSentErrorIsRetriedAndDeliveredOnce(t *testing.T) {
 			h.customer("o-warm", "o-1")
 			ev, id := h.created("o-warm", wang)
 			h.publish(ev, id)
-			waitFor(t, "the warm-up message", func() bool { return len(h.sent()["o-warm"]) == 1 })
+			natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-warm"]) == 1 }, "the warm-up message")
 			h.transport.CloseIdleConnections() // the next send dials
 
 			tc.inject(h, kv)
 			ev, id = h.created("o-1", wang)
 			h.publish(ev, id)
-			waitFor(t, "the outcome", func() bool { return len(h.outcomesByCause()[id]) == 1 })
-			waitFor(t, "the consumer to drain", func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) })
+			natstest.Eventually(t, patience, func() bool { return len(h.outcomesByCause()[id]) == 1 }, "the outcome")
+			natstest.Eventually(t, patience, func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) }, "the consumer to drain")
 			if o := h.outcomesByCause()[id][0]; o.Outcome != events.OutcomeSent {
 				t.Fatalf("outcome %s %q, want sent", o.Outcome, o.ErrMsg)
 			}
@@ -140,14 +140,14 @@ func TestTimeoutAfterTheRequestWasWrittenIsAnUnknownOutcome(t *testing.T) {
 	h.customer("o-warm", "o-1")
 	ev, id := h.created("o-warm", wang)
 	h.publish(ev, id)
-	waitFor(t, "the warm-up message", func() bool { return len(h.sent()["o-warm"]) == 1 })
+	natstest.Eventually(t, patience, func() bool { return len(h.sent()["o-warm"]) == 1 }, "the warm-up message")
 
 	h.wx.InjectFault(wechattest.MethodCustomSend, wechattest.FaultHangAfterHandling, 1)
 	calls := h.wx.CallCount(wechattest.MethodCustomSend)
 	ev, id = h.created("o-1", wang)
 	h.publish(ev, id)
-	waitFor(t, "the outcome", func() bool { return len(h.outcomesByCause()[id]) == 1 })
-	waitFor(t, "the consumer to drain", func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) })
+	natstest.Eventually(t, patience, func() bool { return len(h.outcomesByCause()[id]) == 1 }, "the outcome")
+	natstest.Eventually(t, patience, func() bool { return h.drained(events.StreamWeChat, notifier.DurableSessions) }, "the consumer to drain")
 	o := h.outcomesByCause()[id][0]
 	if o.subject != events.SubjectNotifyFailed || !strings.HasPrefix(o.ErrMsg, "unknown outcome: "+wechat.UnknownTimeout+": ") {
 		t.Fatalf("outcome %s %q, want kefu.notify.failed with unknown outcome: %s", o.subject, o.ErrMsg, wechat.UnknownTimeout)
@@ -181,7 +181,7 @@ func TestUnreadableCustomerStateIsRetriedNotAnnounced(t *testing.T) {
 	h.customer("o-1")
 	ev, id := h.closed("o-1", wang)
 	h.publish(ev, id)
-	waitFor(t, "the event handled", func() bool { return handled(p) == 1 })
+	natstest.Eventually(t, patience, func() bool { return handled(p) == 1 }, "the event handled")
 	if got := len(h.sent()["o-1"]); got != 0 {
 		t.Fatalf("%d goodbyes sent, want 0", got)
 	}
