@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/kfadmin"
 	"github.com/kefu-io/kefu/services/console"
@@ -43,15 +42,11 @@ func buildConsole(ctx context.Context, rt *runtime) (module, error) {
 	deps := console.Deps{Bus: rt.bus, Logger: rt.log.Named("console"), Registerer: rt.registry}
 	if rt.cfg.AdminToken != "" {
 		if err := rt.cfg.Check(rt.role.name, config.NeedWeChatAPI); err == nil {
-			client, err := rt.wechatClient(ctx)
+			admin, err := rt.kfAdminDeps(ctx)
 			if err != nil {
 				return nil, err
 			}
-			kv, err := rt.bus.KeyValue(ctx, bus.BucketGroups)
-			if err != nil {
-				return nil, err
-			}
-			deps.Actions = kfadmin.NewHTTPHandler(rt.apiTokens(), kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, rt.log.Named("console"))
+			deps.Actions = kfadmin.NewHTTPHandler(rt.apiTokens(), admin, rt.log.Named("console"))
 		} else {
 			rt.log.Info("console actions off: they need KEFU_WECHAT_APPID and KEFU_WECHAT_SECRET")
 		}

@@ -73,18 +73,29 @@ func newWeChatClient(ctx context.Context, cfg config.Config, b *bus.Bus, metrics
 	return c, nil
 }
 
-// buildRouter returns the keyword router for ingest, or nil when the
-// WeChat API is not configured (customers then go to any agent).
-func buildRouter(ctx context.Context, rt *runtime) (*kfadmin.Router, error) {
+// kfAdminDeps is what the kf admin operations work with (the admin API,
+// the console's actions, the router): the WeChat client and the
+// kefu_groups bucket.
+func (rt *runtime) kfAdminDeps(ctx context.Context) (kfadmin.Deps, error) {
 	client, err := rt.wechatClient(ctx)
 	if err != nil {
-		return nil, err
+		return kfadmin.Deps{}, err
 	}
 	kv, err := rt.bus.KeyValue(ctx, bus.BucketGroups)
 	if err != nil {
+		return kfadmin.Deps{}, err
+	}
+	return kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, nil
+}
+
+// buildRouter returns the keyword router for ingest, or nil when the
+// WeChat API is not configured (customers then go to any agent).
+func buildRouter(ctx context.Context, rt *runtime) (*kfadmin.Router, error) {
+	deps, err := rt.kfAdminDeps(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rcfg := kfadmin.RouterConfig{Groups: kfadmin.NewGroups(kv), Agents: client, Logger: rt.log.Named("router")}
+	rcfg := kfadmin.RouterConfig{Groups: deps.Groups, Agents: deps.Client, Logger: rt.log.Named("router")}
 	if len(rt.cfg.ChooseKeywords) > 0 {
 		// The customers' choice of agent: menus wait in kefu_kf_choice,
 		// and every answered number is an AgentChosen on KEFU_KF.
@@ -108,15 +119,11 @@ func buildAdmin(ctx context.Context, rt *runtime) (module, error) {
 		rt.log.Info("admin HTTP API off: neither KEFU_ADMIN_TOKEN nor KEFU_API_TOKEN is set")
 		return noopModule{}, nil
 	}
-	client, err := rt.wechatClient(ctx)
+	deps, err := rt.kfAdminDeps(ctx)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := rt.bus.KeyValue(ctx, bus.BucketGroups)
-	if err != nil {
-		return nil, err
-	}
-	h := kfadmin.NewHTTPHandler(tokens, kfadmin.Deps{Client: client, Groups: kfadmin.NewGroups(kv)}, rt.log.Named("admin"))
+	h := kfadmin.NewHTTPHandler(tokens, deps, rt.log.Named("admin"))
 	rt.mux.Handle("/api/kf/", h)
 	return noopModule{}, nil
 }
