@@ -16,6 +16,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
@@ -69,14 +70,8 @@ func TestNATSConfigAcceptsIngestsLeafNode(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hub, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}, User: "kefu", Password: kefuPassword})
-	if err != nil {
-		t.Fatalf("kefu's user: %v", err)
-	}
-	t.Cleanup(hub.Close)
-	if err := hub.EnsureStreams(ctx, events.StreamWeChat); err != nil {
-		t.Fatal(err)
-	}
+	hub, _ := bustest.Open(t, bustest.Server(srv), bustest.Streams(events.StreamWeChat),
+		bustest.Config(func(c *bus.Config) { c.User, c.Password = "kefu", kefuPassword })) // kefu's user
 	u, _ := url.Parse(fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort))
 	leaf, err := bus.OpenLeaf(ctx, hub, bus.LeafConfig{HubURLs: []*url.URL{u}, Domain: bus.DomainFromHost("kefu-ingest-", "kefu-ingest-0"),
 		DataDir: t.TempDir(), MaxBytes: 1 << 20, Stream: events.StreamWeChat, TrimEvery: 100 * time.Millisecond, ReconnectEvery: 100 * time.Millisecond})
