@@ -19,21 +19,14 @@ type row struct {
 }
 
 type table struct {
-	sc                    scenario
-	rows                  []row
-	meanWait              float64
-	queued, served, aband int
-	unlisted              int
-	bestBaseline          int // index in rows
-	// kefu's band: median P90/estimate; coverage of inferred places and
-	// after restarts (n, covered).
-	bandMedian                 float64
-	inferredN, inferredCovered int
-	restartN, restartCovered   int
-	// the estimate at the poll that first listed a customer who joined
-	// beyond the 100
-	lateN, lateCovered int
-	lateMedian         float64
+	sc           scenario
+	rows         []row
+	meanWait     float64
+	bestBaseline int // index in rows
+	counts           // pooled over the replications
+	// kefu's band: median P90/estimate, of every scored customer and at
+	// the poll that first listed a customer who joined beyond the 100.
+	bandMedian, lateMedian float64
 }
 
 // summarise pools the replications (ratios of pooled sums) and takes the
@@ -42,33 +35,10 @@ func summarise(sc scenario, reps []repResult) table {
 	models := waitmodel.Models()
 	t := table{sc: sc, bestBaseline: -1}
 	for _, r := range reps {
-		t.queued += r.queued
-		t.served += r.served
-		t.aband += r.aband
-		t.unlisted += r.unlisted
-		t.inferredN += r.inferredN
-		t.inferredCovered += r.inferredCovered
-		t.restartN += r.restartN
-		t.restartCovered += r.restartCovered
-		t.lateN += r.lateN
-		t.lateCovered += r.lateCovered
+		t.counts.add(r.counts)
 	}
-	var late []float64
-	for _, r := range reps {
-		late = append(late, r.lateBands...)
-	}
-	if len(late) > 0 {
-		slices.Sort(late)
-		t.lateMedian = late[len(late)/2]
-	}
-	var bands []float64
-	for _, r := range reps {
-		bands = append(bands, r.bands...)
-	}
-	if len(bands) > 0 {
-		slices.Sort(bands)
-		t.bandMedian = bands[len(bands)/2]
-	}
+	t.lateMedian = pooledMedian(reps, func(r repResult) []float64 { return r.lateBands })
+	t.bandMedian = pooledMedian(reps, func(r repResult) []float64 { return r.bands })
 	names := make([]string, 0, len(models)+1)
 	for _, m := range models {
 		names = append(names, m.String())
@@ -81,14 +51,7 @@ func summarise(sc scenario, reps []repResult) table {
 		var per []float64
 		for _, r := range reps {
 			s := r.sums[mi]
-			tot.n += s.n
-			tot.unknown += s.unknown
-			tot.w += s.w
-			tot.w2 += s.w2
-			tot.err += s.err
-			tot.err2 += s.err2
-			tot.abs += s.abs
-			tot.covered += s.covered
+			tot.add(s)
 			if s.n > 0 && s.w > 0 {
 				mw := s.w / float64(s.n)
 				per = append(per, s.err2/float64(s.n)/(mw*mw))
@@ -122,6 +85,20 @@ func summarise(sc scenario, reps []repResult) table {
 		}
 	}
 	return t
+}
+
+// pooledMedian is the (upper) median of what pick takes from every
+// replication; 0 when there is nothing.
+func pooledMedian(reps []repResult, pick func(repResult) []float64) float64 {
+	var all []float64
+	for _, r := range reps {
+		all = append(all, pick(r)...)
+	}
+	if len(all) == 0 {
+		return 0
+	}
+	slices.Sort(all)
+	return all[len(all)/2]
 }
 
 // verdict states the scenario's target and whether kefu met it.
