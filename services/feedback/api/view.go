@@ -46,21 +46,29 @@ type linkedSessionJSON struct {
 	ClosedAt *time.Time `json:"closed_at,omitempty"`
 }
 
-type postPageJSON struct {
-	Items      []postItemJSON `json:"items"`
-	NextCursor string         `json:"next_cursor"`
+// pageJSON is a page of a list as the API answers it.
+type pageJSON[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
 }
 
-func viewPostPage(page store.PostPage) postPageJSON {
-	out := postPageJSON{Items: make([]postItemJSON, 0, len(page.Items)), NextCursor: page.NextCursor}
-	for _, p := range page.Items {
+// viewPage answers a store page: its items through view, and its cursor.
+func viewPage[S, T any](items []S, next string, view func(S) T) pageJSON[T] {
+	out := pageJSON[T]{Items: make([]T, 0, len(items)), NextCursor: next}
+	for _, it := range items {
+		out.Items = append(out.Items, view(it))
+	}
+	return out
+}
+
+func viewPostPage(page store.PostPage) pageJSON[postItemJSON] {
+	return viewPage(page.Items, page.NextCursor, func(p store.Post) postItemJSON {
 		item := postItemJSON{postJSON: viewPost(p.FeedbackPost)}
 		if p.Session != nil {
 			item.Session = &linkedSessionJSON{LinkedSession: *p.Session, ClosedAt: known(p.Session.ClosedAt)}
 		}
-		out.Items = append(out.Items, item)
-	}
-	return out
+		return item
+	})
 }
 
 type sessionJSON struct {
@@ -69,19 +77,12 @@ type sessionJSON struct {
 	Posts    []postJSON `json:"posts"`
 }
 
-type sessionPageJSON struct {
-	Items      []sessionJSON `json:"items"`
-	NextCursor string        `json:"next_cursor"`
-}
-
-func viewSessionPage(page store.SessionPage) sessionPageJSON {
-	out := sessionPageJSON{Items: make([]sessionJSON, 0, len(page.Items)), NextCursor: page.NextCursor}
-	for _, s := range page.Items {
+func viewSessionPage(page store.SessionPage) pageJSON[sessionJSON] {
+	return viewPage(page.Items, page.NextCursor, func(s store.Session) sessionJSON {
 		item := sessionJSON{Session: s, ClosedAt: known(s.ClosedAt), Posts: make([]postJSON, 0, len(s.Posts))}
 		for _, p := range s.Posts {
 			item.Posts = append(item.Posts, viewPost(p))
 		}
-		out.Items = append(out.Items, item)
-	}
-	return out
+		return item
+	})
 }
