@@ -56,6 +56,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/waitmodel"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -90,21 +91,10 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.PollInterval <= 0 {
-		c.PollInterval = 15 * time.Second
-	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 3 * c.PollInterval
-		if c.LeaseTTL < 15*time.Second {
-			c.LeaseTTL = 15 * time.Second
-		}
-	}
-	if c.NotifyMinChange <= 0 {
-		c.NotifyMinChange = 2 * time.Minute
-	}
-	if c.NotifyMinRatio <= 0 {
-		c.NotifyMinRatio = 0.3
-	}
+	c.PollInterval = config.PositiveOr(c.PollInterval, 15*time.Second)
+	c.LeaseTTL = config.PositiveOr(c.LeaseTTL, max(3*c.PollInterval, 15*time.Second))
+	c.NotifyMinChange = config.PositiveOr(c.NotifyMinChange, 2*time.Minute)
+	c.NotifyMinRatio = config.PositiveOr(c.NotifyMinRatio, 0.3)
 	if c.Holder == "" {
 		c.Holder = fmt.Sprintf("estimator-%d", time.Now().UnixNano())
 	}
