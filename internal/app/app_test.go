@@ -3,12 +3,15 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kefu-io/kefu/internal/natstest"
 )
 
 func TestHelpListsEveryRoleAndCommandAndNothingElse(t *testing.T) {
@@ -100,23 +103,22 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// waitHTTP waits until url answers want and returns the body it did.
 func waitHTTP(t *testing.T, url string, want int) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var body string
+	var last error
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return string(b)
-			}
+		if last = err; err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered %d (last: %v)", url, want, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return resp.StatusCode == want
+	}, "%s answering %d (last error: %v)", url, want, lazy(func() string { return fmt.Sprint(last) }))
+	return body
 }
 
 // `kefu all` with nothing configured but the callback account starts an

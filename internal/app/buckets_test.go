@@ -31,7 +31,7 @@ func TestEveryBucketIsDeclared(t *testing.T) {
 	})
 	_, js := natstest.Connect(t, srv)
 	var got []string
-	waitUntilSaid(t, func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		got = got[:0]
 		names := js.KeyValueStoreNames(context.Background())
 		for name := range names.Name() {
@@ -42,7 +42,7 @@ func TestEveryBucketIsDeclared(t *testing.T) {
 		}
 		slices.Sort(got)
 		return len(got) >= len(bus.Buckets)
-	}, func() string { return fmt.Sprintf("buckets %q; internal/bus declares %q", got, bus.Buckets) })
+	}, "every declared bucket; %s", lazy(func() string { return fmt.Sprintf("buckets %q; internal/bus declares %q", got, bus.Buckets) }))
 	want := slices.Sorted(slices.Values(bus.Buckets))
 	if !slices.Equal(got, want) {
 		t.Errorf("kefu all created the buckets %q; internal/bus declares %q", got, want)
@@ -51,16 +51,4 @@ func TestEveryBucketIsDeclared(t *testing.T) {
 		t.Logf("kefu all holds %d NATS connections", srv.NumClients()-1) // less this test's own
 	}
 	r.stop()
-}
-
-// waitUntilSaid waits up to 20 s for cond, and fails saying what was seen.
-func waitUntilSaid(t *testing.T, cond func() bool, seen func() string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not reached: %s", seen())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

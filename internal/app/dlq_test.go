@@ -14,6 +14,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback"
 	"github.com/kefu-io/kefu/services/feedback/store"
@@ -76,15 +77,10 @@ func (s *rejectingStore) UpsertPosts(ctx context.Context, posts []events.Feedbac
 // consumer of the subject does not see it again, and the dead letter is
 // removed.
 func TestDLQListShowRedriveRoundTrip(t *testing.T) {
-	srv := natstest.Run(t, nil)
+	b, srv := bustest.Open(t)
 	t.Setenv("KEFU_NATS_URL", srv.ClientURL())
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	st := &rejectingStore{Store: storetest.Open(t, storetest.SQLite), reject: "77"}
 	svc, err := feedback.New(feedback.Config{AckWait: 5 * time.Second, WriteTimeout: time.Second}, feedback.Deps{Bus: b, Store: st, Registerer: reg})
 	if err != nil {
@@ -120,10 +116,10 @@ func TestDLQListShowRedriveRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlqWait(t, "the rejected post to be dead-lettered", func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		info, err := dlq.Info(ctx)
 		return err == nil && info.State.Msgs == 1
-	})
+	}, "the rejected post to be dead-lettered")
 
 	kefu := func(args ...string) string {
 		t.Helper()
@@ -167,9 +163,9 @@ func TestDLQListShowRedriveRoundTrip(t *testing.T) {
 	if out := kefu("redrive", "--role", "feedback"); !strings.Contains(out, "already redriven") || !strings.Contains(out, "removed") {
 		t.Errorf("second redrive:\n%s", out)
 	}
-	dlqWait(t, "the redriven post to be stored", func() bool {
+	natstest.Eventually(t, 20*time.Second, func() bool {
 		return consumerDone(b, events.StreamTucao, feedback.DurablePosts) && consumerDone(b, events.StreamTucao, "other")
-	})
+	}, "the redriven post to be stored")
 	tucao, err := b.Stream(ctx, events.StreamTucao)
 	if err != nil {
 		t.Fatal(err)
@@ -206,15 +202,4 @@ func consumerDone(b *bus.Bus, stream, durable string) bool {
 	}
 	sinfo, err := st.Info(context.Background())
 	return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= sinfo.State.LastSeq
-}
-
-func dlqWait(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/httpapi"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -468,12 +468,7 @@ type warningModule []string
 func (w warningModule) Warnings() []string { return w }
 
 func TestReadyzDetailOnlyWithAToken(t *testing.T) {
-	ns := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{ns.ClientURL()}, Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b, _ := bustest.Open(t, bustest.Config(func(c *bus.Config) { c.Logger, c.Registerer = zap.NewNop(), prometheus.NewRegistry() }))
 	rt := &runtime{cfg: config.Config{AdminToken: testAdmin, APIToken: testReadOnly}, bus: b,
 		warners: []warner{warningModule{"plaintext callbacks accepted (KEFU_WECHAT_ALLOW_PLAINTEXT)"}}}
 	hs := httptest.NewServer(http.HandlerFunc(rt.readyz))

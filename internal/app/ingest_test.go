@@ -13,7 +13,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 )
 
 // The IP allow-list is fetched with getcallbackip, an API call: without
@@ -46,13 +46,10 @@ func TestIngestModuleWarnsAboutTheMigrationSetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := natstest.Run(t, nil)
-	cfg.NATSURLs = []string{srv.ClientURL()}
-	b, err := bus.Open(context.Background(), busConfig(cfg, "kefu-test", zap.NewNop(), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, _ := bustest.Open(t, bustest.Config(func(c *bus.Config) { // kefu's own bus settings, on the test's server
+		cfg.NATSURLs = c.URLs
+		*c = busConfig(cfg, "kefu-test", zap.NewNop(), nil)
+	}))
 	rt := &runtime{role: role{name: "ingest"}, cfg: cfg, log: zap.NewNop(), bus: b, registry: prometheus.NewRegistry(), mux: http.NewServeMux()}
 	m, err := buildIngest(context.Background(), rt)
 	if err != nil {

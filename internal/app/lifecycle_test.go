@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -41,16 +41,15 @@ func get(url string) int {
 // pollStatus polls url until it answers want, and returns when it did.
 func pollStatus(t *testing.T, url string, want int, within time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if get(url) == want {
-			return time.Now()
+	var at time.Time
+	natstest.Eventually(t, within, func() bool {
+		if get(url) != want {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d within %s", url, want, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		at = time.Now()
+		return true
+	}, "%s answering %d", url, want)
+	return at
 }
 
 // With the NATS server gone, readiness fails at once, liveness only after
@@ -191,12 +190,7 @@ func TestShutdownUnderLoadFinishesWithinTheGrace(t *testing.T) {
 // whose Stop ignores its deadline.
 func TestShutdownIsBoundedByTheGrace(t *testing.T) {
 	const grace = 2 * time.Second
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, _ := bustest.Open(t)
 	rt := &runtime{log: zap.NewNop(), bus: b}
 
 	inFlight := make(chan struct{})
@@ -288,13 +282,9 @@ func TestRoleRecoversAfterTheServerRefusedItsCredentials(t *testing.T) {
 	restart("second-password-9876543210")
 	pollStatus(t, base+"/readyz", 503, 5*time.Second)
 	// More refusals than the two after which nats.go used to stop.
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(strings.ToLower(logs.String()), "authorization violation") < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("kefu stopped retrying:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	natstest.Eventually(t, 20*time.Second, func() bool {
+		return strings.Count(strings.ToLower(logs.String()), "authorization violation") >= 4
+	}, "four refused connections logged; kefu stopped retrying:\n%s", lazy(logs.String))
 
 	restart(password)
 	pollStatus(t, base+"/readyz", 200, 10*time.Second)

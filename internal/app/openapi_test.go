@@ -31,6 +31,7 @@ import (
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/feedbacklink"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
@@ -767,12 +768,7 @@ func TestOpenAPIAgainstTheRunningHandlers(t *testing.T) {
 // whose database check fails, then whose NATS server went away.
 func TestOpenAPIProbeFailures(t *testing.T) {
 	doc := loadOpenAPI(t)
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b, srv := bustest.Open(t, bustest.Config(func(c *bus.Config) { c.Logger, c.Registerer = zap.NewNop(), prometheus.NewRegistry() }))
 	rt := &runtime{cfg: config.Config{AdminToken: testAdmin, APIToken: testReadOnly, NATSDownLimit: time.Millisecond}, bus: b,
 		log: zap.NewNop(), checks: []readyChecker{failingCheck{errors.New("postgres: connection refused")}}}
 	mux := http.NewServeMux()
@@ -795,10 +791,8 @@ func TestOpenAPIProbeFailures(t *testing.T) {
 
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.do("GET", "/healthz", "", nil, nil).status != 503 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return c.do("GET", "/healthz", "", nil, nil).status == 503 },
+		"/healthz answering 503 once the NATS server is gone")
 	probe("/healthz", "", 503)
 	probe("/readyz", testAdmin, 503)
 }

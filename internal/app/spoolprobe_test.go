@@ -13,6 +13,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 )
 
 type readyFunc func(context.Context) error
@@ -24,21 +25,10 @@ func (f readyFunc) Ready(ctx context.Context) error { return f(ctx) }
 // is; every other role (and ingest without the spool) is taken out at once
 // and restarted after KEFU_NATS_DOWN_LIMIT.
 func TestSpoolKeepsIngestReadyAndLiveThroughAClusterOutage(t *testing.T) {
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, srv := bustest.Open(t, bustest.Config(func(c *bus.Config) { c.Logger = zap.NewNop() }))
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.UnusableSince().IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatal("the bus never noticed the server was gone")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return !b.UnusableSince().IsZero() }, "the bus noticing the server was gone")
 	time.Sleep(20 * time.Millisecond) // past the 1 ms limit below
 
 	spoolReady := true

@@ -18,6 +18,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -52,11 +53,8 @@ func TestIngestWithStoreForwardReachesTheCluster(t *testing.T) {
 
 	cfg := storeForwardConfig(t)
 	cfg.NATSURLs = []string{srv.ClientURL()}
-	b, err := bus.Open(context.Background(), busConfig(cfg, "kefu-test", zap.NewNop(), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, _ := bustest.Open(t, bustest.Server(srv),
+		bustest.Config(func(c *bus.Config) { *c = busConfig(cfg, "kefu-test", zap.NewNop(), nil) }))
 	rt := &runtime{role: role{name: "ingest"}, cfg: cfg, log: zap.NewNop(), bus: b, registry: prometheus.NewRegistry(), mux: http.NewServeMux()}
 	m, err := buildIngest(context.Background(), rt)
 	if err != nil {

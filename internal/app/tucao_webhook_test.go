@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 )
 
@@ -71,7 +73,7 @@ func TestTucaoWebhookIsServedWhereTheSecretSays(t *testing.T) {
 
 			base := "http://" + httpAddr
 			waitHTTP(t, base+"/healthz", 200)
-			waitUntil(t, func() bool { return fake.RequestCount() == 1 }) // the start-up poll
+			natstest.Eventually(t, 20*time.Second, func() bool { return fake.RequestCount() == 1 }, "the start-up poll: 1 request to the fake Tucao, seen %s", lazy(func() string { return fmt.Sprint(fake.RequestCount()) }))
 			for path, want := range tt.status {
 				if got := postStatus(t, base+path, `{"type":"post.created"}`); got != want {
 					t.Errorf("POST %s: %d, want %d", path, got, want)
@@ -82,7 +84,7 @@ func TestTucaoWebhookIsServedWhereTheSecretSays(t *testing.T) {
 			}
 			// The webhook at the served path polls; the refused ones did
 			// not, or the limiter would have throttled this one.
-			waitUntil(t, func() bool { return fake.RequestCount() == 2 })
+			natstest.Eventually(t, 20*time.Second, func() bool { return fake.RequestCount() == 2 }, "the webhook's poll: 2 requests to the fake Tucao, seen %s", lazy(func() string { return fmt.Sprint(fake.RequestCount()) }))
 
 			cancel()
 			select {
@@ -112,15 +114,4 @@ func postStatus(t *testing.T, url, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
