@@ -24,9 +24,10 @@ type ConsumerSpec struct {
 	DeliverNew bool
 	// MaxAckPending bounds the messages in flight (default 4 ×
 	// Concurrency, at least 16), so that messages never wait in a local
-	// buffer until their AckWait expires: JetStream hands a backlog to the
-	// first subscription that binds, which handles its share one by one,
-	// so MaxAckPending × the slowest handler must stay below AckWait.
+	// buffer until their AckWait expires: the server hands a backlog out
+	// to the waiting pulls in turn, and a pull handles what it holds one
+	// by one, so MaxAckPending × the slowest handler must stay below
+	// AckWait.
 	MaxAckPending int
 	// AckWait must exceed the slowest handler (default 30s).
 	AckWait time.Duration

@@ -12,7 +12,7 @@ import (
 // existing one to spec (MaxDeliver, MaxAckPending, AckWait, …).
 //
 // Where a consumer starts cannot change once it exists, so an existing
-// consumer keeps its start. A push consumer of a kefu before 1.1 (the
+// consumer keeps its start. A push consumer of an earlier kefu build (the
 // server cannot turn one into a pull consumer) is replaced by a pull
 // consumer that starts just after its acknowledgement floor: nothing
 // unacknowledged is skipped, and what was acknowledged out of order above

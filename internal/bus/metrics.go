@@ -8,8 +8,8 @@ type metrics struct {
 	redeliver *prometheus.CounterVec
 	deadLet   *prometheus.CounterVec
 	paused    *prometheus.GaugeVec
-	// resubscribed counts consumer connections replaced after the server
-	// closed them for good.
+	// resubscribed counts Consumes started again after one ended (a
+	// redial, a consumer deleted on the server).
 	resubscribed *prometheus.CounterVec
 }
 
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"consumer"}),
 		resubscribed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kefu_consumer_redials_total",
-			Help: "Times a durable consumer dialled a new connection and subscribed again after the server closed its connection for good.",
+			Help: "Times a durable consumer started consuming again after its Consume ended (the bus dialled a new connection, or the consumer was deleted on the server).",
 		}, []string{"consumer"}),
 	}
 	if reg != nil {

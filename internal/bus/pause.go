@@ -14,10 +14,9 @@ func (s *Subscription) probeTimeout() time.Duration {
 	return max(s.spec.ProbeInterval, 5*time.Second)
 }
 
-// pause stops the Consume, so the server stops handing messages to this
-// process, and probes Ready until it answers. It does not wait: it runs
-// in a handler, and the Consume's last messages may wait for that
-// handler's slot.
+// pause stops the Consumes, so the server stops handing messages to this
+// process, and probes Ready until it answers. It does not wait for them:
+// it runs in a handler of one of them.
 func (s *Subscription) pause(cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -31,30 +30,30 @@ func (s *Subscription) pause(cause error) {
 		return
 	}
 	s.halted.Store(true)
-	cc := s.cc
-	s.cc = nil
-	if cc != nil {
-		// Drain, not Stop: what the client already holds is handed back
-		// by receive rather than left to its AckWait.
-		cc.Drain()
-	}
+	ccs := s.ccs
+	s.ccs = nil
 	s.wg.Add(1)
-	go s.probe(cc, cause)
+	// Drained, not stopped: what the client already holds is handed
+	// back by deliver rather than left to its AckWait.
+	go s.probe(ccs, cause)
 }
 
-// probe reports the pause once the Consume is drained, then asks Ready
+// probe reports the pause once the Consumes are drained, then asks Ready
 // every ProbeInterval and resumes once it answers.
-func (s *Subscription) probe(cc jetstream.ConsumeContext, cause error) {
+func (s *Subscription) probe(ccs []jetstream.ConsumeContext, cause error) {
 	defer s.wg.Done()
 	since := time.Now()
-	if cc != nil {
-		select {
-		case <-cc.Closed():
-		case <-s.ctx.Done():
-			return
-		}
+	drained := make(chan struct{})
+	go func() {
+		drain(ccs)
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-s.ctx.Done():
+		return
 	}
-	// The drained Consume has dropped its interest; a round trip makes
+	// The drained Consumes have dropped their interest; a round trip makes
 	// sure the server knows before Paused reports the pause, so what is
 	// published after it stays with the server.
 	if err := s.b.gen.Load().nc.FlushTimeout(s.probeTimeout()); err != nil {

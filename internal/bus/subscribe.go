@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,19 +22,17 @@ type Subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// wg counts the subscription's goroutines (the context watcher, a
-	// probe, a restart); handlers counts the handlers running.
+	// probe, a restart); handlers counts the messages being handled.
 	wg       sync.WaitGroup
 	handlers sync.WaitGroup
-	// slots holds one token per handler running: Concurrency at most.
-	slots chan struct{}
 	// halted is set while the subscription takes no messages (pausing
 	// or paused): what arrives then is handed back unhandled.
 	halted atomic.Bool
 
 	mu sync.Mutex
-	// cc is the running Consume, on the bus's connection; nil while
-	// paused or closed.
-	cc       jetstream.ConsumeContext
+	// ccs are the running Consumes (Concurrency of them), on the bus's
+	// connection; none while paused or closed.
+	ccs      []jetstream.ConsumeContext
 	closing  bool
 	pauseErr error // why the subscription is paused; nil when it is not
 
@@ -52,17 +51,14 @@ func (s *Subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
-		cc := s.cc
-		s.cc = nil
+		ccs := s.ccs
+		s.ccs = nil
 		s.mu.Unlock()
 		s.b.unstall(s.spec.Durable)
 		drained := make(chan struct{})
 		go func() {
 			defer close(drained)
-			if cc != nil {
-				cc.Drain()
-				<-cc.Closed()
-			}
+			drain(ccs)
 			s.handlers.Wait()
 		}()
 		select {
@@ -92,11 +88,10 @@ func (s *Subscription) Paused() error {
 // Subscribe creates (or updates) spec's durable pull consumer and handles
 // its messages until ctx ends or the subscription is closed.
 //
-// It consumes on the bus's own connection with the jetstream API's pull
-// Consume, asking for at most MaxAckPending messages at a time, and
-// handles up to Concurrency of them at once. Pausing stops the Consume, so
-// the server keeps what is published meanwhile; a redial of the bus's
-// connection starts it again on the new one.
+// It consumes on the bus's own connection with Concurrency pulls of the
+// jetstream API's Consume, each handling its messages one at a time. Pausing stops them, so the server
+// keeps what is published meanwhile; a redial of the bus's connection
+// starts them again on the new one.
 func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) (*Subscription, error) {
 	if spec.MaxBackoff <= 0 {
 		spec.MaxBackoff = b.cfg.RetryMaxBackoff // KEFU_RETRY_MAX_BACKOFF for every consumer
@@ -117,7 +112,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{
 		b: b, spec: spec, handle: handle, log: b.log.With(zap.String("consumer", spec.Durable)),
-		ctx: ctx, cancel: cancel, slots: make(chan struct{}, spec.Concurrency),
+		ctx: ctx, cancel: cancel,
 	}
 	b.metrics.paused.WithLabelValues(spec.Durable).Set(0)
 	b.metrics.initConsumer(spec.Durable)
@@ -152,15 +147,40 @@ func (s *Subscription) consumeLocked(cons jetstream.Consumer) error {
 			return err
 		}
 	}
-	var cc jetstream.ConsumeContext
-	cc, err := cons.Consume(s.receive,
-		jetstream.PullMaxMessages(s.spec.MaxAckPending),
-		jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) { s.consumeError(c, err) }))
-	if err != nil {
-		return err
+	// Each pull asks for up to MaxAckPending messages: the server never
+	// has more than that unacknowledged, and it hands them out to the
+	// waiting pulls in turn, one message each. Smaller batches would cost
+	// a pull request every few messages.
+	ccs := make([]jetstream.ConsumeContext, 0, s.spec.Concurrency)
+	for range s.spec.Concurrency {
+		cc, err := cons.Consume(s.receive,
+			jetstream.PullMaxMessages(s.spec.MaxAckPending),
+			jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) { s.consumeError(c, err) }))
+		if err != nil {
+			stop(ccs)
+			return err
+		}
+		ccs = append(ccs, cc)
 	}
-	s.cc = cc
+	s.ccs = ccs
 	return nil
+}
+
+// drain ends ccs once the messages they hold are handled, and waits.
+func drain(ccs []jetstream.ConsumeContext) {
+	for _, cc := range ccs {
+		cc.Drain()
+	}
+	for _, cc := range ccs {
+		<-cc.Closed()
+	}
+}
+
+// stop ends ccs at once; what they hold comes again after AckWait.
+func stop(ccs []jetstream.ConsumeContext) {
+	for _, cc := range ccs {
+		cc.Stop()
+	}
 }
 
 // consumeError is told of what goes wrong while consuming. Most of it
@@ -185,13 +205,11 @@ func (s *Subscription) consumeError(cc jetstream.ConsumeContext, err error) {
 func (s *Subscription) restart(old jetstream.ConsumeContext, cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.halted.Load() || (old != nil && s.cc != old) {
+	if s.closing || s.halted.Load() || (old != nil && !slices.Contains(s.ccs, old)) {
 		return
 	}
-	if s.cc != nil {
-		s.cc.Stop()
-		s.cc = nil
-	}
+	stop(s.ccs)
+	s.ccs = nil
 	s.b.stall(s.spec.Durable, cause)
 	s.wg.Add(1) // under s.mu, before Close can set closing and wait
 	go s.restartLoop()
@@ -202,7 +220,7 @@ func (s *Subscription) restartLoop() {
 	wait := 250 * time.Millisecond
 	for {
 		s.mu.Lock()
-		if s.closing || s.halted.Load() || s.cc != nil {
+		if s.closing || s.halted.Load() || s.ccs != nil {
 			s.mu.Unlock()
 			s.b.unstall(s.spec.Durable)
 			return
@@ -226,23 +244,12 @@ func (s *Subscription) restartLoop() {
 	}
 }
 
-// receive takes one message from the Consume and hands it to a handler,
-// waiting while Concurrency handlers are busy (so the client never holds
-// more than the MaxAckPending it asked for).
+// receive handles one message of a Consume; each Consume hands its
+// messages over one at a time.
 func (s *Subscription) receive(m jetstream.Msg) {
-	if s.halted.Load() {
-		s.handBack(m)
-		return
-	}
-	s.slots <- struct{}{}
 	s.handlers.Add(1)
-	go func() {
-		defer func() {
-			<-s.slots
-			s.handlers.Done()
-		}()
-		s.deliver(m)
-	}()
+	defer s.handlers.Done()
+	s.deliver(m)
 }
 
 // handBack returns a message received while pausing, untouched, to come
