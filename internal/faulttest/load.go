@@ -61,16 +61,22 @@ type generator struct {
 	sessions  int
 }
 
-func newGenerator(url string, codec *wechat.Codec, fake *wechattest.Server, appID, prefix string, agents []string) *generator {
+// newGenerator sends the suite's official account's callbacks (appID,
+// token, aesKey; the agents) to the ingest at addr.
+func newGenerator(addr string, fake *wechattest.Server, prefix string) (*generator, error) {
+	codec, err := wechat.NewCodec(token, appID, aesKey)
+	if err != nil {
+		return nil, err
+	}
 	return &generator{
-		url: url, codec: codec, fake: fake, appID: appID,
+		url: "http://" + addr + "/wechat/callback", codec: codec, fake: fake, appID: appID,
 		toUser: fake.Config().OriginalID, agents: agents, prefix: prefix,
 		hold: 300 * time.Millisecond,
 		client: &http.Client{
 			Timeout:   callbackTimeout,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 512, IdleConnTimeout: 30 * time.Second},
 		},
-	}
+	}, nil
 }
 
 // run sends rate callbacks per second (two per session) until ctx ends,

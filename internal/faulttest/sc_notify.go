@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/notifier"
@@ -61,12 +60,10 @@ func (sc *scenario) notifyRig(ctx context.Context, tag string) (*notifyRig, erro
 		n.close()
 		return nil, err
 	}
-	codec, err := wechat.NewCodec(token, appID, aesKey)
-	if err != nil {
+	if n.gen, err = newGenerator(ing.addr, wx, prefix); err != nil {
 		n.close()
 		return nil, err
 	}
-	n.gen = newGenerator("http://"+ing.addr+"/wechat/callback", codec, wx, appID, prefix, agents)
 	return n, nil
 }
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
-	"github.com/kefu-io/kefu/internal/wechat"
+	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/feedback"
 	"github.com/kefu-io/kefu/services/feedback/store/storetest"
@@ -48,6 +48,35 @@ func (f *flow) run(ctx context.Context, rate float64, postEvery time.Duration) {
 		})
 	}
 	wg.Wait()
+}
+
+// watchRun starts a run's observer (of the streams at natsURLs and the
+// feedback role at fbAddr) and its callback generator (to the ingest role
+// at ingAddr), both on the openids of runPrefix(tag). The caller closes
+// the observer.
+func watchRun(natsURLs, fbAddr, ingAddr string, wx *wechattest.Server, tag string, since time.Time) (*observer, *generator, error) {
+	prefix := runPrefix(tag)
+	obs, err := newObserver(natsURLs, "http://"+fbAddr, wx, prefix, since)
+	if err != nil {
+		return nil, nil, err
+	}
+	gen, err := newGenerator(ingAddr, wx, prefix)
+	if err != nil {
+		obs.close()
+		return nil, nil, err
+	}
+	return obs, gen, nil
+}
+
+// loadAround runs the flow (see run) for an outage of d with lead on
+// either side, and returns once the first lead has passed. done closes
+// when the load ends; stop ends it sooner and is to be called whatever
+// the error.
+func (f *flow) loadAround(ctx context.Context, rate float64, postEvery, lead, d time.Duration) (done <-chan struct{}, stop context.CancelFunc, err error) {
+	loadCtx, stop := context.WithTimeout(ctx, lead+d+lead)
+	ended := make(chan struct{})
+	go func() { f.run(loadCtx, rate, postEvery); close(ended) }()
+	return ended, stop, sleep(ctx, lead)
 }
 
 // verifySessions waits until every callback answered success is in the
@@ -172,25 +201,17 @@ func (sc *scenario) storeOutage(ctx context.Context) Row {
 	if err != nil {
 		return Row{Err: err}
 	}
-	prefix := runPrefix("SO")
-	obs, err := newObserver(sc.cluster.URLs(), "http://"+fb.addr, wx, prefix, since)
+	obs, gen, err := watchRun(sc.cluster.URLs(), fb.addr, ing.addr, wx, "SO", since)
 	if err != nil {
 		return Row{Err: err}
 	}
 	defer obs.close()
-	codec, err := wechat.NewCodec(token, appID, aesKey)
-	if err != nil {
-		return Row{Err: err}
-	}
-	f := &flow{gen: newGenerator("http://"+ing.addr+"/wechat/callback", codec, wx, appID, prefix, agents),
-		tucao: tc, marker: marker, posts: map[string]bool{}}
+	f := &flow{gen: gen, tucao: tc, marker: marker, posts: map[string]bool{}}
 
 	lead := max(3*time.Second, sc.cfg.StoreCut/10)
-	loadCtx, stop := context.WithTimeout(ctx, lead+sc.cfg.StoreCut+lead)
+	done, stop, err := f.loadAround(ctx, sc.cfg.Rate, time.Second/2, lead, sc.cfg.StoreCut)
 	defer stop()
-	done := make(chan struct{})
-	go func() { f.run(loadCtx, sc.cfg.Rate, time.Second/2); close(done) }()
-	if err := sleep(ctx, lead); err != nil {
+	if err != nil {
 		return Row{Err: err}
 	}
 	sc.logf("cutting the proxy to PostgreSQL for %s", sc.cfg.StoreCut)
@@ -293,24 +314,17 @@ func (sc *scenario) natsStopped(ctx context.Context) Row {
 	if err != nil {
 		return Row{Err: err}
 	}
-	prefix := runPrefix("NS")
-	obs, err := newObserver(natsURL, "http://"+fb.addr, wx, prefix, since)
+	obs, gen, err := watchRun(natsURL, fb.addr, ing.addr, wx, "NS", since)
 	if err != nil {
 		return Row{Err: err}
 	}
 	defer obs.close()
-	codec, err := wechat.NewCodec(token, appID, aesKey)
-	if err != nil {
-		return Row{Err: err}
-	}
-	f := &flow{gen: newGenerator("http://"+ing.addr+"/wechat/callback", codec, wx, appID, prefix, agents)}
+	f := &flow{gen: gen}
 
 	lead := max(3*time.Second, sc.cfg.NATSStopped/6)
-	loadCtx, stop := context.WithTimeout(ctx, lead+sc.cfg.NATSStopped+lead)
+	done, stop, err := f.loadAround(ctx, sc.cfg.Rate, 0, lead, sc.cfg.NATSStopped)
 	defer stop()
-	done := make(chan struct{})
-	go func() { f.run(loadCtx, sc.cfg.Rate, 0); close(done) }()
-	if err := sleep(ctx, lead); err != nil {
+	if err != nil {
 		return Row{Err: err}
 	}
 	_, before := f.gen.results()

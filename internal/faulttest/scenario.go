@@ -177,11 +177,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer obs.close()
 	r.obs = obs
 
-	codec, err := wechat.NewCodec(token, appID, aesKey)
+	gen, err := newGenerator(r.procs["ingest"].addr, fake, prefix)
 	if err != nil {
 		return rep, err
 	}
-	gen := newGenerator("http://"+r.procs["ingest"].addr+"/wechat/callback", codec, fake, appID, prefix, agents)
 
 	r.logf("load: %.0f callbacks/s for %s", cfg.Rate, cfg.Duration)
 	r.start = time.Now()

@@ -318,25 +318,25 @@ func (s *suite) runScenario(ctx context.Context, name string, rep *SuiteReport) 
 	}
 	sc := &scenario{suite: s, name: name, dir: dir}
 	defer sc.stopAll()
-	switch name {
-	case ScenarioFaults:
+	if name == ScenarioFaults {
 		return sc.faults(ctx, rep, !s.cfg.ParallelFaults)
-	case ScenarioStoreOutage:
-		return sc.storeOutage(ctx)
-	case ScenarioTucaoDowntime:
-		return sc.tucaoDowntime(ctx)
-	case ScenarioBackfill:
-		return sc.backfill(ctx)
-	case ScenarioNotSent:
-		return sc.notSent(ctx)
-	case ScenarioToken:
-		return sc.tokenRace(ctx)
-	case ScenarioPausedLeader:
-		return sc.pausedLeader(ctx)
-	case ScenarioNATSStopped:
-		return sc.natsStopped(ctx)
 	}
-	return Row{Err: fmt.Errorf("unknown scenario %q", name)}
+	run, ok := scenarioRuns[name]
+	if !ok {
+		return Row{Err: fmt.Errorf("unknown scenario %q", name)}
+	}
+	return run(sc, ctx)
+}
+
+// scenarioRuns are the scenarios other than ScenarioFaults, by name.
+var scenarioRuns = map[string]func(*scenario, context.Context) Row{
+	ScenarioStoreOutage:   (*scenario).storeOutage,
+	ScenarioTucaoDowntime: (*scenario).tucaoDowntime,
+	ScenarioBackfill:      (*scenario).backfill,
+	ScenarioNotSent:       (*scenario).notSent,
+	ScenarioToken:         (*scenario).tokenRace,
+	ScenarioPausedLeader:  (*scenario).pausedLeader,
+	ScenarioNATSStopped:   (*scenario).natsStopped,
 }
 
 // scenario is one scenario's processes and files.
