@@ -104,6 +104,26 @@ func (s *Service) poll(ctx, outer context.Context) error {
 	return s.saveState(ctx)
 }
 
+// loadSaved reads key from the state bucket into unmarshal, under s.mu.
+// A missing key leaves things as they are; an unreadable value is logged
+// with unreadable and left out; a failed read is an error about what.
+func (s *Service) loadSaved(ctx context.Context, key string, unmarshal func([]byte) error, what, unreadable string) error {
+	entry, err := s.state.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("load %s: %w", what, err)
+	}
+	s.mu.Lock()
+	err = unmarshal(entry.Value())
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn(unreadable, zap.Error(err))
+	}
+	return nil
+}
+
 // takeOver loads the saved model, writes it back under this tenure's fence
 // (so that no earlier holder's write lands after it) and opens the session
 // consumer when this replica has just become the holder.
@@ -114,25 +134,13 @@ func (s *Service) takeOver(ctx, outer context.Context) error {
 	if open {
 		return nil
 	}
-	if entry, err := s.state.Get(ctx, s.stateKey()); err == nil {
-		s.mu.Lock()
-		err = s.model.UnmarshalState(entry.Value())
-		s.mu.Unlock()
-		if err != nil {
-			s.log.Warn("saved estimator state unreadable; starting from the prior", zap.Error(err))
-		}
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("load estimator state: %w", err)
+	if err := s.loadSaved(ctx, s.stateKey(), s.model.UnmarshalState, "estimator state",
+		"saved estimator state unreadable; starting from the prior"); err != nil {
+		return err
 	}
-	if entry, err := s.state.Get(ctx, s.membersKey()); err == nil {
-		s.mu.Lock()
-		err = s.members.UnmarshalJSON(entry.Value())
-		s.mu.Unlock()
-		if err != nil {
-			s.log.Warn("saved queue members unreadable; the queue beyond the listed customers is rebuilt from new joins", zap.Error(err))
-		}
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("load queue members: %w", err)
+	if err := s.loadSaved(ctx, s.membersKey(), s.members.UnmarshalJSON, "queue members",
+		"saved queue members unreadable; the queue beyond the listed customers is rebuilt from new joins"); err != nil {
+		return err
 	}
 	if err := s.saveState(ctx); err != nil {
 		return err
