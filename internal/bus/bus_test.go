@@ -17,21 +17,19 @@ import (
 
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
-func openBus(t *testing.T) *bus.Bus {
+func openBus(t *testing.T, opts ...bustest.Option) *bus.Bus {
 	t.Helper()
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ, events.StreamKF); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, append([]bustest.Option{bustest.Streams(events.StreamWeChat, events.StreamDLQ, events.StreamKF)}, opts...)...)
 	return b
+}
+
+// withRegistry opens the bus with its metrics registered in reg.
+func withRegistry(reg prometheus.Registerer) bustest.Option {
+	return bustest.Config(func(c *bus.Config) { c.Registerer = reg })
 }
 
 func created(openid string) events.SessionCreated {
@@ -92,12 +90,7 @@ func TestPublishSetsHeadersAndDropsDuplicates(t *testing.T) {
 }
 
 func TestEnsureStreamsIsIdempotentAndFollowsConfig(t *testing.T) {
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, StreamMaxAge: 2 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, _ := bustest.Open(t, bustest.Config(func(c *bus.Config) { c.StreamMaxAge = 2 * time.Hour }))
 	for i := 0; i < 2; i++ {
 		if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamKF, events.StreamTucao, events.StreamNotify, events.StreamDLQ); err != nil {
 			t.Fatalf("round %d: %v", i, err)
@@ -357,7 +350,7 @@ func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
 
 	down.Store(true)
 	publish(t, b, "first")
-	waitFor(t, "the consumer to pause", func() bool { return sub.Paused() != nil })
+	natstest.Eventually(t, 15*time.Second, func() bool { return sub.Paused() != nil }, "the consumer to pause")
 	if err := sub.Paused(); !strings.Contains(err.Error(), "database unreachable") {
 		t.Errorf("Paused says %v", err)
 	}
@@ -368,7 +361,7 @@ func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
 	// Several probes later the handler has still not been called: the
 	// server pushes nothing to a paused consumer.
 	p := probes.Load()
-	waitFor(t, "probes while paused", func() bool { return probes.Load() >= p+5 })
+	natstest.Eventually(t, 15*time.Second, func() bool { return probes.Load() >= p+5 }, "probes while paused")
 	if got := calls.Load(); got != callsAtPause {
 		t.Errorf("handler called %d times while paused", got-callsAtPause)
 	}
@@ -379,20 +372,9 @@ func TestConsumerPausesWhileItsDependencyIsDown(t *testing.T) {
 	}
 	down.Store(false)
 	rec.wait(t, 21)
-	waitFor(t, "the consumer to resume", func() bool { return sub.Paused() == nil })
+	natstest.Eventually(t, 15*time.Second, func() bool { return sub.Paused() == nil }, "the consumer to resume")
 	if msgs := dlqMessages(t, b, 0); len(msgs) != 0 {
 		t.Errorf("%d messages reached the dead-letter subject", len(msgs))
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -433,7 +415,17 @@ func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
 		publish(t, b, fmt.Sprint("c", i))
 	}
 	rec.wait(t, 50)
-	time.Sleep(200 * time.Millisecond)
+	// Every message acknowledged, and the server delivered 60 times in
+	// all since the consumer was created: none came twice, to either
+	// instance (a redelivery would have counted).
+	var info *jetstream.ConsumerInfo
+	natstest.Eventually(t, 15*time.Second, func() bool {
+		info, err = b.ConsumerInfo(context.Background(), events.StreamWeChat, "shared")
+		return err == nil && info.AckFloor.Stream == 60 && info.NumAckPending == 0
+	}, "all 60 messages acknowledged")
+	if info.Delivered.Consumer != 60 || info.NumRedelivered != 0 {
+		t.Errorf("the server delivered %d times (%d redelivered) for 60 messages", info.Delivered.Consumer, info.NumRedelivered)
+	}
 	for id, n := range rec.seen {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
@@ -445,7 +437,7 @@ func TestDurableConsumerSurvivesRestartAndSharesWork(t *testing.T) {
 	if perInstance[0].Load() == 0 || perInstance[1].Load() == 0 {
 		t.Errorf("work not shared: %d / %d", perInstance[0].Load(), perInstance[1].Load())
 	}
-	info, err := b.ConsumerInfo(context.Background(), events.StreamWeChat, "shared")
+	info, err = b.ConsumerInfo(context.Background(), events.StreamWeChat, "shared")
 	if err != nil {
 		t.Fatalf("durable consumer gone after close: %v", err)
 	}
@@ -521,14 +513,8 @@ func TestConcurrentLeaseRaceHasOneWinner(t *testing.T) {
 }
 
 func TestConsumerLagIsExported(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	reg := prometheus.NewRegistry()
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ)
+	b := openBus(t, withRegistry(reg))
 	release := make(chan struct{})
 	sub, err := b.Subscribe(context.Background(), spec("lagging"), func(ctx context.Context, d *bus.Delivery) error {
 		<-release
@@ -542,17 +528,11 @@ func TestConsumerLagIsExported(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		publish(t, b, fmt.Sprint("lag", i))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pending := gaugeValue(t, reg, "kefu_consumer_pending_messages") + gaugeValue(t, reg, "kefu_consumer_ack_pending_messages")
-		if pending == 20 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lag gauges say %v messages outstanding, want 20", pending)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var pending float64
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		pending = gaugeValue(t, reg, "kefu_consumer_pending_messages") + gaugeValue(t, reg, "kefu_consumer_ack_pending_messages")
+		return pending == 20
+	}, "lag gauges to say 20 messages outstanding")
 }
 
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -576,16 +556,8 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // dead letter is then an increase from 0, which
 // increase(kefu_dlq_messages_total[…]) sees, not a series born at 1.
 func TestConsumerCountersStartAtZero(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	reg := prometheus.NewRegistry()
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.EnsureStreams(context.Background(), events.StreamWeChat, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	b := openBus(t, withRegistry(reg))
 	sub, err := b.Subscribe(context.Background(), spec("zeroes"), func(context.Context, *bus.Delivery) error { return nil })
 	if err != nil {
 		t.Fatal(err)

@@ -34,17 +34,9 @@ func countingSub(t *testing.T, b *bus.Bus, durable string) (*bus.Subscription, *
 // on the bus's connection, start again there — messages published
 // afterwards are handled without a restart.
 func TestConsumerConsumesAgainAfterTheBusRedials(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamWeChat, events.StreamDLQ); err != nil {
-		t.Fatal(err)
-	}
+	b := openBus(t, withRegistry(reg))
 	sub, handled := countingSub(t, b, "redial-test")
 	publish(t, b, "o-before")
 	natstest.Eventually(t, 15*time.Second, func() bool { return handled.Load() == 1 }, "the first message handled")

@@ -12,34 +12,14 @@ import (
 	"github.com/kefu-io/kefu/pkg/events"
 )
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The server closes a connection for good when a client sends a control
 // line over its limit (what a subject built from a stranger's input once
 // did): nats.go then stops reconnecting. The bus must dial anew, and what
 // other packages hold — streams from Bus.Stream, KV handles from Bus.KeyValue — must work
 // on the new connection without a restart.
 func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
-	srv := natstest.Run(t, nil)
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, events.StreamWeChat); err != nil {
-		t.Fatal(err)
-	}
+	b := openBus(t)
 	kv, err := b.KeyValue(ctx, bus.BucketCursors)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +33,7 @@ func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	if err := first.Publish(strings.Repeat("x", 5000), nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "first connection closed", first.IsClosed)
+	natstest.Eventually(t, 5*time.Second, first.IsClosed, "first connection closed")
 	if first.LastError() == nil || !strings.Contains(strings.ToLower(first.LastError().Error()), "maximum control line") {
 		t.Fatalf("connection closed for another reason: %v", first.LastError())
 	}
@@ -65,7 +45,7 @@ func TestBusRedialsAfterServerClosedTheConnection(t *testing.T) {
 	if bus.Conn(b) == first {
 		t.Fatal("Conn still returns the closed connection")
 	}
-	eventually(t, 10*time.Second, "bus ready again", func() bool { return b.Ready(ctx) == nil })
+	natstest.Eventually(t, 10*time.Second, func() bool { return b.Ready(ctx) == nil }, "bus ready again")
 	if since := b.UnusableSince(); !since.IsZero() {
 		t.Fatalf("UnusableSince = %v on a connected bus", since)
 	}
@@ -103,7 +83,7 @@ func TestBusUnusableSinceFollowsTheServer(t *testing.T) {
 	port := srv.Addr().(*net.TCPAddr).Port
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	eventually(t, 5*time.Second, "readiness fails", func() bool { return b.Ready(ctx) != nil })
+	natstest.Eventually(t, 5*time.Second, func() bool { return b.Ready(ctx) != nil }, "readiness fails")
 	since := b.UnusableSince()
 	if since.IsZero() || since.Before(before) {
 		t.Fatalf("UnusableSince = %v, want after %v", since, before)
@@ -116,5 +96,5 @@ func TestBusUnusableSinceFollowsTheServer(t *testing.T) {
 	o2 := *opts
 	o2.Port = port
 	natstest.Run(t, &o2)
-	eventually(t, 10*time.Second, "usable again", func() bool { return b.UnusableSince().IsZero() && b.Ready(ctx) == nil })
+	natstest.Eventually(t, 10*time.Second, func() bool { return b.UnusableSince().IsZero() && b.Ready(ctx) == nil }, "usable again")
 }
