@@ -65,6 +65,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -105,15 +106,9 @@ type Config struct {
 const DefaultWindow = 5 * time.Minute
 
 func (c *Config) setDefaults() {
-	if c.MaxBody <= 0 {
-		c.MaxBody = 1 << 20
-	}
-	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = 4 * time.Second
-	}
-	if c.IPRefresh <= 0 {
-		c.IPRefresh = time.Hour
-	}
+	c.MaxBody = config.PositiveOr(c.MaxBody, 1<<20)
+	c.PublishTimeout = config.PositiveOr(c.PublishTimeout, 4*time.Second)
+	c.IPRefresh = config.PositiveOr(c.IPRefresh, time.Hour)
 	if c.ClientIP == nil {
 		c.ClientIP = peerIP
 	}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kefu-io/kefu/internal/bus"
+	"github.com/kefu-io/kefu/internal/config"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/pkg/events"
 )
@@ -47,24 +48,11 @@ const DefaultTucaoRescanWindow = 7 * 24 * time.Hour
 const maxPendingHints = 64
 
 func (c *TucaoConfig) setDefaults() {
-	if c.Interval <= 0 {
-		c.Interval = time.Minute
-	}
-	if c.RescanWindow <= 0 {
-		c.RescanWindow = DefaultTucaoRescanWindow
-	}
-	if c.MaxPagesPerPoll <= 0 {
-		c.MaxPagesPerPoll = 20
-	}
-	if c.MaxHintsPerPoll <= 0 {
-		c.MaxHintsPerPoll = 5
-	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 3 * c.Interval
-		if c.LeaseTTL < 30*time.Second {
-			c.LeaseTTL = 30 * time.Second
-		}
-	}
+	c.Interval = config.PositiveOr(c.Interval, time.Minute)
+	c.RescanWindow = config.PositiveOr(c.RescanWindow, DefaultTucaoRescanWindow)
+	c.MaxPagesPerPoll = config.PositiveOr(c.MaxPagesPerPoll, 20)
+	c.MaxHintsPerPoll = config.PositiveOr(c.MaxHintsPerPoll, 5)
+	c.LeaseTTL = config.PositiveOr(c.LeaseTTL, max(3*c.Interval, 30*time.Second))
 }
 
 // PostLister is the part of the Tucao client the poller uses.
