@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -42,15 +40,7 @@ type signedCallback struct {
 }
 
 func benchmarkHandler(b *testing.B, mode wechat.Mode) {
-	srv := natstest.Run(b, nil)
-	bs, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(bs.Close)
-	if err := bs.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
-		b.Fatal(err)
-	}
+	bs, _ := bustest.Open(b, duplicateWindow(dupWindow), bustest.Streams(events.StreamWeChat))
 	// Plain mode is an account without the key (and with the replay
 	// guard); safe mode one with it.
 	key := aesKey

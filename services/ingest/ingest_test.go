@@ -25,6 +25,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -63,20 +64,19 @@ type setup struct {
 // five-minute callback window.
 const dupWindow = 2*ingest.DefaultWindow + time.Minute
 
+// duplicateWindow opens the test's bus with the given JetStream duplicate
+// window, which ingest checks its callback window against.
+func duplicateWindow(d time.Duration) bustest.Option {
+	return bustest.Config(func(c *bus.Config) { c.DuplicateWindow = d })
+}
+
 func newHarness(t *testing.T, opts setup) *harness {
 	t.Helper()
 	srv := opts.srv
 	if srv == nil {
 		srv = natstest.Run(t, opts.nats)
 	}
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
-		t.Fatal(err)
-	}
+	b, _ := bustest.Open(t, bustest.Server(srv), duplicateWindow(dupWindow), bustest.Streams(events.StreamWeChat))
 	key := aesKey
 	if opts.plainMode {
 		key = ""
@@ -400,17 +400,11 @@ func TestNATSDownAnswers503AndRecoversWithoutRestart(t *testing.T) {
 	httpapitest.CheckRetryAfter(t, resp.Header)
 
 	restarted := natstest.Run(t, opts) // same port, same store
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	natstest.Eventually(t, 15*time.Second, func() bool {
 		resp = h.post(wechat.ModeSafe, []byte(kfSwitch))
-		if readBody(t, resp); resp.StatusCode == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ingest did not recover: %d", resp.StatusCode)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		readBody(t, resp)
+		return resp.StatusCode == 200
+	}, "ingest recovering once NATS is back: a callback answered 200")
 	_, js := natstest.Connect(t, restarted)
 	s, _ := js.Stream(context.Background(), events.StreamWeChat)
 	info, _ := s.Info(context.Background())
@@ -440,13 +434,7 @@ func (h *holdAll) HoldTransfer(_ context.Context, openid, content string) bool {
 }
 
 func TestAGateCanHoldATransfer(t *testing.T) {
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.EnsureStreams(context.Background(), events.StreamWeChat)
+	b, _ := bustest.Open(t, duplicateWindow(dupWindow), bustest.Streams(events.StreamWeChat))
 	gate := &holdAll{}
 	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, Transfer: true}, ingest.Deps{Publisher: b, Gate: gate})
 	if err != nil {

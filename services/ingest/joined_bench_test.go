@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kefu-io/kefu/internal/bus"
-	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -40,15 +39,7 @@ func BenchmarkTransferJoin(b *testing.B) {
 }
 
 func benchmarkTransfer(b *testing.B, transfer bool) {
-	srv := natstest.Run(b, nil)
-	bs, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: dupWindow})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(bs.Close)
-	if err := bs.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
-		b.Fatal(err)
-	}
+	bs, _ := bustest.Open(b, duplicateWindow(dupWindow), bustest.Streams(events.StreamWeChat))
 	svc, err := ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: aesKey, Transfer: transfer}, ingest.Deps{Publisher: bs})
 	if err != nil {
 		b.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/httpedge"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/internal/wechat/wechattest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -181,13 +182,8 @@ func TestAReplayInsideTheWindowIsADuplicate(t *testing.T) {
 // The window must stay below half the de-duplication window; New refuses
 // a configuration that would let a replay through as a new event.
 func TestWindowMustStayBelowHalfTheDuplicateWindow(t *testing.T) {
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}, DuplicateWindow: 5 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	_, err = ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: aesKey, Window: 3 * time.Minute}, ingest.Deps{Publisher: b})
+	b, _ := bustest.Open(t, duplicateWindow(5*time.Minute))
+	_, err := ingest.New(ingest.Config{AppID: appID, Token: token, AESKey: aesKey, Window: 3 * time.Minute}, ingest.Deps{Publisher: b})
 	if err == nil || !strings.Contains(err.Error(), "KEFU_WECHAT_CALLBACK_WINDOW") {
 		t.Fatalf("New = %v, want an error naming KEFU_WECHAT_CALLBACK_WINDOW", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/wechat"
 	"github.com/kefu-io/kefu/pkg/events"
 	"github.com/kefu-io/kefu/services/ingest"
@@ -53,14 +54,8 @@ func newStoreForward(t *testing.T, maxBytes int64) *storeForward {
 	opts.LeafNode.Host = "127.0.0.1"
 	opts.LeafNode.Port = freePort(t)
 	hub := natstest.Run(t, opts)
-	hb, err := bus.Open(context.Background(), bus.Config{URLs: []string{hub.ClientURL()}, DuplicateWindow: dupWindow, Name: "ingest-hub"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hb.Close)
-	if err := hb.EnsureStreams(context.Background(), events.StreamWeChat); err != nil {
-		t.Fatal(err)
-	}
+	hb, _ := bustest.Open(t, bustest.Server(hub), duplicateWindow(dupWindow), bustest.Streams(events.StreamWeChat),
+		bustest.Config(func(c *bus.Config) { c.Name = "ingest-hub" }))
 	leafURL, _ := url.Parse(fmt.Sprintf("nats-leaf://127.0.0.1:%d", opts.LeafNode.Port))
 	leaf, err := bus.OpenLeaf(context.Background(), hb, bus.LeafConfig{
 		HubURLs: []*url.URL{leafURL}, Domain: "ingest-test", DataDir: t.TempDir(), MaxBytes: maxBytes,
@@ -80,23 +75,22 @@ func newStoreForward(t *testing.T, maxBytes int64) *storeForward {
 // leaf connection.
 func (sf *storeForward) waitSourced(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	natstest.Eventually(t, 60*time.Second, func() bool {
 		st, err := sf.leaf.State(context.Background())
-		if err == nil && st.Connected {
-			if info, err := sf.stream.Info(context.Background()); err == nil {
-				for _, s := range info.Sources {
-					if s.Name == bus.SpoolStream && s.Active >= 0 {
-						return
-					}
-				}
+		if err != nil || !st.Connected {
+			return false
+		}
+		info, err := sf.stream.Info(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, s := range info.Sources {
+			if s.Name == bus.SpoolStream && s.Active >= 0 {
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the hub never sourced the spool")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	}, "the hub sourcing the spool over a live leaf connection")
 }
 
 func textCallback(openid string, msgID int) []byte {
@@ -282,12 +276,7 @@ func TestStoreAndForwardKeepsEveryAnsweredCallbackThroughAHubOutage(t *testing.T
 // A full spool answers 503, never "success", so WeChat retries later; a
 // retry of a callback the spool holds is still answered "success".
 func TestFullSpoolAnswers503(t *testing.T) {
-	hub := natstest.Run(t, nil)
-	hb, err := bus.Open(context.Background(), bus.Config{URLs: []string{hub.ClientURL()}, DuplicateWindow: dupWindow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hb.Close)
+	hb, hub := bustest.Open(t, duplicateWindow(dupWindow))
 	// No hub leaf listener there: the cluster stays unreachable.
 	nowhere, _ := url.Parse(fmt.Sprintf("nats-leaf://127.0.0.1:%d", freePort(t)))
 	leaf, err := bus.OpenLeaf(context.Background(), hb, bus.LeafConfig{HubURLs: []*url.URL{nowhere}, Domain: "ingest-full",

@@ -24,6 +24,7 @@ import (
 	"github.com/kefu-io/kefu/internal/bus"
 	"github.com/kefu-io/kefu/internal/httpapi/httpapitest"
 	"github.com/kefu-io/kefu/internal/natstest"
+	"github.com/kefu-io/kefu/internal/natstest/bustest"
 	"github.com/kefu-io/kefu/internal/tucao"
 	"github.com/kefu-io/kefu/internal/tucao/tucaotest"
 	"github.com/kefu-io/kefu/pkg/events"
@@ -41,16 +42,8 @@ type tucaoHarness struct {
 
 func newTucaoHarness(t *testing.T) *tucaoHarness {
 	t.Helper()
-	srv := natstest.Run(t, nil)
-	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, _ := bustest.Open(t, bustest.Streams(events.StreamTucao))
 	ctx := context.Background()
-	if err := b.EnsureStreams(ctx, events.StreamTucao); err != nil {
-		t.Fatal(err)
-	}
 	cursors, _ := b.KeyValue(ctx, bus.BucketCursors)
 	locks, _ := b.KeyValue(ctx, bus.BucketLocks)
 	stream, _ := b.Stream(ctx, events.StreamTucao)
@@ -250,12 +243,12 @@ func TestTucaoWebhookTriggersAPoll(t *testing.T) {
 	defer p.Stop(context.Background())
 	hook := httptest.NewServer(p.WebhookHandler())
 	defer hook.Close()
-	natstest.Eventually(t, 15*time.Second, func() bool { return h.fake.RequestCount() >= 1 }, "condition") // the start-up poll
+	natstest.Eventually(t, 15*time.Second, func() bool { return h.fake.RequestCount() >= 1 }, "the start-up poll's request") // the start-up poll
 	post := h.fake.AddPost(tucaotest.PostInput{Content: "webhook 来的", OpenID: "o-hook"})
 	if err := h.fake.PushWebhook(hook.URL, "post.created", post.ID); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 15*time.Second, func() bool { return len(h.published()[events.SubjectPostCreated]) == 1 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return len(h.published()[events.SubjectPostCreated]) == 1 }, "the webhook's post published")
 
 	for _, bad := range []struct {
 		method, body string
@@ -326,7 +319,7 @@ func newWebhookRig(t *testing.T, secret string) *webhookRig {
 	}
 	t.Cleanup(func() { p.Stop(context.Background()) })
 	gate.allow(1)
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 1 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 1 }, "the start-up poll")
 	if n := len(h.published()[events.SubjectPostCreated]); n != 5 || h.fake.RequestCount() != 1 {
 		t.Fatalf("start-up poll: %d posts published, %d requests; want 5, 1", n, h.fake.RequestCount())
 	}
@@ -470,7 +463,7 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 	if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
 		t.Fatalf("first webhook: %d", code)
 	}
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 2 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 2 }, "a second request at the gate")
 	for i := 1; i < 300; i++ {
 		r.clock.Advance(3 * time.Millisecond) // 300 webhooks inside one second
 		if code := r.push(http.MethodPost, "/tucao/webhook", `{"id":"1","type":"post.created"}`); code != 200 {
@@ -484,7 +477,7 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 		t.Fatalf("kicks: %d polled, %d throttled; want 1, 299", polled, throttled)
 	}
 	r.gate.allow(1)
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "a second poll")
 	if n := r.fake.RequestCount(); n != 2 {
 		t.Fatalf("the fake Tucao saw %d requests after the flood, want 2 (start-up and one poll)", n)
 	}
@@ -500,9 +493,9 @@ func TestTucaoWebhookFloodCostsOnePollPerTenSeconds(t *testing.T) {
 	if polled := r.kicks("polled"); polled != 2 {
 		t.Fatalf("the webhook 10 s later did not ask for a poll (%d polled)", polled)
 	}
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 3 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.gate.arrived() == 3 }, "a third request at the gate")
 	r.gate.allow(1)
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 3 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 3 }, "a third poll")
 	created := r.published()[events.SubjectPostCreated]
 	if len(created) != 6 || created[5].ID != post.ID {
 		t.Fatalf("%d posts published, want the 5 of the start-up poll and then %s", len(created), post.ID)
@@ -564,7 +557,7 @@ func TestTucaoWebhookTypesCreateNoMetricSeries(t *testing.T) {
 	}
 	// The webhooks themselves publish nothing: only the start-up poll's posts.
 	r.gate.allow(1) // the one poll the first webhook asked for
-	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
+	natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "a second poll")
 	if n := len(r.published()[events.SubjectPostCreated]); n != 5 {
 		t.Fatalf("%d posts in the stream, want the 5 of the start-up poll", n)
 	}
@@ -627,7 +620,7 @@ func TestTucaoWebhookRefusalsTriggerNothing(t *testing.T) {
 				t.Fatalf("kicks: %d polled, %d throttled; want 1, 0", polled, throttled)
 			}
 			r.gate.allow(1)
-			natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "condition")
+			natstest.Eventually(t, 15*time.Second, func() bool { return r.polls() == 2 }, "a second poll")
 			created := r.published()[events.SubjectPostCreated]
 			if len(created) != 6 || created[5].ID != post.ID {
 				t.Fatalf("%d posts published, want the start-up poll's 5 and then the sentinel", len(created))
