@@ -123,12 +123,14 @@ func TestTucaoPollerPublishesNewPostsAndResumesAfterRestart(t *testing.T) {
 
 func TestTucaoPollerPublishesChangedPostsAsUpdated(t *testing.T) {
 	h := newTucaoHarness(t)
+	clock := tucao.NewFakeClock(time.Now()) // the fake Tucao's, which stamps posts and replies
+	h.fake.SetClock(clock)
 	post := h.fake.AddPost(tucaotest.PostInput{Content: "页面打不开", OpenID: "o-1"})
 	p := h.poller("a", 3)
 	if _, err := p.PollOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // updated_at has one-second resolution
+	clock.Advance(1100 * time.Millisecond) // updated_at has one-second resolution
 	if _, err := h.fake.AddReply(post.ID, "已修复，谢谢"); err != nil {
 		t.Fatal(err)
 	}
