@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/kefu-io/kefu/internal/natstest"
 	"github.com/kefu-io/kefu/internal/wechat"
 )
 
@@ -117,7 +119,12 @@ func (b *blockingKfList) GetKfList(ctx context.Context) ([]wechat.KfInfo, error)
 
 func TestNicknamesCallersDuringTheFirstFetchWaitForIt(t *testing.T) {
 	stub := &blockingKfList{kfListStub: kfListStub{list: []wechat.KfInfo{{KfAccount: "wang@gh", KfNick: "小王"}}}, release: make(chan struct{})}
-	names := newNicknames(stub, 10*time.Minute, time.Now, zap.NewNop())
+	// A caller reads the clock when it looks at the cache: the one that
+	// fetches twice (before and after taking the fetch), each other once
+	// before it waits. The fetch is held until all of them have looked.
+	var looked atomic.Int32
+	now := func() time.Time { looked.Add(1); return time.Now() }
+	names := newNicknames(stub, 10*time.Minute, now, zap.NewNop())
 	var wg sync.WaitGroup
 	got := make([]string, 8)
 	for i := range got {
@@ -127,7 +134,8 @@ func TestNicknamesCallersDuringTheFirstFetchWaitForIt(t *testing.T) {
 			got[i] = names.Lookup(context.Background(), "wang@gh")
 		}()
 	}
-	time.Sleep(20 * time.Millisecond) // let them all arrive during the fetch
+	natstest.Eventually(t, 10*time.Second, func() bool { return looked.Load() >= int32(len(got)+1) },
+		"all %d callers at the empty cache during the fetch", len(got))
 	close(stub.release)
 	wg.Wait()
 	for i, g := range got {
