@@ -99,7 +99,9 @@ func TestConsumerThatCannotConsumeFailsReadiness(t *testing.T) {
 	if err := bus.JetStream(b).DeleteStream(ctx, events.StreamWeChat); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 15*time.Second, func() bool {
+	// The server may tell the pulls their consumer is gone, or drop them
+	// without a word: then two missed heartbeats (10 s) tell.
+	natstest.Eventually(t, 30*time.Second, func() bool {
 		err := b.Ready(ctx)
 		return err != nil && strings.Contains(err.Error(), "consumer stalled not consuming")
 	}, "readiness to fail naming the consumer")

@@ -155,6 +155,9 @@ func (s *Subscription) consumeLocked(cons jetstream.Consumer) error {
 	for range s.spec.Concurrency {
 		cc, err := cons.Consume(s.receive,
 			jetstream.PullMaxMessages(s.spec.MaxAckPending),
+			// Heartbeats missed for twice this are what tells a pull that
+			// its consumer went away without a word (its stream deleted).
+			jetstream.PullHeartbeat(consumeHeartbeat),
 			jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) { s.consumeError(c, err) }))
 		if err != nil {
 			stop(ccs)
@@ -183,10 +186,14 @@ func stop(ccs []jetstream.ConsumeContext) {
 	}
 }
 
+// consumeHeartbeat is the idle heartbeat a pull asks the server for.
+const consumeHeartbeat = 5 * time.Second
+
 // consumeError is told of what goes wrong while consuming. Most of it
-// heals by itself (a missed heartbeat, a leader change: Consume pulls
-// again); a consumer deleted under it ends the Consume, so it is created
-// and started again.
+// heals by itself (a leader change, a reconnect: Consume pulls again); a
+// consumer deleted under it ends the Consume, so it is created and started
+// again. Missed heartbeats may mean the consumer went away unannounced
+// (its stream was deleted), so they are followed by a look at it.
 func (s *Subscription) consumeError(cc jetstream.ConsumeContext, err error) {
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrBadRequest):
@@ -194,8 +201,28 @@ func (s *Subscription) consumeError(cc jetstream.ConsumeContext, err error) {
 		s.restart(cc, err)
 	case errors.Is(err, jetstream.ErrConnectionClosed):
 		// The bus redials and OnRedial restarts.
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closing {
+			s.wg.Add(1) // under s.mu, before Close can set closing and wait
+			go s.lookAtConsumer(cc, err)
+		}
 	default:
 		s.log.Debug("consume", zap.Error(err))
+	}
+}
+
+// lookAtConsumer restarts the subscription if its consumer or stream is
+// gone; any other answer (a timeout while NATS is away) leaves it be.
+func (s *Subscription) lookAtConsumer(cc jetstream.ConsumeContext, cause error) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+	defer cancel()
+	_, err := s.b.ConsumerInfo(ctx, s.spec.Stream, s.spec.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		s.log.Error("consumer gone from the server; creating it again", zap.Error(err), zap.NamedError("noticed", cause))
+		s.restart(cc, err)
 	}
 }
 
