@@ -100,8 +100,12 @@ func TestNoPublicRequestCreatesAMetricSeries(t *testing.T) {
 	t.Cleanup(tucao.Close)
 	r := startAll(t, map[string]string{
 		"KEFU_TUCAO_PRODUCT_ID": tucao.ProductID(), "KEFU_TUCAO_SECRET": tucao.Secret(), "KEFU_TUCAO_API_BASE": tucao.URL(),
-		"KEFU_TUCAO_POLL_INTERVAL": "1h", "KEFU_TRUSTED_PROXIES": "127.0.0.1/32", "KEFU_PUBLIC_RATE_LIMIT": "5",
-		"KEFU_WECHAT_TRANSFER": "false", "KEFU_PUBLIC_URL": "https://kefu.example.com",
+		"KEFU_TUCAO_POLL_INTERVAL": "1h", "KEFU_TRUSTED_PROXIES": "127.0.0.1/32",
+		// One request in five seconds (a burst of two) per client: the one
+		// client that sends a tenth of the campaign is stopped however slowly a
+		// loaded machine sends it.
+		"KEFU_PUBLIC_RATE_LIMIT": "0.2",
+		"KEFU_WECHAT_TRANSFER":   "false", "KEFU_PUBLIC_URL": "https://kefu.example.com",
 	})
 	codec, err := wechat.NewCodec(edgeToken, edgeAppID, edgeAESKey)
 	if err != nil {
