@@ -39,25 +39,37 @@
 //
 // Push was then measured against pull (consume_bench_test.go: embedded
 // server, 1 KB payloads, a handler doing nothing, Concurrency 4,
-// MaxAckPending 16; a 2-core machine shared with other work, so runs vary
-// by a factor of three). Pull was not slower and needs no connection per
-// consumer: `kefu all` (as `kefu demo` runs it) held 9 NATS connections —
-// the bus's and one per consumer — and holds 1. Throughput of 20 000
-// stored messages consumed and acknowledged, push Subscribe (before) and
-// pull Subscribe (after) run in turn seven times: push 13 400–33 800
-// msgs/s (median 28 100), pull 13 500–41 900 (median 19 900); the ratio
-// pull/push of each pair 0.48–1.35, median 1.11 — the spread is the
-// machine's, not the method's. Latency from publish to handler, one
-// message at a time: p50 80 µs push, 87 µs pull; p99 0.5 ms push, 1.3 ms
-// pull (medians of seven runs; both ranged 0.3–2.8 ms). 29 allocations
-// per message against 26. A first version that handed each message to a
-// handler goroutine and pulled MaxAckPending/Concurrency at a time was a
-// third slower than push; Concurrency pulls of MaxAckPending each, handling
-// in the Consume's own goroutine, is what the numbers above measure.
+// MaxAckPending 16, 20 000 stored messages consumed and acknowledged; push
+// Subscribe built at the commit before the move, pull Subscribe after, run
+// in turn). `kefu all` (as `kefu demo` runs it) held 9 NATS connections —
+// the bus's and one per consumer — and holds 1.
+//
+// On the 2-core machine at rest (load 1.2–1.8), fifteen pairs: push
+// 46 400–68 900 msgs/s (median 58 600), pull 35 800–63 600 (median
+// 48 300), the ratio pull/push of each pair 0.55–1.35, median 0.84.
+// The plainest use of Consume, without kefu's bookkeeping
+// (BenchmarkConsumeThroughputPull), did the same as pull Subscribe in the
+// same binary (medians 52 000 and 51 500 msgs/s, eight pairs): the cost is
+// pull's request and answer, not kefu's code. Latency from publish to
+// handler, one message at a time: p50 77 µs push, 75 µs pull; p99 290 µs
+// and 304 µs. With other work on the machine (load 8–13) the spread
+// between runs hid any difference (paired median 1.11, range 0.48–1.35).
+//
+// So a consumer doing nothing moves about a sixth fewer messages a second
+// with pull; kefu's handlers do real work (a WeChat call, a database
+// write, a KV compare-and-set: 0.3 ms and up, against 20 µs here), and the
+// notifier's benchmark, which runs them, shows no difference in time per
+// notification. Pull is kept for what it gives: one connection per
+// process instead of one per consumer, and pause, redial and a consumer
+// deleted on the server handled on the connection the bus already
+// follows. A first version that handed each message to a handler goroutine
+// and pulled MaxAckPending/Concurrency at a time was a third slower;
+// Concurrency pulls of MaxAckPending each, handling in the Consume's own
+// goroutine, is what is measured above.
 //
 // To measure again: `go test -run '^$' -bench 'Consume' -benchtime 20000x
-// ./internal/bus/` (BenchmarkConsumeThroughputPull is the plainest use of
-// Consume, without kefu's bookkeeping: an upper bound).
+// ./internal/bus/`; the push numbers need the commit before the move
+// (BenchmarkConsumeThroughputPush).
 //
 // What the push subscriptions did, the pulls keep: a paused consumer
 // drains its Consumes (what they hold is handed back) and the server keeps
