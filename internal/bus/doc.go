@@ -44,28 +44,32 @@
 // in turn). `kefu all` (as `kefu demo` runs it) held 9 NATS connections —
 // the bus's and one per consumer — and holds 1.
 //
-// On the 2-core machine at rest (load 1.2–1.8), fifteen pairs: push
-// 46 400–68 900 msgs/s (median 58 600), pull 35 800–63 600 (median
-// 48 300), the ratio pull/push of each pair 0.55–1.35, median 0.84.
-// The plainest use of Consume, without kefu's bookkeeping
-// (BenchmarkConsumeThroughputPull), did the same as pull Subscribe in the
-// same binary (medians 52 000 and 51 500 msgs/s, eight pairs): the cost is
-// pull's request and answer, not kefu's code. Latency from publish to
-// handler, one message at a time: p50 77 µs push, 75 µs pull; p99 290 µs
-// and 304 µs. With other work on the machine (load 8–13) the spread
-// between runs hid any difference (paired median 1.11, range 0.48–1.35).
+// On the 2-core machine at rest (load 1.1–1.9), with pull requests sized
+// to MaxAckPending, fifteen pairs: push 46 400–68 900 msgs/s (median
+// 58 600), pull 35 800–63 600 (median 48 300), the ratio pull/push of each
+// pair 0.55–1.35, median 0.84. The plainest use of Consume, without
+// kefu's bookkeeping (BenchmarkConsumeThroughputPull), did the same as
+// pull Subscribe in the same binary (medians 52 000 and 51 500 msgs/s):
+// the cost was pull's requests, not kefu's code. Each pull now asks for
+// pullBatch (8) × MaxAckPending — the server still has no more than
+// MaxAckPending unacknowledged — so it sends a request every few dozen
+// messages instead of every few; ten pairs: push 48 500–67 300 msgs/s
+// (median 60 500), pull 34 600–64 300 (median 56 600), ratio 0.55–1.23,
+// median 0.94, and the process's CPU time for a run the same as push.
+// Latency from publish to handler, one message at a time: p50 71 µs push,
+// 65 µs pull; p99 291 µs and 285 µs. With other work on the machine (load
+// 8–13) the spread between runs hid any difference (seven pairs, ratio
+// 0.48–1.35, median 1.11).
 //
-// So a consumer doing nothing moves about a sixth fewer messages a second
-// with pull; kefu's handlers do real work (a WeChat call, a database
-// write, a KV compare-and-set: 0.3 ms and up, against 20 µs here), and the
-// notifier's benchmark, which runs them, shows no difference in time per
-// notification. Pull is kept for what it gives: one connection per
-// process instead of one per consumer, and pause, redial and a consumer
-// deleted on the server handled on the connection the bus already
-// follows. A first version that handed each message to a handler goroutine
-// and pulled MaxAckPending/Concurrency at a time was a third slower;
-// Concurrency pulls of MaxAckPending each, handling in the Consume's own
-// goroutine, is what is measured above.
+// The notifier's benchmark, whose handlers do real work (a WeChat call,
+// KV compare-and-sets, an outcome event), against the commit before this
+// round, twelve pairs at rest: CPU per notification 0.97 of before,
+// notifications a second 1.03. Pull is kept for what it gives: one
+// connection per process instead of one per consumer, and pause, redial
+// and a consumer deleted on the server handled on the connection the bus
+// already follows. A first version that handed each message to a handler
+// goroutine and pulled MaxAckPending/Concurrency at a time was a third
+// slower than push.
 //
 // To measure again: `go test -run '^$' -bench 'Consume' -benchtime 20000x
 // ./internal/bus/`; the push numbers need the commit before the move

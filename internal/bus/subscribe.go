@@ -147,14 +147,16 @@ func (s *Subscription) consumeLocked(cons jetstream.Consumer) error {
 			return err
 		}
 	}
-	// Each pull asks for up to MaxAckPending messages: the server never
-	// has more than that unacknowledged, and it hands them out to the
-	// waiting pulls in turn, one message each. Smaller batches would cost
-	// a pull request every few messages.
+	// Each pull asks for up to pullBatch × MaxAckPending messages. The
+	// server never has more than MaxAckPending unacknowledged, whatever
+	// the pulls ask for, and hands them out to the waiting pulls in turn,
+	// one message each; so a large batch holds no more messages, it only
+	// means fewer pull requests (one per half batch), which costs less
+	// than pull requests sized to MaxAckPending (measured in doc.go).
 	ccs := make([]jetstream.ConsumeContext, 0, s.spec.Concurrency)
 	for range s.spec.Concurrency {
 		cc, err := cons.Consume(s.receive,
-			jetstream.PullMaxMessages(s.spec.MaxAckPending),
+			jetstream.PullMaxMessages(pullBatch*s.spec.MaxAckPending),
 			// Heartbeats missed for twice this are what tells a pull that
 			// its consumer went away without a word (its stream deleted).
 			jetstream.PullHeartbeat(consumeHeartbeat),
@@ -188,6 +190,9 @@ func stop(ccs []jetstream.ConsumeContext) {
 
 // consumeHeartbeat is the idle heartbeat a pull asks the server for.
 const consumeHeartbeat = 5 * time.Second
+
+// pullBatch is how many times MaxAckPending one pull request asks for.
+const pullBatch = 8
 
 // consumeError is told of what goes wrong while consuming. Most of it
 // heals by itself (a leader change, a reconnect: Consume pulls again); a
