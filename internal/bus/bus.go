@@ -105,7 +105,7 @@ type Bus struct {
 	mu        sync.Mutex
 	closing   bool
 	downSince time.Time // zero while the bus is usable
-	onRedial  []func()
+	onRedial  []*func()
 	stalled   map[string]error // durable → why its Consume is down
 	redials   atomic.Int64
 	stop      chan struct{} // closed by Drain and Close: ends a redial loop

@@ -53,8 +53,14 @@ func TestConsumerConsumesAgainAfterTheBusRedials(t *testing.T) {
 	if got := counterValue(t, reg, "kefu_consumer_redials_total", "redial-test"); got != 1 {
 		t.Errorf("kefu_consumer_redials_total = %v, want 1", got)
 	}
+	if n := bus.RedialHooks(b); n != 1 {
+		t.Errorf("%d redial hooks with one subscription", n)
+	}
 	if err := sub.Close(); err != nil {
 		t.Fatalf("close after a redial: %v", err)
+	}
+	if n := bus.RedialHooks(b); n != 0 {
+		t.Errorf("%d redial hooks kept after the subscription closed", n)
 	}
 }
 

@@ -11,3 +11,10 @@ func JetStream(b *Bus) jetstream.JetStream { return b.js() }
 
 // Conn is b's current connection.
 func Conn(b *Bus) *nats.Conn { return b.conn() }
+
+// RedialHooks is how many OnRedial hooks b keeps.
+func RedialHooks(b *Bus) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.onRedial)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,11 +14,18 @@ import (
 
 // OnRedial registers f to run after each redial, once the new connection
 // is in place: what is bound to a connection (a subscription, a KV watcher)
-// is re-opened there. f must not block.
-func (b *Bus) OnRedial(f func()) {
+// is re-opened there. f must not block. remove unregisters it (a closed
+// subscription's, say), so the bus does not keep it for ever.
+func (b *Bus) OnRedial(f func()) (remove func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.onRedial = append(b.onRedial, f)
+	h := &f
+	b.onRedial = append(b.onRedial, h)
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.onRedial = slices.DeleteFunc(b.onRedial, func(x *func()) bool { return x == h })
+	}
 }
 
 // stall records that durable's Consume has ended and cannot be started
@@ -134,7 +142,10 @@ func (b *Bus) redial(old *generation) {
 			}
 			b.gen.Store(&generation{nc: nc, js: js, n: old.n + 1})
 			b.redials.Add(1)
-			hooks := append([]func(){}, b.onRedial...)
+			hooks := make([]func(), 0, len(b.onRedial))
+			for _, h := range b.onRedial {
+				hooks = append(hooks, *h)
+			}
 			b.mu.Unlock()
 			b.markUp(nc)
 			for _, f := range hooks {

@@ -36,6 +36,9 @@ type Subscription struct {
 	closing  bool
 	pauseErr error // why the subscription is paused; nil when it is not
 
+	// unhook stops following the bus's redials.
+	unhook func()
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -54,6 +57,7 @@ func (s *Subscription) Close() error {
 		ccs := s.ccs
 		s.ccs = nil
 		s.mu.Unlock()
+		s.unhook()
 		s.b.unstall(s.spec.Durable)
 		drained := make(chan struct{})
 		go func() {
@@ -89,9 +93,9 @@ func (s *Subscription) Paused() error {
 // its messages until ctx ends or the subscription is closed.
 //
 // It consumes on the bus's own connection with Concurrency pulls of the
-// jetstream API's Consume, each handling its messages one at a time. Pausing stops them, so the server
-// keeps what is published meanwhile; a redial of the bus's connection
-// starts them again on the new one.
+// jetstream API's Consume, each handling its messages one at a time.
+// Pausing stops them, so the server keeps what is published meanwhile; a
+// redial of the bus's connection starts them again on the new one.
 func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) (*Subscription, error) {
 	if spec.MaxBackoff <= 0 {
 		spec.MaxBackoff = b.cfg.RetryMaxBackoff // KEFU_RETRY_MAX_BACKOFF for every consumer
@@ -125,7 +129,7 @@ func (b *Bus) Subscribe(ctx context.Context, spec ConsumerSpec, handle Handler) 
 	}
 	// A redial of the bus's connection ends the Consume bound to the old
 	// one; start it again on the new one.
-	b.OnRedial(func() { s.restart(nil, errors.New("nats connection replaced")) })
+	s.unhook = b.OnRedial(func() { s.restart(nil, errors.New("nats connection replaced")) })
 	// The caller's context ending closes the subscription, as Close does.
 	s.wg.Add(1)
 	go func() {
